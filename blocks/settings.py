@@ -1,0 +1,222 @@
+"""Project settings: environment (``HSF_`` prefix, ``__`` for nesting) over an optional TOML file.
+
+The TOML file is ``hsf.toml`` in the working directory, or the path in ``HSF_CONFIG``. Example::
+
+    [lab]
+    nodes = ["nodea", "nodeb"]
+    memory_mib = 768
+
+    HSF_LAB__MEMORY_MIB=1024 python -m flows.lab up
+
+Bad values fail with one line per problem naming the setting (see :func:`describe_validation_error`).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+HOSTNAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,30}$")
+EMBEDDED = "embedded"
+
+
+def _check_hostname(value: str) -> str:
+    if not HOSTNAME_RE.match(value):
+        raise ValueError(f"{value!r} is not a valid node name (lowercase letters, digits, '-'; starts with a letter)")
+    return value
+
+
+class LabSettings(BaseModel):
+    """The embedded lab: VMs on a private libvirt inside a network namespace of its own."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(
+        "hsf",
+        pattern=r"^[a-z][a-z0-9]{0,7}$",
+        description="Lab name: prefix of every libvirt object, namespace and bridge the lab creates.",
+    )
+    nodes: tuple[str, ...] = Field(
+        ("nodea", "nodeb"),
+        min_length=1,
+        max_length=8,
+        description="Guest hostnames, in order; the first gets the lowest address.",
+    )
+    memory_mib: int = Field(512, ge=256, le=65536, description="Memory per VM in MiB.")
+    vcpus: int = Field(1, ge=1, le=16, description="Virtual CPUs per VM.")
+    data_disk_gib: int = Field(1, ge=1, le=1024, description="Size of each VM's extra (DRBD backing) disk.")
+    libvirt_uri: str = Field(
+        EMBEDDED,
+        description=(
+            "'embedded' starts a private libvirtd inside the lab's own network namespace (or reuses one "
+            "already answering on qemu:///system); any other value is a libvirt URI used as it is."
+        ),
+    )
+    subnet: ipaddress.IPv4Network = Field(
+        ipaddress.IPv4Network("10.77.0.0/24"),
+        description="Isolated lab network (no forwarding); .1 is the bridge, nodes start at .11.",
+    )
+    accel: Literal["auto", "kvm", "tcg"] = Field(
+        "auto", description="'auto' uses KVM only when a probe boot proves it works, else TCG."
+    )
+    tcg_tb_cache_mib: int = Field(
+        128, ge=32, le=2048, description="TCG translation cache per VM; halves qemu's memory vs the default."
+    )
+    image_cache_dir: Path = Field(
+        Path("/var/cache/ha-storage-flows/images"),
+        description="Built guest images, one directory per recipe hash (kept across labs).",
+    )
+    state_dir: Path = Field(
+        Path("/var/lib/ha-storage-flows/lab"),
+        description="Per-lab files: disks, keys, known_hosts, console logs (removed by 'down').",
+    )
+    boot_timeout_s: float = Field(600.0, gt=0, description="How long to wait for every VM to answer SSH.")
+
+    @field_validator("nodes")
+    @classmethod
+    def _valid_nodes(cls, nodes: tuple[str, ...]) -> tuple[str, ...]:
+        for node in nodes:
+            _check_hostname(node)
+        duplicates = sorted({n for n in nodes if nodes.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"duplicate node names: {', '.join(duplicates)}")
+        return nodes
+
+    @field_validator("subnet")
+    @classmethod
+    def _room_for_nodes(cls, subnet: ipaddress.IPv4Network) -> ipaddress.IPv4Network:
+        if subnet.prefixlen > 26:
+            raise ValueError(f"{subnet} is too small: use a /26 or larger")
+        return subnet
+
+    @field_validator("libvirt_uri")
+    @classmethod
+    def _uri_shape(cls, uri: str) -> str:
+        if uri != EMBEDDED and "://" not in uri:
+            raise ValueError(f"{uri!r} is neither 'embedded' nor a libvirt URI such as qemu:///system")
+        return uri
+
+    @property
+    def embedded(self) -> bool:
+        return self.libvirt_uri == EMBEDDED
+
+    @property
+    def bridge_address(self) -> ipaddress.IPv4Address:
+        return self.subnet.network_address + 1
+
+    def address_of(self, node: str) -> ipaddress.IPv4Address:
+        return self.subnet.network_address + 11 + self.index_of(node)
+
+    def index_of(self, node: str) -> int:
+        try:
+            return self.nodes.index(node)
+        except ValueError:
+            raise UnknownNodeError(node, self.nodes) from None
+
+
+class InventoryHost(BaseModel):
+    """A real host of the user's cluster, reached over SSH."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(description="The host's hostname (DRBD and OCFS2 match nodes by it).")
+    address: str = Field(description="Address the flows connect to over SSH (and replicate on).")
+    port: int = Field(22, ge=1, le=65535, description="SSH port.")
+    user: str = Field("root", description="SSH user; storage steps need root.")
+    key_file: Path | None = Field(None, description="SSH private key; None uses the agent / default keys.")
+    known_hosts: Path | None = Field(None, description="Pinned known_hosts file; None uses ~/.ssh/known_hosts.")
+
+    @field_validator("name")
+    @classmethod
+    def _valid_name(cls, name: str) -> str:
+        return _check_hostname(name)
+
+
+class Settings(BaseSettings):
+    """Everything the flows read from the environment or ``hsf.toml``."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="HSF_", env_nested_delimiter="__", extra="forbid", frozen=True, validate_default=True
+    )
+
+    target: Literal["lab", "inventory"] = Field(
+        "lab", description="Run against the embedded lab, or against the hosts listed in 'inventory'."
+    )
+    lab: LabSettings = Field(default_factory=LabSettings, description="The embedded lab.")
+    inventory: tuple[InventoryHost, ...] = Field((), description="Real hosts, used when target = 'inventory'.")
+    primary_node: str | None = Field(
+        None, description="Node that starts as DRBD primary; default: the first node."
+    )
+    dry_run: bool = Field(False, description="Log every command that would change a host, run none of them.")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Settings:
+        if self.target == "inventory" and len(self.inventory) < 1:
+            raise ValueError("target is 'inventory' but no inventory hosts are listed")
+        names = [h.name for h in self.inventory]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"inventory: duplicate host names: {', '.join(duplicates)}")
+        if self.primary_node is not None and self.primary_node not in self.node_names:
+            raise UnknownNodeError(self.primary_node, self.node_names, setting="primary_node")
+        return self
+
+    @property
+    def node_names(self) -> tuple[str, ...]:
+        return self.lab.nodes if self.target == "lab" else tuple(h.name for h in self.inventory)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        toml_file = Path(os.environ.get("HSF_CONFIG", "hsf.toml"))
+        return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls, toml_file=toml_file))
+
+
+class UnknownNodeError(ValueError):
+    """A node name that is not part of the configured cluster."""
+
+    def __init__(self, node: str, known: tuple[str, ...], setting: str | None = None) -> None:
+        where = f"{setting}: " if setting else ""
+        super().__init__(f"{where}unknown node {node!r} (known: {', '.join(known) or 'none'})")
+
+
+class SettingsError(Exception):
+    """Settings failed validation; the message has one line per problem."""
+
+
+def describe_validation_error(exc: ValidationError) -> str:
+    """One line per problem: the setting's dotted name, the environment variable, what is wrong."""
+    lines = []
+    for error in exc.errors():
+        loc = ".".join(str(part) for part in error["loc"])
+        env_name = "HSF_" + "__".join(str(p).upper() for p in error["loc"]) if error["loc"] else ""
+        message = error["msg"].removeprefix("Value error, ")
+        got = f" (got {error['input']!r})" if error["type"] not in {"value_error", "missing"} else ""
+        where = f"setting {loc} [{env_name}]: " if loc else "settings: "
+        lines.append(f"{where}{message}{got}")
+    return "\n".join(lines)
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Settings from init overrides, environment and TOML; raise :class:`SettingsError` if invalid."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        raise SettingsError(describe_validation_error(exc)) from None

@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Install the Debian packages the lab and the tests need on the host, idempotently (Debian 12, root).
+# Package postinst scripts must not start daemons here: libvirtd in the host namespace would bring up
+# libvirt's NAT "default" network on the host. A temporary policy-rc.d forbids every service start.
+set -euo pipefail
+
+packages=(
+  # guest image build
+  mmdebstrap e2fsprogs zstd
+  # VMs: qemu (TCG or KVM), disk images, BIOS/option ROMs
+  qemu-system-x86 qemu-utils seabios ipxe-qemu
+  # libvirt daemon, run privately inside the lab's network namespace
+  libvirt-daemon-system libvirt-clients dnsmasq-base iptables
+  # libvirt-python build
+  pkg-config libvirt-dev gcc
+  # host tools the executor drives
+  iproute2 openssh-client procps
+)
+
+missing=()
+for pkg in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}\n' "$pkg" 2>/dev/null | grep -q '^install ok installed$' || missing+=("$pkg")
+done
+if [ ${#missing[@]} -eq 0 ]; then
+  echo "host packages: all ${#packages[@]} installed"
+  exit 0
+fi
+
+echo "host packages: installing ${missing[*]}"
+policy=/usr/sbin/policy-rc.d
+own_policy=0
+if [ ! -e "$policy" ]; then
+  printf '#!/bin/sh\nexit 101\n' >"$policy"
+  chmod 755 "$policy"
+  own_policy=1
+fi
+cleanup() { [ "$own_policy" = 1 ] && rm -f "$policy"; }
+trap cleanup EXIT
+
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${missing[@]}"

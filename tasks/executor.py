@@ -1,0 +1,414 @@
+"""The one place that starts processes: locally, or on a host over SSH (fabric).
+
+Every command is an argv list. It is quoted once, with ``shlex.join``, only when it crosses the SSH
+boundary. Exit codes are interpreted here and nowhere else:
+
+* a transport failure (paramiko/socket errors, a channel that closed without an exit status, or exit
+  255 from the ``ssh`` client itself) raises :class:`TransportError`, which callers may retry;
+* any other unexpected exit code raises :class:`CommandError` carrying the masked command, the exit
+  code and the tail of stderr;
+* a command that outlives its timeout raises :class:`CommandTimeout`.
+
+Secrets registered with the executor (or passed per call) are replaced by ``******`` in everything
+that is logged or raised. Dry-run mode logs each command and runs nothing, except probes marked
+``read_only`` — plans must be computed from real state even in a dry run.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shlex
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+MASK = "******"
+STDERR_TAIL_LINES = 15
+
+
+class LocalTarget(BaseModel):
+    """This machine."""
+
+    model_config = ConfigDict(frozen=True)
+
+    name: str = Field("localhost", description="Display name used in logs.")
+
+    @property
+    def key(self) -> str:
+        return "local"
+
+
+class SshTarget(BaseModel):
+    """A host reached over SSH with a pinned host key."""
+
+    model_config = ConfigDict(frozen=True)
+
+    name: str = Field(description="Node name (the host's hostname), used in logs and reports.")
+    address: str = Field(description="IP address or DNS name to connect to.")
+    port: int = Field(22, ge=1, le=65535, description="SSH port.")
+    user: str = Field("root", description="Remote user; the storage steps need root.")
+    key_file: Path | None = Field(None, description="Private key; None uses the SSH agent/default keys.")
+    known_hosts: Path | None = Field(
+        None, description="known_hosts file whose keys are the only ones accepted; None uses ~/.ssh/known_hosts."
+    )
+    netns: str | None = Field(
+        None, description="Network namespace the host lives in (the embedded lab); None = this namespace."
+    )
+    connect_timeout_s: float = Field(10.0, gt=0, description="TCP + SSH handshake timeout.")
+
+    @property
+    def key(self) -> str:
+        return f"{self.user}@{self.address}:{self.port}/{self.netns or '-'}"
+
+
+Target = LocalTarget | SshTarget
+LOCAL = LocalTarget()
+
+
+class CommandError(Exception):
+    """A command ran and exited with a code the caller did not expect."""
+
+    def __init__(self, command: str, exit_code: int, stderr_tail: str, target: str) -> None:
+        self.command = command
+        self.exit_code = exit_code
+        self.stderr_tail = stderr_tail
+        self.target = target
+        super().__init__(command, exit_code, stderr_tail, target)
+
+    def __str__(self) -> str:
+        tail = f"\n{self.stderr_tail}" if self.stderr_tail else ""
+        return f"[{self.target}] `{self.command}` exited {self.exit_code}{tail}"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Prefect pickles failed task states; keep the exception picklable with all its fields.
+        return (type(self), (self.command, self.exit_code, self.stderr_tail, self.target))
+
+
+class TransportError(CommandError):
+    """The connection failed, so the command may not have run: retrying can help."""
+
+    def __str__(self) -> str:
+        return f"[{self.target}] SSH transport error running `{self.command}`: {self.stderr_tail}"
+
+
+class CommandTimeout(CommandError):
+    """The command did not finish within its timeout and was stopped."""
+
+    def __str__(self) -> str:
+        return f"[{self.target}] `{self.command}` timed out{': ' + self.stderr_tail if self.stderr_tail else ''}"
+
+
+def is_transport_error(exc: BaseException | None) -> bool:
+    return isinstance(exc, TransportError)
+
+
+class CommandResult(BaseModel):
+    """What a command did."""
+
+    command: str = Field(description="The command as logged (secrets masked).")
+    target: str = Field(description="Where it ran.")
+    exit_code: int
+    stdout: str = ""
+    stderr: str = ""
+    duration_s: float = 0.0
+    dry_run: bool = Field(False, description="True when nothing was run.")
+
+    @property
+    def ok(self) -> bool:
+        return self.exit_code == 0
+
+
+def mask(text: str, secrets: Iterable[str]) -> str:
+    """Replace every secret value in ``text`` (longest first, so overlapping secrets stay hidden)."""
+    for secret in sorted((s for s in secrets if s), key=len, reverse=True):
+        text = text.replace(secret, MASK)
+    return text
+
+
+def tail(text: str, lines: int = STDERR_TAIL_LINES) -> str:
+    return "\n".join(text.strip().splitlines()[-lines:])
+
+
+def _logger() -> logging.Logger | logging.LoggerAdapter[logging.Logger]:
+    try:
+        from prefect.exceptions import MissingContextError
+        from prefect.logging import get_run_logger
+
+        try:
+            return get_run_logger()
+        except MissingContextError:
+            pass
+    except ImportError:  # pragma: no cover - prefect is a hard dependency
+        pass
+    return logging.getLogger("hsf.executor")
+
+
+class _LineSink:
+    """File-like object for fabric/invoke streams that forwards complete lines to a callback."""
+
+    def __init__(self, on_line: Callable[[str], None]) -> None:
+        self._on_line = on_line
+        self._buffer = ""
+
+    def write(self, data: str) -> int:
+        self._buffer += data
+        *lines, self._buffer = self._buffer.split("\n")
+        for line in lines:
+            self._on_line(line)
+        return len(data)
+
+    def flush(self) -> None:
+        if self._buffer:
+            self._on_line(self._buffer)
+            self._buffer = ""
+
+
+@dataclass
+class Executor:
+    """Runs argv lists locally or over SSH; holds one SSH connection per target."""
+
+    dry_run: bool = False
+    secrets: set[str] = field(default_factory=set)
+    _connections: dict[str, Any] = field(default_factory=dict, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def add_secret(self, value: str) -> None:
+        if value:
+            self.secrets.add(value)
+
+    def display(self, argv: Sequence[str], extra_secrets: Iterable[str] = ()) -> str:
+        return mask(shlex.join(argv), [*self.secrets, *extra_secrets])
+
+    def run(
+        self,
+        argv: Sequence[str],
+        target: Target = LOCAL,
+        *,
+        timeout: float = 120.0,
+        env: Mapping[str, str] | None = None,
+        stdin: str | None = None,
+        ok_codes: Sequence[int] = (0,),
+        secrets: Iterable[str] = (),
+        read_only: bool = False,
+        on_line: Callable[[str], None] | None = None,
+        quiet: bool = False,
+    ) -> CommandResult:
+        """Run ``argv`` on ``target``; raise unless its exit code is in ``ok_codes``.
+
+        ``env`` values are never logged. ``on_line`` receives each output line (stdout and stderr)
+        as it arrives, for progress of long steps. ``read_only`` probes still run in dry-run mode.
+        """
+        if not argv:
+            raise ValueError("empty command")
+        argv = [str(a) for a in argv]
+        all_secrets = [*self.secrets, *secrets, *(env or {}).values()]
+        shown = self.display(argv, all_secrets)
+        log = _logger()
+        if self.dry_run and not read_only:
+            log.info("[%s] (dry run; not actually running) %s", target.name, shown)
+            return CommandResult(command=shown, target=target.name, exit_code=0, dry_run=True)
+        if not quiet:
+            log.debug("[%s] $ %s", target.name, shown)
+        masked_line = (lambda line: on_line(mask(line, all_secrets))) if on_line else None
+        started = time.monotonic()
+        if isinstance(target, SshTarget):
+            code, out, err = self._run_ssh(argv, target, timeout, env, stdin, shown, masked_line)
+        else:
+            code, out, err = self._run_local(argv, timeout, env, stdin, shown, masked_line)
+        result = CommandResult(
+            command=shown,
+            target=target.name,
+            exit_code=code,
+            stdout=out,
+            stderr=mask(err, all_secrets),
+            duration_s=round(time.monotonic() - started, 3),
+        )
+        if code not in ok_codes:
+            error_type = TransportError if _is_ssh_client(argv) and code == 255 else CommandError
+            raise error_type(shown, code, tail(result.stderr), target.name)
+        return result
+
+    # -- local -------------------------------------------------------------------------------------
+
+    def _run_local(
+        self,
+        argv: list[str],
+        timeout: float,
+        env: Mapping[str, str] | None,
+        stdin: str | None,
+        shown: str,
+        on_line: Callable[[str], None] | None,
+    ) -> tuple[int, str, str]:
+        full_env = {**os.environ, **env} if env else None
+        try:
+            proc = subprocess.Popen(
+                argv,
+                stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                env=full_env,
+                text=True,
+                start_new_session=True,  # so a timeout can stop the whole process group
+            )
+        except FileNotFoundError as exc:
+            raise CommandError(shown, 127, f"command not found: {argv[0]}", "localhost") from exc
+        out_parts: list[str] = []
+        err_parts: list[str] = []
+
+        def pump(stream: Any, parts: list[str]) -> None:
+            for line in stream:
+                parts.append(line)
+                if on_line:
+                    on_line(line.rstrip("\n"))
+
+        pumps = [
+            threading.Thread(target=pump, args=(proc.stdout, out_parts), daemon=True),
+            threading.Thread(target=pump, args=(proc.stderr, err_parts), daemon=True),
+        ]
+        for thread in pumps:
+            thread.start()
+        if stdin is not None and proc.stdin:
+            try:
+                proc.stdin.write(stdin)
+                proc.stdin.close()
+            except BrokenPipeError:
+                pass
+        try:
+            code = proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired as exc:
+            _kill_group(proc)
+            raise CommandTimeout(shown, -1, f"after {timeout:.0f} s", "localhost") from exc
+        for thread in pumps:
+            thread.join()
+        return code, "".join(out_parts), "".join(err_parts)
+
+    # -- ssh ---------------------------------------------------------------------------------------
+
+    def _connection(self, target: SshTarget) -> Any:
+        with self._lock:
+            conn = self._connections.get(target.key)
+            if conn is not None and conn.is_connected:
+                return conn
+            conn = _open_connection(target)
+            self._connections[target.key] = conn
+            return conn
+
+    def drop_connection(self, target: SshTarget) -> None:
+        with self._lock:
+            conn = self._connections.pop(target.key, None)
+        if conn is not None:
+            conn.close()
+
+    def close(self) -> None:
+        with self._lock:
+            conns, self._connections = list(self._connections.values()), {}
+        for conn in conns:
+            conn.close()
+
+    def _run_ssh(
+        self,
+        argv: list[str],
+        target: SshTarget,
+        timeout: float,
+        env: Mapping[str, str] | None,
+        stdin: str | None,
+        shown: str,
+        on_line: Callable[[str], None] | None,
+    ) -> tuple[int, str, str]:
+        import io
+
+        from invoke.exceptions import CommandTimedOut
+        from paramiko.ssh_exception import SSHException
+
+        command = shlex.join(argv)  # the SSH boundary: the only place an argv becomes shell text
+        kwargs: dict[str, Any] = {"hide": True, "warn": True, "timeout": timeout, "pty": False}
+        if env:
+            kwargs["env"] = dict(env)
+        kwargs["in_stream"] = io.StringIO(stdin) if stdin is not None else False
+        if on_line:
+            kwargs["out_stream"] = _LineSink(on_line)
+            kwargs["err_stream"] = _LineSink(on_line)
+        try:
+            conn = self._connection(target)
+            result = conn.run(command, **kwargs)
+        except CommandTimedOut as exc:
+            self.drop_connection(target)
+            raise CommandTimeout(shown, -1, f"after {timeout:.0f} s", target.name) from exc
+        except (SSHException, OSError, EOFError) as exc:
+            self.drop_connection(target)
+            raise TransportError(shown, 255, f"{type(exc).__name__}: {exc}", target.name) from exc
+        if result.exited == -1:  # the channel closed without an exit status: the link dropped
+            self.drop_connection(target)
+            raise TransportError(shown, 255, "connection closed before the command exited", target.name)
+        return result.exited, result.stdout, result.stderr
+
+
+def _is_ssh_client(argv: Sequence[str]) -> bool:
+    return Path(argv[0]).name in {"ssh", "scp"}
+
+
+def _kill_group(proc: subprocess.Popen[str]) -> None:
+    try:
+        os.killpg(proc.pid, 9)
+    except ProcessLookupError:
+        pass
+    proc.wait()
+
+
+def _open_connection(target: SshTarget) -> Any:
+    """A connected fabric Connection that accepts only the pinned host key."""
+    from fabric import Connection
+    from paramiko import RejectPolicy
+
+    from tasks import netns
+
+    sock: socket.socket | None = None
+    if target.netns:
+        sock = netns.connect_tcp(target.netns, target.address, target.port, target.connect_timeout_s)
+    connect_kwargs: dict[str, Any] = {
+        "allow_agent": target.key_file is None,
+        "look_for_keys": target.key_file is None,
+        "banner_timeout": target.connect_timeout_s,
+        "auth_timeout": target.connect_timeout_s,
+    }
+    if target.key_file:
+        connect_kwargs["key_filename"] = str(target.key_file)
+    if sock is not None:
+        connect_kwargs["sock"] = sock
+    conn = Connection(
+        target.address,
+        user=target.user,
+        port=target.port,
+        connect_timeout=target.connect_timeout_s,
+        connect_kwargs=connect_kwargs,
+    )
+    conn.client.set_missing_host_key_policy(RejectPolicy())
+    if target.known_hosts:
+        conn.client.get_host_keys().clear()
+        conn.client.load_host_keys(str(target.known_hosts))
+    try:
+        conn.open()
+    except BaseException:
+        if sock is not None:
+            sock.close()
+        raise
+    return conn
+
+
+_default: Executor | None = None
+
+
+def default_executor() -> Executor:
+    """The process-wide executor (one SSH connection per host, shared by all tasks)."""
+    global _default
+    if _default is None:
+        _default = Executor()
+    return _default

@@ -1,0 +1,1 @@
+"""The embedded lab: guest image, private libvirt in a network namespace, VMs."""

@@ -1,0 +1,145 @@
+"""Pure renderers for the libvirt XML the lab defines: domains, the data disk, the isolated network."""
+
+from __future__ import annotations
+
+import ipaddress
+import xml.etree.ElementTree as ET
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+METADATA_NS = "https://ha-storage-flows.invalid/lab/1"
+DATA_DISK_TARGET = "vdb"
+
+
+class DomainSpec(BaseModel):
+    """One lab VM as libvirt should run it."""
+
+    model_config = ConfigDict(frozen=True)
+
+    name: str = Field(description="libvirt domain name (lab-prefixed, unique on the libvirt host).")
+    hostname: str = Field(description="The guest's hostname (the node name).")
+    domain_type: Literal["kvm", "qemu"] = Field(description="kvm, or qemu for TCG software emulation.")
+    memory_mib: int
+    vcpus: int
+    tb_cache_mib: int = Field(description="TCG translation cache size (ignored under kvm).")
+    kernel: Path
+    initrd: Path
+    address: ipaddress.IPv4Interface = Field(description="Guest address with prefix, on eth0.")
+    mac: str
+    network: str = Field(description="libvirt network the NIC is plugged into.")
+    root_disk: Path = Field(description="qcow2 overlay over the shared base image.")
+    seed_disk: Path = Field(description="Small ext4 image (label labseed) with the VM's SSH identity.")
+    console_log: Path
+    spec_id: str = Field(description="Hash of the lab settings this domain was made from (in metadata).")
+
+    @property
+    def cmdline(self) -> str:
+        return " ".join(
+            (
+                "root=/dev/vda rw console=ttyS0 net.ifnames=0",
+                f"systemd.hostname={self.hostname}",
+                f"lab.ip={self.address.with_prefixlen}",
+            )
+        )
+
+
+def _sub(parent: ET.Element, tag: str, text: str | None = None, **attrs: str) -> ET.Element:
+    element = ET.SubElement(parent, tag, attrs)
+    if text is not None:
+        element.text = text
+    return element
+
+
+def _file_disk(parent: ET.Element, source: Path, fmt: str, target: str, bus: str, serial: str | None) -> ET.Element:
+    disk = _sub(parent, "disk", type="file", device="disk")
+    _sub(disk, "driver", name="qemu", type=fmt, cache="writeback")
+    _sub(disk, "source", file=str(source))
+    _sub(disk, "target", dev=target, bus=bus)
+    if serial:
+        _sub(disk, "serial", serial)
+    return disk
+
+
+def render_domain(spec: DomainSpec) -> str:
+    """Domain XML: direct kernel boot, root overlay on virtio, seed on IDE (so virtio names stay vda/vdb)."""
+    domain = ET.Element("domain", type=spec.domain_type)
+    _sub(domain, "name", spec.name)
+    metadata = _sub(domain, "metadata")
+    ET.SubElement(metadata, f"{{{METADATA_NS}}}lab", {"spec": spec.spec_id, "node": spec.hostname})
+    _sub(domain, "memory", str(spec.memory_mib), unit="MiB")
+    _sub(domain, "vcpu", str(spec.vcpus))
+    os_el = _sub(domain, "os")
+    _sub(os_el, "type", "hvm", arch="x86_64", machine="pc")
+    _sub(os_el, "kernel", str(spec.kernel))
+    _sub(os_el, "initrd", str(spec.initrd))
+    _sub(os_el, "cmdline", spec.cmdline)
+    features = _sub(domain, "features")
+    _sub(features, "acpi")
+    if spec.domain_type == "qemu":
+        tcg = _sub(features, "tcg")
+        _sub(tcg, "tb-cache", str(spec.tb_cache_mib), unit="MiB")
+    else:
+        _sub(domain, "cpu", mode="host-passthrough")
+    _sub(domain, "on_poweroff", "destroy")
+    _sub(domain, "on_reboot", "restart")
+    _sub(domain, "on_crash", "destroy")
+    devices = _sub(domain, "devices")
+    _file_disk(devices, spec.root_disk, "qcow2", "vda", "virtio", None)
+    _file_disk(devices, spec.seed_disk, "raw", "hda", "ide", "labseed")
+    interface = _sub(devices, "interface", type="network")
+    _sub(interface, "source", network=spec.network)
+    _sub(interface, "mac", address=spec.mac)
+    _sub(interface, "model", type="virtio")
+    serial = _sub(devices, "serial", type="file")
+    _sub(serial, "source", path=str(spec.console_log))
+    _sub(serial, "target", port="0")
+    console = _sub(devices, "console", type="file")
+    _sub(console, "source", path=str(spec.console_log))
+    _sub(console, "target", type="serial", port="0")
+    rng = _sub(devices, "rng", model="virtio")
+    _sub(rng, "backend", "/dev/urandom", model="random")
+    _sub(devices, "memballoon", model="none")
+    ET.register_namespace("hsf", METADATA_NS)
+    return ET.tostring(domain, encoding="unicode")
+
+
+def render_data_disk(path: Path, target: str = DATA_DISK_TARGET) -> str:
+    """The extra disk DRBD replicates, attached persistently (``virsh attach-disk --persistent``)."""
+    holder = ET.Element("devices")
+    disk = _file_disk(holder, path, "raw", target, "virtio", "labdata")
+    return ET.tostring(disk, encoding="unicode")
+
+
+def render_network(name: str, bridge: str, address: ipaddress.IPv4Interface) -> str:
+    """An isolated network: a bridge with an address, no <forward> (no route out), no DHCP."""
+    network = ET.Element("network")
+    _sub(network, "name", name)
+    _sub(network, "bridge", name=bridge, stp="off", delay="0")
+    _sub(network, "ip", address=str(address.ip), netmask=str(address.netmask))
+    return ET.tostring(network, encoding="unicode")
+
+
+def mac_for(address: ipaddress.IPv4Address) -> str:
+    """A stable locally-administered MAC (QEMU's 52:54:00 prefix) derived from the guest address."""
+    b = address.packed
+    return f"52:54:00:{b[1]:02x}:{b[2]:02x}:{b[3]:02x}"
+
+
+def spec_id_of(xml: str) -> str | None:
+    """The lab spec hash stored in a domain's metadata, if it is one of ours."""
+    root = ET.fromstring(xml)
+    lab = root.find(f"metadata/{{{METADATA_NS}}}lab")
+    return lab.get("spec") if lab is not None else None
+
+
+def disk_sources(xml: str) -> dict[str, str]:
+    """Guest target name → source file for every file-backed disk in a domain XML."""
+    root = ET.fromstring(xml)
+    result: dict[str, str] = {}
+    for disk in root.findall("devices/disk"):
+        target, source = disk.find("target"), disk.find("source")
+        if target is not None and source is not None and source.get("file"):
+            result[target.get("dev", "")] = source.get("file", "")
+    return result
