@@ -26,6 +26,9 @@ from tasks.lab.state import Action, LabLayout, LabProbe, plan_down, plan_up
 from tasks.lab.xml import DomainSpec
 
 
+DAEMON_ACTIONS = ("create_netns", "start_daemons")
+
+
 class VmStatus(BaseModel):
     node: str
     domain: str
@@ -124,12 +127,21 @@ def lab_up(lab: LabSettings | None = None) -> LabStatus:
     probe = steps.probe(lab)
     if not lab.embedded and not probe.libvirt_reachable:
         host.open_libvirt(lab.libvirt_uri)  # raises LibvirtUnreachable with libvirt's own reason
+    mask_kvm = domain_type == "qemu"
     actions = plan_up(layout, probe, specs, lab.embedded)
+    daemon_actions = [a for a in actions if a.kind in DAEMON_ACTIONS]
+    if daemon_actions:
+        # libvirt objects are only visible once the daemon answers: start it, then probe and plan again.
+        for action in daemon_actions:
+            log.info("%s", action)
+            _execute_up(lab, action, image, specs, mask_kvm)
+        actions = daemon_actions + plan_up(layout, steps.probe(lab), specs, lab.embedded)
     if not actions:
         log.info("nothing to do: %s already run as specified", ", ".join(lab.nodes))
     for action in actions:
-        log.info("%s", action)
-        _execute_up(lab, action, image, specs, mask_kvm=domain_type == "qemu")
+        if action.kind not in DAEMON_ACTIONS:
+            log.info("%s", action)
+            _execute_up(lab, action, image, specs, mask_kvm)
     inside = in_netns(lab)
     waits = steps.wait_for_ssh.map(lab=unmapped(lab), node=list(lab.nodes), in_netns=unmapped(inside)).result()
     status = _status(lab, steps.probe(lab), check_ssh=False)

@@ -11,6 +11,8 @@ packages=(
   qemu-system-x86 qemu-utils seabios ipxe-qemu
   # libvirt daemon, run privately inside the lab's network namespace
   libvirt-daemon-system libvirt-clients dnsmasq-base iptables
+  # libvirt XML schema validation in the unit tests (virt-xml-validate uses xmllint)
+  libxml2-utils
   # libvirt-python build
   pkg-config libvirt-dev gcc
   # host tools the executor drives

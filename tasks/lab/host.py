@@ -130,24 +130,44 @@ def daemon_in_netns(name: str, namespace: str) -> int | None:
     return pid if netns.process_netns_inode(pid) == ns_inode else None
 
 
-def masked_argv(paths: list[str], argv: list[str]) -> list[str]:
-    """``argv`` run by :mod:`tasks.lab.launch` with ``paths`` masked in a private mount namespace."""
-    if not paths:
+HOST_QEMU_CONF = Path("/etc/libvirt/qemu.conf")
+# The lab's own libvirtd, when KVM is masked: no per-VM private /dev (it cannot copy the mask).
+LAB_QEMU_CONF = "# qemu.conf of the ha-storage-flows lab's private libvirtd (TCG)\nnamespaces = [ ]\n"
+
+
+def launch_argv(argv: list[str], masks: list[str], binds: dict[Path, Path]) -> list[str]:
+    """``argv`` started by :mod:`tasks.lab.launch` in a private mount namespace with masks and binds."""
+    if not masks and not binds:
         return argv
-    return [sys.executable, "-m", "tasks.lab.launch", *(f"--mask={p}" for p in paths), "--", *argv]
+    return [
+        sys.executable, "-m", "tasks.lab.launch",
+        *(f"--mask={path}" for path in masks),
+        *(f"--bind={source}={target}" for source, target in binds.items()),
+        "--", *argv,
+    ]
 
 
-def start_daemons(namespace: str, executor: Executor, mask_kvm: bool) -> dict[str, int]:
+def start_daemons(namespace: str, executor: Executor, mask_kvm: bool, config_dir: Path) -> dict[str, int]:
     """Start virtlogd and libvirtd inside ``namespace`` (each only if not already running there).
 
-    ``mask_kvm`` hides /dev/kvm from libvirtd when the lab runs TCG (see :mod:`tasks.lab.launch`).
+    ``mask_kvm`` hides /dev/kvm from libvirtd when the lab runs TCG (see :mod:`tasks.lab.launch`);
+    its qemu.conf is then written to ``config_dir``.
     """
+    masks: list[str] = []
+    binds: dict[Path, Path] = {}
+    if mask_kvm and Path(KVM_DEVICE).exists():
+        config_dir.mkdir(parents=True, exist_ok=True)
+        qemu_conf = config_dir / "qemu.conf"
+        qemu_conf.write_text(LAB_QEMU_CONF)
+        masks, binds = [KVM_DEVICE], {qemu_conf: HOST_QEMU_CONF}
     pids: dict[str, int] = {}
     for name, binary in (("virtlogd", VIRTLOGD), ("libvirtd", LIBVIRTD)):
         pid = daemon_in_netns(name, namespace)
         if pid is None:
-            masks = [KVM_DEVICE] if mask_kvm and name == "libvirtd" else []
-            executor.run(netns.exec_argv(namespace, masked_argv(masks, daemon_argv(binary))), timeout=30)
+            argv = daemon_argv(binary)
+            if name == "libvirtd":
+                argv = launch_argv(argv, masks, binds)
+            executor.run(netns.exec_argv(namespace, argv), timeout=30)
             pid = wait_until(lambda n=name: daemon_in_netns(n, namespace), 30, f"{name} to start")
         pids[name] = pid
     return pids

@@ -1,12 +1,15 @@
 """Exec a daemon in a private mount namespace with some device nodes masked.
 
-    python -m tasks.lab.launch --mask /dev/kvm -- /usr/sbin/libvirtd -d
+    python -m tasks.lab.launch --mask /dev/kvm --bind LAB/qemu.conf=/etc/libvirt/qemu.conf \
+        -- /usr/sbin/libvirtd -d
 
 Why: where KVM is present but unusable (a nested host whose KVM guests hang), libvirt probes QEMU with
 KVM as root, then finds /dev/kvm not usable by the qemu user, declares its capability cache stale and
 re-probes — 60 s on *every* domain define. The lab has already decided on TCG, so its own libvirtd gets
 a view of the system where /dev/kvm is an inaccessible empty file: the probe is TCG-only and cached.
-Only this process tree sees the mask (the mount namespace is private); nothing on the host changes.
+libvirt's per-VM private /dev cannot copy a masked /dev/kvm, so that daemon also gets the lab's own
+qemu.conf (``namespaces = []``), bound over the host's. Only this process tree sees either (the mount
+namespace is private); nothing on the host changes.
 """
 
 from __future__ import annotations
@@ -42,6 +45,7 @@ def _mount(source: str | None, target: str, flags: int) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--mask", action="append", default=[], help="path to hide behind an unreadable file")
+    parser.add_argument("--bind", action="append", default=[], help="SOURCE=TARGET: show SOURCE at TARGET")
     parser.add_argument("command", nargs=argparse.REMAINDER)
     args = parser.parse_args(argv)
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
@@ -56,6 +60,9 @@ def main(argv: list[str] | None = None) -> int:
             os.chmod(blank, 0)
             _mount(blank, path, MS_BIND)
             os.unlink(blank)  # the bind mount keeps the inode
+    for pair in args.bind:
+        source, _, target = pair.partition("=")
+        _mount(source, target, MS_BIND)
     os.execv(command[0], command)
     return 127  # pragma: no cover - execv does not return
 

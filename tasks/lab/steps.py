@@ -76,7 +76,7 @@ def start_libvirt(lab: LabSettings, mask_kvm: bool) -> dict[str, int]:
     layout = LabLayout(lab)
     if not netns.exists(layout.netns):
         create_namespace.fn(lab)
-    pids = host.start_daemons(layout.netns, default_executor(), mask_kvm=mask_kvm)
+    pids = host.start_daemons(layout.netns, default_executor(), mask_kvm=mask_kvm, config_dir=layout.root / "libvirt")
     conn = host.wait_until(lambda: host.try_libvirt(SYSTEM_URI), 60, "libvirtd to answer")
     conn.close()
     get_run_logger().info(

@@ -1,0 +1,51 @@
+# ha-storage-flows: every target installs what it needs (Debian 12 host, as root), idempotently.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+
+# Offline-friendly Prefect defaults for every command run from here (environment still wins).
+export DO_NOT_TRACK ?= 1
+export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
+export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS ?= 90
+
+.PHONY: deps host-deps python-deps demo test test-unit test-lab lint lab-up lab-status lab-down clean
+
+deps: host-deps python-deps
+
+host-deps:
+	bash scripts/install-host-packages.sh
+
+python-deps: $(STAMP)
+
+$(STAMP): pyproject.toml | host-deps
+	@$(PYTHON) -m venv --help >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq python3-venv)
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+## The main job on the embedded lab.
+demo: deps
+	$(PY) -m flows.failover
+
+## Every test tier: unit, flow (Prefect harness) and lab (real VMs). Ends with the lab torn down.
+test: deps
+	$(PY) -m pytest
+
+test-unit: deps
+	$(PY) -m pytest -m "not lab"
+
+test-lab: deps
+	$(PY) -m pytest -m lab
+
+lint: python-deps
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+	$(PY) -m mypy flows tasks blocks deployments
+
+lab-up lab-status lab-down: deps
+	$(PY) -m flows.lab $(@:lab-%=%)
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache *.egg-info

@@ -1,0 +1,35 @@
+"""Lab flows under the Prefect test harness, on a lab that does not exist: nothing is created."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+from blocks.settings import LabSettings
+from flows.lab import lab_down, lab_status
+from tasks.lab.state import LabLayout
+
+
+def _ghost_lab(tmp_path: Path) -> LabSettings:
+    # An explicit URI that answers nothing keeps this flow away from any running libvirtd.
+    return LabSettings(
+        name="ghost",
+        state_dir=tmp_path / "state",
+        libvirt_uri="qemu:///system?socket=/nonexistent/hsf-ghost-sock",
+    )
+
+
+def test_status_of_an_absent_lab_reports_absent_vms(prefect_harness: None, tmp_path: Path) -> None:
+    lab = _ghost_lab(tmp_path)
+    status = lab_status(lab)
+    assert [(vm.node, vm.state, vm.ssh) for vm in status.vms] == [("nodea", "absent", None), ("nodeb", "absent", None)]
+    assert status.netns is None and status.daemons == {}
+    assert "not answering" in status.libvirt_uri
+
+
+def test_down_of_an_absent_lab_plans_nothing_and_creates_nothing(prefect_harness: None, tmp_path: Path) -> None:
+    lab = _ghost_lab(tmp_path)
+    assert lab_down(lab) == []
+    namespaces = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=True).stdout
+    assert LabLayout(lab).netns not in namespaces
+    assert not lab.state_dir.exists()

@@ -1,0 +1,57 @@
+"""The booted lab, shared by every lab test of the session and torn down at the end."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from blocks.settings import LabSettings
+from flows.lab import LabStatus, lab_down, lab_targets, lab_up
+from tasks.executor import SshTarget, default_executor
+from tasks.lab.state import LabLayout
+
+
+@pytest.fixture(scope="session")
+def lab_settings() -> LabSettings:
+    return LabSettings()
+
+
+@pytest.fixture(scope="session")
+def lab(prefect_harness: None, lab_settings: LabSettings) -> Iterator[LabStatus]:
+    started = time.monotonic()
+    status = lab_up(lab_settings)
+    print(f"\nlab up (first) in {time.monotonic() - started:.1f} s:\n{status.render()}")
+    yield status
+    default_executor().close()
+    removed = lab_down(lab_settings)
+    print(f"\nlab down removed: {removed}")
+    leftovers = assert_nothing_left(lab_settings)
+    assert not leftovers, f"lab down left these behind: {leftovers}"
+
+
+def assert_nothing_left(lab: LabSettings) -> list[str]:
+    """Everything 'up' can create, checked from the outside."""
+    layout = LabLayout(lab)
+    found = []
+    netns = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=True).stdout
+    if layout.netns in netns.split():
+        found.append(f"namespace {layout.netns}")
+    qemu = subprocess.run(["pgrep", "-f", f"guest={lab.name}-"], capture_output=True, text=True).stdout.split()
+    found.extend(f"qemu pid {pid}" for pid in qemu)
+    host_netns = Path("/proc/1/ns/net").stat().st_ino
+    for process in ("libvirtd", "virtlogd", "dnsmasq"):  # ours ran in the lab namespace, never the host's
+        for pid in subprocess.run(["pgrep", "-x", process], capture_output=True, text=True).stdout.split():
+            if Path(f"/proc/{pid}/ns/net").stat().st_ino != host_netns:
+                found.append(f"{process} pid {pid} (in a namespace)")
+    if layout.root.exists():
+        found.append(str(layout.root))
+    return found
+
+
+@pytest.fixture(scope="session")
+def targets(lab: LabStatus, lab_settings: LabSettings) -> dict[str, SshTarget]:
+    return lab_targets(lab_settings)

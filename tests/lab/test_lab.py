@@ -1,0 +1,61 @@
+"""The lab itself, on real VMs: disks, network between guests, DRBD tooling, idempotent 'up'."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from blocks.settings import LabSettings
+from flows.lab import LabStatus, lab_status, lab_up
+from tasks.executor import SshTarget, default_executor
+
+pytestmark = pytest.mark.lab
+
+
+def run(target: SshTarget, *argv: str) -> str:
+    return default_executor().run(list(argv), target, timeout=60).stdout
+
+
+def test_two_vms_run_and_answer_ssh(lab: LabStatus, lab_settings: LabSettings) -> None:
+    assert [vm.node for vm in lab.vms] == list(lab_settings.nodes)
+    assert all(vm.state == "running" and vm.ssh for vm in lab.vms)
+    status = lab_status(lab_settings)
+    assert status.running == list(lab_settings.nodes)
+    assert all(vm.ssh for vm in status.vms)
+
+
+def test_each_vm_has_its_hostname_and_extra_disk(targets: dict[str, SshTarget], lab_settings: LabSettings) -> None:
+    for node, target in targets.items():
+        assert run(target, "hostname").strip() == node
+        disks = json.loads(run(target, "lsblk", "--json", "--bytes", "--nodeps", "-o", "NAME,SIZE,TYPE"))
+        sizes = {d["name"]: int(d["size"]) for d in disks["blockdevices"]}
+        assert sizes["vdb"] == lab_settings.data_disk_gib * 1024**3, sizes  # the DRBD backing disk
+        assert "vda" in sizes  # root overlay
+
+
+def test_vms_reach_each_other_on_the_lab_network(targets: dict[str, SshTarget], lab_settings: LabSettings) -> None:
+    nodes = list(lab_settings.nodes)
+    for node in nodes:
+        for peer in nodes:
+            if peer != node:
+                out = run(targets[node], "ping", "-c", "2", "-W", "3", str(lab_settings.address_of(peer)))
+                assert " 0% packet loss" in out, out
+
+
+def test_drbd_tools_and_module_load(targets: dict[str, SshTarget]) -> None:
+    for target in targets.values():
+        assert "DRBDADM_VERSION" in run(target, "drbdadm", "--version")
+        run(target, "modprobe", "drbd")
+        assert run(target, "cat", "/proc/drbd").startswith("version: 8.4")
+
+
+def test_each_vm_has_its_own_host_key(targets: dict[str, SshTarget]) -> None:
+    fingerprints = {run(t, "ssh-keygen", "-lf", "/etc/ssh/ssh_host_ed25519_key.pub").split()[1] for t in targets.values()}
+    assert len(fingerprints) == len(targets)
+
+
+def test_second_up_changes_nothing(lab: LabStatus, lab_settings: LabSettings) -> None:
+    again = lab_up(lab_settings)
+    assert again.actions == []
+    assert again.running == list(lab_settings.nodes)

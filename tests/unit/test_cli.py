@@ -1,0 +1,40 @@
+"""The lab CLI refuses bad settings with one line each, before any flow or VM starts."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("HSF_")}
+    return subprocess.run(
+        [sys.executable, "-m", "flows.lab", *args],
+        cwd=REPO, env={**clean, **env}, capture_output=True, text=True, timeout=120, check=False,
+    )
+
+
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [
+        ({"HSF_LAB__MEMORY_MIB": "-512"}, "setting lab.memory_mib [HSF_LAB__MEMORY_MIB]: Input should be greater"),
+        ({"HSF_PRIMARY_NODE": "nodez"}, "primary_node: unknown node 'nodez' (known: nodea, nodeb)"),
+        (
+            {"HSF_LAB__LIBVIRT_URI": "qemu:///system?socket=/nonexistent/hsf-libvirt-sock"},
+            "libvirt URI 'qemu:///system?socket=/nonexistent/hsf-libvirt-sock' is unreachable: ",
+        ),
+    ],
+)
+def test_bad_settings_one_line_and_exit_2(env: dict[str, str], expected: str) -> None:
+    result = cli("status", env=env)
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert expected in lines[0]
+    assert "Traceback" not in result.stderr

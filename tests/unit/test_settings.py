@@ -1,0 +1,87 @@
+"""Settings: defaults, environment and TOML sources, and one clear line per bad value."""
+
+from __future__ import annotations
+
+import ipaddress
+from pathlib import Path
+
+import pytest
+
+from blocks.settings import LabSettings, Settings, SettingsError, load_settings
+
+
+@pytest.fixture(autouse=True)
+def _clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    for name in list(__import__("os").environ):
+        if name.startswith("HSF_"):
+            monkeypatch.delenv(name)
+    monkeypatch.chdir(tmp_path)  # no stray hsf.toml
+
+
+def test_defaults_describe_a_two_node_lab() -> None:
+    settings = load_settings()
+    assert settings.lab.nodes == ("nodea", "nodeb")
+    assert settings.lab.embedded
+    assert str(settings.lab.address_of("nodeb")) == "10.77.0.12"
+    assert settings.node_names == ("nodea", "nodeb")
+
+
+def test_every_field_has_a_description() -> None:
+    for model in (Settings, LabSettings):
+        missing = [name for name, field in model.model_fields.items() if not field.description]
+        assert not missing, f"{model.__name__}: {missing}"
+
+
+def test_environment_overrides_nested_fields(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HSF_LAB__MEMORY_MIB", "768")
+    monkeypatch.setenv("HSF_LAB__NODES", '["alpha", "beta", "gamma"]')
+    lab = load_settings().lab
+    assert lab.memory_mib == 768 and lab.nodes == ("alpha", "beta", "gamma")
+
+
+def test_toml_file_is_read_and_env_wins(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    config = tmp_path / "custom.toml"
+    config.write_text('primary_node = "nodeb"\n[lab]\nmemory_mib = 1024\nsubnet = "10.99.0.0/24"\n')
+    monkeypatch.setenv("HSF_CONFIG", str(config))
+    monkeypatch.setenv("HSF_LAB__MEMORY_MIB", "640")
+    settings = load_settings()
+    assert settings.primary_node == "nodeb"
+    assert settings.lab.subnet == ipaddress.IPv4Network("10.99.0.0/24")
+    assert settings.lab.memory_mib == 640
+
+
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [
+        ({"HSF_LAB__MEMORY_MIB": "-5"}, "setting lab.memory_mib [HSF_LAB__MEMORY_MIB]: Input should be greater than or equal to 256"),
+        ({"HSF_PRIMARY_NODE": "nodex"}, "primary_node: unknown node 'nodex' (known: nodea, nodeb)"),
+        ({"HSF_LAB__NODES": '["nodea", "nodea"]'}, "setting lab.nodes [HSF_LAB__NODES]: duplicate node names: nodea"),
+        ({"HSF_LAB__NODES": '["Node_A"]'}, "'Node_A' is not a valid node name"),
+        ({"HSF_LAB__LIBVIRT_URI": "localhost"}, "'localhost' is neither 'embedded' nor a libvirt URI"),
+        ({"HSF_LAB__SUBNET": "10.1.2.0/29"}, "10.1.2.0/29 is too small"),
+        ({"HSF_TARGET": "inventory"}, "target is 'inventory' but no inventory hosts are listed"),
+        ({"HSF_LAB__BOGUS": "1"}, "setting lab.bogus [HSF_LAB__BOGUS]: Extra inputs are not permitted"),
+    ],
+)
+def test_bad_values_give_one_clear_line(monkeypatch: pytest.MonkeyPatch, env: dict[str, str], expected: str) -> None:
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(SettingsError) as info:
+        load_settings()
+    message = str(info.value)
+    assert len(message.splitlines()) == 1, message
+    assert expected in message
+
+
+def test_unknown_node_lookup_names_the_known_ones() -> None:
+    with pytest.raises(ValueError, match=r"unknown node 'nodez' \(known: nodea, nodeb\)"):
+        LabSettings().address_of("nodez")
+
+
+def test_inventory_hosts_are_the_nodes_when_targeted() -> None:
+    settings = load_settings(
+        target="inventory",
+        inventory=[{"name": "store1", "address": "192.0.2.10"}, {"name": "store2", "address": "192.0.2.11"}],
+        primary_node="store2",
+    )
+    assert settings.node_names == ("store1", "store2")
