@@ -29,8 +29,8 @@ $(STAMP): pyproject.toml | host-deps
 demo: deps
 	$(PY) -m flows.failover
 
-## Every test tier: unit, flow (Prefect harness) and lab (real VMs). Ends with the lab torn down.
-test: deps
+## Lint, then every test tier: unit, flow (Prefect harness) and lab (real VMs). Ends with the lab down.
+test: deps lint
 	$(PY) -m pytest
 
 test-unit: deps
@@ -39,7 +39,7 @@ test-unit: deps
 test-lab: deps
 	$(PY) -m pytest -m lab
 
-lint: python-deps
+lint: deps
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 	$(PY) -m mypy flows tasks blocks deployments

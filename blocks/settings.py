@@ -33,7 +33,9 @@ EMBEDDED = "embedded"
 
 def _check_hostname(value: str) -> str:
     if not HOSTNAME_RE.match(value):
-        raise ValueError(f"{value!r} is not a valid node name (lowercase letters, digits, '-'; starts with a letter)")
+        raise ValueError(
+            f"{value!r} is not a valid node name (lowercase letters, digits, '-'; starts with a letter)"
+        )
     return value
 
 
@@ -135,7 +137,9 @@ class InventoryHost(BaseModel):
     port: int = Field(22, ge=1, le=65535, description="SSH port.")
     user: str = Field("root", description="SSH user; storage steps need root.")
     key_file: Path | None = Field(None, description="SSH private key; None uses the agent / default keys.")
-    known_hosts: Path | None = Field(None, description="Pinned known_hosts file; None uses ~/.ssh/known_hosts.")
+    known_hosts: Path | None = Field(
+        None, description="Pinned known_hosts file; None uses ~/.ssh/known_hosts."
+    )
 
     @field_validator("name")
     @classmethod
@@ -154,7 +158,9 @@ class Settings(BaseSettings):
         "lab", description="Run against the embedded lab, or against the hosts listed in 'inventory'."
     )
     lab: LabSettings = Field(default_factory=LabSettings, description="The embedded lab.")
-    inventory: tuple[InventoryHost, ...] = Field((), description="Real hosts, used when target = 'inventory'.")
+    inventory: tuple[InventoryHost, ...] = Field(
+        (), description="Real hosts, used when target = 'inventory'."
+    )
     primary_node: str | None = Field(
         None, description="Node that starts as DRBD primary; default: the first node."
     )

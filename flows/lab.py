@@ -18,13 +18,11 @@ from prefect.logging import get_run_logger
 from pydantic import BaseModel, Field
 
 from blocks.settings import LabSettings, SettingsError, load_settings
-from tasks import netns
 from tasks.executor import SshTarget, TransportError, default_executor
 from tasks.lab import host, steps
 from tasks.lab.image import GuestImage
 from tasks.lab.state import Action, LabLayout, LabProbe, plan_down, plan_up
 from tasks.lab.xml import DomainSpec
-
 
 DAEMON_ACTIONS = ("create_netns", "start_daemons")
 
@@ -55,7 +53,8 @@ class LabStatus(BaseModel):
         where = f"namespace {self.netns}" if self.netns else "host namespace"
         daemons = ", ".join(f"{n} {p}" for n, p in sorted(self.daemons.items())) or "none of ours"
         lines = [
-            f"lab {self.lab}: libvirt {self.libvirt_uri} ({where}; daemons: {daemons}); network {self.network}",
+            f"lab {self.lab}: libvirt {self.libvirt_uri} ({where}; daemons: {daemons})",
+            f"network {self.network}",
             f"{'NODE':<10} {'DOMAIN':<16} {'STATE':<12} {'ADDRESS':<16} SSH",
         ]
         for vm in self.vms:
@@ -89,10 +88,14 @@ def _status(lab: LabSettings, probe: LabProbe, check_ssh: bool) -> LabStatus:
                 ssh = True
             except TransportError:
                 ssh = False
-        vms.append(VmStatus(node=node, domain=vm.domain, state=state, address=str(lab.address_of(node)), ssh=ssh))
+        vms.append(
+            VmStatus(node=node, domain=vm.domain, state=state, address=str(lab.address_of(node)), ssh=ssh)
+        )
     return LabStatus(
         lab=lab.name,
-        libvirt_uri=steps.libvirt_uri(lab) if probe.libvirt_reachable else f"{steps.libvirt_uri(lab)} (not answering)",
+        libvirt_uri=steps.libvirt_uri(lab)
+        if probe.libvirt_reachable
+        else f"{steps.libvirt_uri(lab)} (not answering)",
         netns=layout.netns if in_netns(lab) else None,
         daemons=probe.own_daemons,
         network=f"{layout.network} {lab.subnet} ({'active' if probe.network_active else 'inactive'})",
@@ -109,7 +112,14 @@ def _publish(status: LabStatus, title: str) -> None:
     changes = "\n".join(f"- {a}" for a in status.actions) or "- nothing: the lab was already in that state"
     create_markdown_artifact(
         key=f"lab-{status.lab}-report",
-        markdown=f"# {title}\n\n```\n{status.render()}\n```\n\n## Changes\n{changes}\n\n{status.seconds:.1f} s",
+        markdown="\n\n".join(
+            (
+                f"# {title}",
+                f"```\n{status.render()}\n```",
+                f"## Changes\n{changes}",
+                f"Took {status.seconds:.1f} s.",
+            )
+        ),
         description=title,
     )
 
@@ -143,7 +153,9 @@ def lab_up(lab: LabSettings | None = None) -> LabStatus:
             log.info("%s", action)
             _execute_up(lab, action, image, specs, mask_kvm)
     inside = in_netns(lab)
-    waits = steps.wait_for_ssh.map(lab=unmapped(lab), node=list(lab.nodes), in_netns=unmapped(inside)).result()
+    waits = steps.wait_for_ssh.map(
+        lab=unmapped(lab), node=list(lab.nodes), in_netns=unmapped(inside)
+    ).result()
     status = _status(lab, steps.probe(lab), check_ssh=False)
     for vm in status.vms:
         vm.ssh = True
@@ -191,7 +203,10 @@ def lab_status(lab: LabSettings | None = None) -> LabStatus:
 def _libvirt_has_lab_definitions(layout: LabLayout) -> bool:
     """Persistent libvirt definitions of this lab exist on disk (so a stopped libvirtd must be started)."""
     config = Path("/etc/libvirt/qemu")
-    return any(config.glob(f"{layout.lab.name}-*.xml")) or (config / "networks" / f"{layout.network}.xml").exists()
+    return (
+        any(config.glob(f"{layout.lab.name}-*.xml"))
+        or (config / "networks" / f"{layout.network}.xml").exists()
+    )
 
 
 @flow(name="lab-down")

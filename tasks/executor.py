@@ -16,9 +16,11 @@ that is logged or raised. Dry-run mode logs each command and runs nothing, excep
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shlex
+import signal
 import socket
 import subprocess
 import threading
@@ -57,7 +59,8 @@ class SshTarget(BaseModel):
     user: str = Field("root", description="Remote user; the storage steps need root.")
     key_file: Path | None = Field(None, description="Private key; None uses the SSH agent/default keys.")
     known_hosts: Path | None = Field(
-        None, description="known_hosts file whose keys are the only ones accepted; None uses ~/.ssh/known_hosts."
+        None,
+        description="known_hosts file whose keys are the only ones accepted; None uses ~/.ssh/known_hosts.",
     )
     netns: str | None = Field(
         None, description="Network namespace the host lives in (the embedded lab); None = this namespace."
@@ -103,7 +106,9 @@ class CommandTimeout(CommandError):
     """The command did not finish within its timeout and was stopped."""
 
     def __str__(self) -> str:
-        return f"[{self.target}] `{self.command}` timed out{': ' + self.stderr_tail if self.stderr_tail else ''}"
+        return (
+            f"[{self.target}] `{self.command}` timed out{': ' + self.stderr_tail if self.stderr_tail else ''}"
+        )
 
 
 def is_transport_error(exc: BaseException | None) -> bool:
@@ -356,10 +361,8 @@ def _is_ssh_client(argv: Sequence[str]) -> bool:
 
 
 def _kill_group(proc: subprocess.Popen[str]) -> None:
-    try:
-        os.killpg(proc.pid, 9)
-    except ProcessLookupError:
-        pass
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
 
 

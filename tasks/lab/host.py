@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
 import sys
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any, Literal
 
@@ -31,9 +33,7 @@ class LibvirtUnreachable(Exception):
         super().__init__(f"libvirt URI {uri!r} is unreachable: {reason}")
 
 
-def wait_until(
-    condition: Callable[[], Any], timeout_s: float, what: str, interval_s: float = 0.25
-) -> Any:
+def wait_until(condition: Callable[[], Any], timeout_s: float, what: str, interval_s: float = 0.25) -> Any:
     """Poll ``condition`` until it returns something truthy; raise TimeoutError naming ``what``."""
     deadline = time.monotonic() + timeout_s
     while True:
@@ -41,7 +41,7 @@ def wait_until(
         if value:
             return value
         if time.monotonic() >= deadline:
-            raise TimeoutError(f"timed out after {timeout_s:.0f} s waiting for {what}")
+            raise TimeoutError(f"timed out after {timeout_s:g} s waiting for {what}")
         time.sleep(interval_s)
 
 
@@ -51,9 +51,23 @@ def wait_until(
 def kvm_probe_argv(kernel: Path, initrd: Path, serial_log: Path) -> list[str]:
     """Boot the lab kernel under KVM with no root: a working KVM reaches the panic and exits in ~2 s."""
     return [
-        "qemu-system-x86_64", "-accel", "kvm", "-nodefaults", "-display", "none", "-no-reboot",
-        "-m", "256", "-serial", f"file:{serial_log}", "-kernel", str(kernel), "-initrd", str(initrd),
-        "-append", "console=ttyS0 panic=-1 rdinit=/nonexistent root=/dev/nonexistent",
+        "qemu-system-x86_64",
+        "-accel",
+        "kvm",
+        "-nodefaults",
+        "-display",
+        "none",
+        "-no-reboot",
+        "-m",
+        "256",
+        "-serial",
+        f"file:{serial_log}",
+        "-kernel",
+        str(kernel),
+        "-initrd",
+        str(initrd),
+        "-append",
+        "console=ttyS0 panic=-1 rdinit=/nonexistent root=/dev/nonexistent",
     ]
 
 
@@ -94,7 +108,10 @@ def choose_accel(
         works = "Kernel panic" in output
         detail = f"guest kernel booted under KVM in {time.monotonic() - started:.1f} s"
     except CommandTimeout:
-        works, detail = False, f"a KVM guest printed nothing in {KVM_PROBE_TIMEOUT_S:.0f} s (nested KVM hangs)"
+        works, detail = (
+            False,
+            f"a KVM guest printed nothing in {KVM_PROBE_TIMEOUT_S:.0f} s (nested KVM hangs)",
+        )
     choice = AccelChoice(domain_type="kvm" if works else "qemu", reason=detail if works else f"TCG: {detail}")
     cache.write_text(json.dumps({"key": key, "choice": choice.model_dump()}))
     return choice
@@ -140,10 +157,13 @@ def launch_argv(argv: list[str], masks: list[str], binds: dict[Path, Path]) -> l
     if not masks and not binds:
         return argv
     return [
-        sys.executable, "-m", "tasks.lab.launch",
+        sys.executable,
+        "-m",
+        "tasks.lab.launch",
         *(f"--mask={path}" for path in masks),
         *(f"--bind={source}={target}" for source, target in binds.items()),
-        "--", *argv,
+        "--",
+        *argv,
     ]
 
 
@@ -168,7 +188,7 @@ def start_daemons(namespace: str, executor: Executor, mask_kvm: bool, config_dir
             if name == "libvirtd":
                 argv = launch_argv(argv, masks, binds)
             executor.run(netns.exec_argv(namespace, argv), timeout=30)
-            pid = wait_until(lambda n=name: daemon_in_netns(n, namespace), 30, f"{name} to start")
+            pid = wait_until(partial(daemon_in_netns, name, namespace), 30, f"{name} to start")
         pids[name] = pid
     return pids
 
@@ -180,12 +200,12 @@ def stop_process(pid: int, timeout_s: float = 30.0) -> None:
     except ProcessLookupError:
         return
     try:
-        wait_until(lambda: not Path(f"/proc/{pid}").exists() or _is_zombie(pid), timeout_s, f"pid {pid} to exit")
+        wait_until(
+            lambda: not Path(f"/proc/{pid}").exists() or _is_zombie(pid), timeout_s, f"pid {pid} to exit"
+        )
     except TimeoutError:
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
 
 
 def _is_zombie(pid: int) -> bool:

@@ -27,9 +27,27 @@ CUSTOMIZE_HOOK = GUEST_DIR / "customize.sh"
 RECIPE_VERSION = 1  # bump when the build procedure changes in a way the recipe fields do not show
 
 GUEST_PACKAGES: tuple[str, ...] = (
-    "systemd-sysv", "udev", "kmod", "dbus", "openssh-server", "linux-image-amd64", "initramfs-tools",
-    "zstd", "drbd-utils", "ocfs2-tools", "borgbackup", "e2fsprogs", "xfsprogs", "iproute2",
-    "iputils-ping", "procps", "less", "netbase", "nftables", "rsync", "psmisc",
+    "systemd-sysv",
+    "udev",
+    "kmod",
+    "dbus",
+    "openssh-server",
+    "linux-image-amd64",
+    "initramfs-tools",
+    "zstd",
+    "drbd-utils",
+    "ocfs2-tools",
+    "borgbackup",
+    "e2fsprogs",
+    "xfsprogs",
+    "iproute2",
+    "iputils-ping",
+    "procps",
+    "less",
+    "netbase",
+    "nftables",
+    "rsync",
+    "psmisc",
 )
 
 
@@ -77,7 +95,7 @@ def parse_apt_sources(deb822_texts: list[str], one_line_texts: list[str]) -> Apt
     Accepts deb822 ``.sources`` stanzas and classic ``sources.list`` lines. A source counts as Debian
     when it carries the bookworm suites (``bookworm``/``bookworm-security``) with component main.
     """
-    entries: list[tuple[str, list[str]]] = []  # (uri, suites)
+    entries: list[tuple[str, list[str]]] = []  # (uri, suites) of sources that carry component main
     for text in deb822_texts:
         for stanza in re.split(r"\n\s*\n", text):
             fields: dict[str, str] = {}
@@ -88,14 +106,18 @@ def parse_apt_sources(deb822_texts: list[str], one_line_texts: list[str]) -> Apt
                 fields[key.strip().lower()] = value.strip()
             if "deb" not in fields.get("types", "").split() or fields.get("enabled", "yes").lower() == "no":
                 continue
+            if "main" not in fields.get("components", "").split():
+                continue
             for uri in fields.get("uris", "").split():
                 entries.append((uri, fields.get("suites", "").split()))
     for text in one_line_texts:
         for line in text.splitlines():
             words = re.sub(r"\[[^]]*\]", "", line.split("#", 1)[0]).split()
-            if len(words) >= 3 and words[0] == "deb":
+            if len(words) >= 4 and words[0] == "deb" and "main" in words[3:]:
                 entries.append((words[1], [words[2]]))
-    debian = next((u for u, suites in entries if any(s in ("bookworm", "bookworm-updates") for s in suites)), None)
+    debian = next(
+        (u for u, suites in entries if any(s in ("bookworm", "bookworm-updates") for s in suites)), None
+    )
     security = next((u for u, suites in entries if "bookworm-security" in suites), None)
     if debian is None:
         raise ValueError("no Debian bookworm source found in the host's apt configuration")
@@ -104,8 +126,11 @@ def parse_apt_sources(deb822_texts: list[str], one_line_texts: list[str]) -> Apt
 
 def host_apt_mirrors(etc_apt: Path = Path("/etc/apt")) -> AptMirrors:
     deb822 = [p.read_text() for p in sorted((etc_apt / "sources.list.d").glob("*.sources"))]
-    one_line = [p.read_text() for p in [etc_apt / "sources.list", *sorted((etc_apt / "sources.list.d").glob("*.list"))]
-                if p.exists()]
+    one_line = [
+        p.read_text()
+        for p in [etc_apt / "sources.list", *sorted((etc_apt / "sources.list.d").glob("*.list"))]
+        if p.exists()
+    ]
     return parse_apt_sources(deb822, one_line)
 
 

@@ -20,6 +20,7 @@ import ctypes.util
 import os
 import sys
 import tempfile
+from pathlib import Path
 
 CLONE_NEWNS = 0x00020000
 MS_BIND = 0x1000
@@ -54,12 +55,13 @@ def main(argv: list[str] | None = None) -> int:
     _check(_libc.unshare(CLONE_NEWNS), "unshare(CLONE_NEWNS)")
     _mount(None, "/", MS_REC | MS_SLAVE)  # host mounts still reach us; ours never reach the host
     for path in args.mask:
-        if os.path.exists(path):
-            fd, blank = tempfile.mkstemp(prefix="hsf-mask-")
+        if Path(path).exists():
+            fd, name = tempfile.mkstemp(prefix="hsf-mask-")
             os.close(fd)
-            os.chmod(blank, 0)
-            _mount(blank, path, MS_BIND)
-            os.unlink(blank)  # the bind mount keeps the inode
+            blank = Path(name)
+            blank.chmod(0)
+            _mount(str(blank), path, MS_BIND)
+            blank.unlink()  # the bind mount keeps the inode
     for pair in args.bind:
         source, _, target = pair.partition("=")
         _mount(source, target, MS_BIND)

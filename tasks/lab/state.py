@@ -175,7 +175,9 @@ def probe_lab(layout: LabLayout, uri: str) -> LabProbe:
             inactive_xml = dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE)
             vm.defined, vm.active = True, bool(dom.isActive())
             vm.spec_id = spec_id_of(inactive_xml)
-            vm.data_disk_attached = disk_sources(inactive_xml).get(DATA_DISK_TARGET) == str(layout.data_disk(node))
+            vm.data_disk_attached = disk_sources(inactive_xml).get(DATA_DISK_TARGET) == str(
+                layout.data_disk(node)
+            )
         probe.vms[node] = vm
     probe.stray_domains = sorted(domains)
     return probe
@@ -221,7 +223,9 @@ def plan_up(layout: LabLayout, probe: LabProbe, specs: dict[str, DomainSpec], em
     if not probe.network_active:
         actions.append(Action(kind="start_network", reason=f"network {layout.network} is not active"))
     for stray in probe.stray_domains:
-        actions.append(Action(kind="remove_vm", node=stray, reason="domain of a node no longer in the settings"))
+        actions.append(
+            Action(kind="remove_vm", node=stray, reason="domain of a node no longer in the settings")
+        )
     for node, spec in specs.items():
         vm = probe.vms[node]
         defined = vm.defined
@@ -231,11 +235,15 @@ def plan_up(layout: LabLayout, probe: LabProbe, specs: dict[str, DomainSpec], em
             actions.append(Action(kind="remove_vm", node=node, reason=f"stale VM: {why}"))
             defined = files = False
         if not files:
-            actions.append(Action(kind="prepare_vm_files", node=node, reason="overlay, data disk or seed missing"))
+            actions.append(
+                Action(kind="prepare_vm_files", node=node, reason="overlay, data disk or seed missing")
+            )
         if not defined:
             actions.append(Action(kind="define_vm", node=node, reason="domain not defined"))
         if not defined or not vm.data_disk_attached:
-            actions.append(Action(kind="attach_data_disk", node=node, reason="data disk not in the persistent config"))
+            actions.append(
+                Action(kind="attach_data_disk", node=node, reason="data disk not in the persistent config")
+            )
         if not (defined and vm.active):
             actions.append(Action(kind="start_vm", node=node, reason="domain not running"))
     return actions

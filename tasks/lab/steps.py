@@ -9,7 +9,7 @@ from __future__ import annotations
 import shutil
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from prefect import task
 from prefect.artifacts import create_progress_artifact, update_progress_artifact
@@ -20,7 +20,14 @@ from blocks.settings import LabSettings
 from tasks import netns
 from tasks.executor import CommandError, TransportError, default_executor
 from tasks.lab import host
-from tasks.lab.image import GuestImage, ImageRecipe, build_image, cached_image, qemu_img_overlay_argv, qemu_img_raw_argv
+from tasks.lab.image import (
+    GuestImage,
+    ImageRecipe,
+    build_image,
+    cached_image,
+    qemu_img_overlay_argv,
+    qemu_img_raw_argv,
+)
 from tasks.lab.seed import build_seed_disk, ensure_key, known_hosts_line
 from tasks.lab.state import LabLayout, LabProbe, probe_lab
 from tasks.lab.xml import DomainSpec, render_data_disk, render_domain, render_network
@@ -51,7 +58,7 @@ def build_guest_image(lab: LabSettings) -> GuestImage:
 
 
 @task(name="choose-accelerator", cache_policy=NO_CACHE, timeout_seconds=120)
-def choose_accelerator(lab: LabSettings, image: GuestImage) -> str:
+def choose_accelerator(lab: LabSettings, image: GuestImage) -> Literal["kvm", "qemu"]:
     choice = host.choose_accel(lab.accel, image.kernel, image.initrd, lab.image_cache_dir, default_executor())
     get_run_logger().info("domain type %s (%s)", choice.domain_type, choice.reason)
     return choice.domain_type
@@ -76,12 +83,17 @@ def start_libvirt(lab: LabSettings, mask_kvm: bool) -> dict[str, int]:
     layout = LabLayout(lab)
     if not netns.exists(layout.netns):
         create_namespace.fn(lab)
-    pids = host.start_daemons(layout.netns, default_executor(), mask_kvm=mask_kvm, config_dir=layout.root / "libvirt")
+    pids = host.start_daemons(
+        layout.netns, default_executor(), mask_kvm=mask_kvm, config_dir=layout.root / "libvirt"
+    )
     conn = host.wait_until(lambda: host.try_libvirt(SYSTEM_URI), 60, "libvirtd to answer")
     conn.close()
     get_run_logger().info(
         "libvirtd %s and virtlogd %s run in namespace %s%s",
-        pids["libvirtd"], pids["virtlogd"], layout.netns, " (/dev/kvm masked: TCG)" if mask_kvm else "",
+        pids["libvirtd"],
+        pids["virtlogd"],
+        layout.netns,
+        " (/dev/kvm masked: TCG)" if mask_kvm else "",
     )
     return pids
 
@@ -268,10 +280,10 @@ def stop_libvirt(lab: LabSettings) -> list[str]:
             stopped.append(f"{name} ({pid})")
     if netns.exists(layout.netns):
         leftover = default_executor().run(netns.pids_argv(layout.netns), read_only=True).stdout.split()
-        for pid in leftover:
-            comm = _comm(int(pid))
-            host.stop_process(int(pid), timeout_s=10)
-            stopped.append(f"{comm} ({pid})")
+        for leftover_pid in map(int, leftover):
+            comm = _comm(leftover_pid)
+            host.stop_process(leftover_pid, timeout_s=10)
+            stopped.append(f"{comm} ({leftover_pid})")
     return stopped
 
 

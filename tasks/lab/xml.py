@@ -52,7 +52,9 @@ def _sub(parent: ET.Element, tag: str, text: str | None = None, **attrs: str) ->
     return element
 
 
-def _file_disk(parent: ET.Element, source: Path, fmt: str, target: str, bus: str, serial: str | None) -> ET.Element:
+def _file_disk(
+    parent: ET.Element, source: Path, fmt: str, target: str, bus: str, serial: str | None
+) -> ET.Element:
     disk = _sub(parent, "disk", type="file", device="disk")
     _sub(disk, "driver", name="qemu", type=fmt, cache="writeback")
     _sub(disk, "source", file=str(source))

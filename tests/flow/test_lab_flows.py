@@ -22,12 +22,17 @@ def _ghost_lab(tmp_path: Path) -> LabSettings:
 def test_status_of_an_absent_lab_reports_absent_vms(prefect_harness: None, tmp_path: Path) -> None:
     lab = _ghost_lab(tmp_path)
     status = lab_status(lab)
-    assert [(vm.node, vm.state, vm.ssh) for vm in status.vms] == [("nodea", "absent", None), ("nodeb", "absent", None)]
+    assert [(vm.node, vm.state, vm.ssh) for vm in status.vms] == [
+        ("nodea", "absent", None),
+        ("nodeb", "absent", None),
+    ]
     assert status.netns is None and status.daemons == {}
     assert "not answering" in status.libvirt_uri
 
 
-def test_down_of_an_absent_lab_plans_nothing_and_creates_nothing(prefect_harness: None, tmp_path: Path) -> None:
+def test_down_of_an_absent_lab_plans_nothing_and_creates_nothing(
+    prefect_harness: None, tmp_path: Path
+) -> None:
     lab = _ghost_lab(tmp_path)
     assert lab_down(lab) == []
     namespaces = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=True).stdout

@@ -40,16 +40,26 @@ def assert_nothing_left(lab: LabSettings) -> list[str]:
     netns = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=True).stdout
     if layout.netns in netns.split():
         found.append(f"namespace {layout.netns}")
-    qemu = subprocess.run(["pgrep", "-f", f"guest={lab.name}-"], capture_output=True, text=True).stdout.split()
+    qemu = subprocess.run(
+        ["pgrep", "-f", f"guest={lab.name}-"], capture_output=True, text=True
+    ).stdout.split()
     found.extend(f"qemu pid {pid}" for pid in qemu)
-    host_netns = Path("/proc/1/ns/net").stat().st_ino
+    host_netns = Path("/proc/self/ns/net").stat().st_ino  # this test runs in the host namespace
     for process in ("libvirtd", "virtlogd", "dnsmasq"):  # ours ran in the lab namespace, never the host's
         for pid in subprocess.run(["pgrep", "-x", process], capture_output=True, text=True).stdout.split():
-            if Path(f"/proc/{pid}/ns/net").stat().st_ino != host_netns:
+            if _alive(int(pid)) and Path(f"/proc/{pid}/ns/net").stat().st_ino != host_netns:
                 found.append(f"{process} pid {pid} (in a namespace)")
     if layout.root.exists():
         found.append(str(layout.root))
     return found
+
+
+def _alive(pid: int) -> bool:
+    """Running, not a zombie waiting for PID 1 to reap it (it holds nothing but a pid)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (FileNotFoundError, IndexError):
+        return False
 
 
 @pytest.fixture(scope="session")

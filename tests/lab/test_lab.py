@@ -25,7 +25,9 @@ def test_two_vms_run_and_answer_ssh(lab: LabStatus, lab_settings: LabSettings) -
     assert all(vm.ssh for vm in status.vms)
 
 
-def test_each_vm_has_its_hostname_and_extra_disk(targets: dict[str, SshTarget], lab_settings: LabSettings) -> None:
+def test_each_vm_has_its_hostname_and_extra_disk(
+    targets: dict[str, SshTarget], lab_settings: LabSettings
+) -> None:
     for node, target in targets.items():
         assert run(target, "hostname").strip() == node
         disks = json.loads(run(target, "lsblk", "--json", "--bytes", "--nodeps", "-o", "NAME,SIZE,TYPE"))
@@ -34,7 +36,9 @@ def test_each_vm_has_its_hostname_and_extra_disk(targets: dict[str, SshTarget], 
         assert "vda" in sizes  # root overlay
 
 
-def test_vms_reach_each_other_on_the_lab_network(targets: dict[str, SshTarget], lab_settings: LabSettings) -> None:
+def test_vms_reach_each_other_on_the_lab_network(
+    targets: dict[str, SshTarget], lab_settings: LabSettings
+) -> None:
     nodes = list(lab_settings.nodes)
     for node in nodes:
         for peer in nodes:
@@ -51,7 +55,9 @@ def test_drbd_tools_and_module_load(targets: dict[str, SshTarget]) -> None:
 
 
 def test_each_vm_has_its_own_host_key(targets: dict[str, SshTarget]) -> None:
-    fingerprints = {run(t, "ssh-keygen", "-lf", "/etc/ssh/ssh_host_ed25519_key.pub").split()[1] for t in targets.values()}
+    fingerprints = {
+        run(t, "ssh-keygen", "-lf", "/etc/ssh/ssh_host_ed25519_key.pub").split()[1] for t in targets.values()
+    }
     assert len(fingerprints) == len(targets)
 
 

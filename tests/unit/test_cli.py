@@ -16,14 +16,22 @@ def cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     clean = {k: v for k, v in os.environ.items() if not k.startswith("HSF_")}
     return subprocess.run(
         [sys.executable, "-m", "flows.lab", *args],
-        cwd=REPO, env={**clean, **env}, capture_output=True, text=True, timeout=120, check=False,
+        cwd=REPO,
+        env={**clean, **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
 
 
 @pytest.mark.parametrize(
     ("env", "expected"),
     [
-        ({"HSF_LAB__MEMORY_MIB": "-512"}, "setting lab.memory_mib [HSF_LAB__MEMORY_MIB]: Input should be greater"),
+        (
+            {"HSF_LAB__MEMORY_MIB": "-512"},
+            "setting lab.memory_mib [HSF_LAB__MEMORY_MIB]: Input should be greater",
+        ),
         ({"HSF_PRIMARY_NODE": "nodez"}, "primary_node: unknown node 'nodez' (known: nodea, nodeb)"),
         (
             {"HSF_LAB__LIBVIRT_URI": "qemu:///system?socket=/nonexistent/hsf-libvirt-sock"},

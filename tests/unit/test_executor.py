@@ -64,7 +64,7 @@ def test_env_values_are_passed_but_never_shown() -> None:
     assert result.stderr == f"{MASK}\n"
 
 
-def test_dry_run_runs_nothing_but_probes(tmp_path) -> None:  # noqa: ANN001
+def test_dry_run_runs_nothing_but_probes(tmp_path) -> None:
     marker = tmp_path / "made"
     executor = Executor(dry_run=True)
     result = executor.run(["touch", str(marker)])
@@ -93,7 +93,11 @@ def test_ssh_client_exit_255_is_a_retryable_transport_error() -> None:
 
 
 def test_errors_survive_pickling() -> None:
-    for error in (CommandError("c", 2, "tail", "n"), TransportError("c", 255, "t", "n"), CommandTimeout("c", -1, "", "n")):
+    for error in (
+        CommandError("c", 2, "tail", "n"),
+        TransportError("c", 255, "t", "n"),
+        CommandTimeout("c", -1, "", "n"),
+    ):
         clone = pickle.loads(pickle.dumps(error))
         assert type(clone) is type(error) and str(clone) == str(error)
 

@@ -53,9 +53,15 @@ def test_toml_file_is_read_and_env_wins(monkeypatch: pytest.MonkeyPatch, tmp_pat
 @pytest.mark.parametrize(
     ("env", "expected"),
     [
-        ({"HSF_LAB__MEMORY_MIB": "-5"}, "setting lab.memory_mib [HSF_LAB__MEMORY_MIB]: Input should be greater than or equal to 256"),
+        (
+            {"HSF_LAB__MEMORY_MIB": "-5"},
+            "setting lab.memory_mib [HSF_LAB__MEMORY_MIB]: Input should be greater than or equal to 256",
+        ),
         ({"HSF_PRIMARY_NODE": "nodex"}, "primary_node: unknown node 'nodex' (known: nodea, nodeb)"),
-        ({"HSF_LAB__NODES": '["nodea", "nodea"]'}, "setting lab.nodes [HSF_LAB__NODES]: duplicate node names: nodea"),
+        (
+            {"HSF_LAB__NODES": '["nodea", "nodea"]'},
+            "setting lab.nodes [HSF_LAB__NODES]: duplicate node names: nodea",
+        ),
         ({"HSF_LAB__NODES": '["Node_A"]'}, "'Node_A' is not a valid node name"),
         ({"HSF_LAB__LIBVIRT_URI": "localhost"}, "'localhost' is neither 'embedded' nor a libvirt URI"),
         ({"HSF_LAB__SUBNET": "10.1.2.0/29"}, "10.1.2.0/29 is too small"),
@@ -63,7 +69,9 @@ def test_toml_file_is_read_and_env_wins(monkeypatch: pytest.MonkeyPatch, tmp_pat
         ({"HSF_LAB__BOGUS": "1"}, "setting lab.bogus [HSF_LAB__BOGUS]: Extra inputs are not permitted"),
     ],
 )
-def test_bad_values_give_one_clear_line(monkeypatch: pytest.MonkeyPatch, env: dict[str, str], expected: str) -> None:
+def test_bad_values_give_one_clear_line(
+    monkeypatch: pytest.MonkeyPatch, env: dict[str, str], expected: str
+) -> None:
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     with pytest.raises(SettingsError) as info:
