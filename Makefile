@@ -19,7 +19,10 @@ host-deps:
 python-deps: $(STAMP)
 
 $(STAMP): pyproject.toml | host-deps
+	@# A stock Debian python3 needs python3-venv, and python3-dev to build libvirt-python.
 	@$(PYTHON) -m venv --help >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq python3-venv)
+	@$(PYTHON) -c 'import os, sysconfig; assert os.path.exists(sysconfig.get_paths()["include"] + "/Python.h")' \
+		2>/dev/null || (apt-get update -qq && apt-get install -y -qq python3-dev)
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[dev]'
