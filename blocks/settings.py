@@ -147,6 +147,53 @@ class InventoryHost(BaseModel):
         return _check_hostname(name)
 
 
+class DrbdSettings(BaseModel):
+    """The replicated volume the setup and failover flows build."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    resource: str = Field("r0", pattern=r"^[a-z][a-z0-9_-]{0,31}$", description="DRBD resource name.")
+    protocol: Literal["A", "B", "C"] = Field("C", description="Replication protocol; C is synchronous.")
+    port: int = Field(7789, ge=1, le=65535, description="Replication TCP port on every node.")
+    disk: str = Field("/dev/vdb", pattern=r"^/dev/\S+$", description="Backing disk on every node.")
+    minor: int = Field(0, ge=0, le=255, description="The volume is /dev/drbd<minor>.")
+    fstype: Literal["ext4", "xfs"] = Field("ext4", description="Filesystem made on the replicated volume.")
+    mountpoint: str = Field("/mnt/r0", pattern=r"^/\S+$", description="Where the primary mounts the volume.")
+    ping_int_s: int = Field(3, ge=1, le=120, description="DRBD keep-alive interval (peer-loss detection).")
+    ping_timeout_ds: int = Field(10, ge=1, le=300, description="Keep-alive timeout, tenths of a second.")
+    resync_rate: str = Field("100M", pattern=r"^\d+[KMG]?$", description="Fixed (re)sync rate in bytes/s.")
+    initial_sync: Literal["full", "skip"] = Field(
+        "full",
+        description=(
+            "'full' copies the whole disk to the peer; 'skip' declares blank disks identical "
+            "(new-current-uuid --clear-bitmap) and is only allowed on disks with no data."
+        ),
+    )
+    force_create_md: bool = Field(
+        False, description="Write DRBD metadata even over a disk that holds a filesystem (destroys it)."
+    )
+    connect_timeout_s: float = Field(120.0, gt=0, description="How long to wait for the peers to connect.")
+    sync_timeout_s: float = Field(1800.0, gt=0, description="How long to wait for a (re)sync to finish.")
+
+
+class FailoverSettings(BaseModel):
+    """The failover drill."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    fault: Literal["auto", "none", "destroy", "sysrq-poweroff"] = Field(
+        "auto",
+        description=(
+            "How the primary is killed: 'destroy' pulls the plug on a lab VM (libvirt destroy); "
+            "'sysrq-poweroff' powers off a real host at once; 'none' refuses to run the drill; "
+            "'auto' = 'destroy' in the lab and 'none' for real hosts (opt in explicitly)."
+        ),
+    )
+    dataset_files: int = Field(5, ge=1, le=1000, description="Files written before the fault.")
+    file_mib: int = Field(20, ge=1, le=4096, description="Size of each file in MiB.")
+    boot_timeout_s: float = Field(600.0, gt=0, description="How long to wait for the killed node to return.")
+
+
 class Settings(BaseSettings):
     """Everything the flows read from the environment or ``hsf.toml``."""
 
@@ -164,6 +211,8 @@ class Settings(BaseSettings):
     primary_node: str | None = Field(
         None, description="Node that starts as DRBD primary; default: the first node."
     )
+    drbd: DrbdSettings = Field(default_factory=DrbdSettings, description="The replicated volume.")
+    failover: FailoverSettings = Field(default_factory=FailoverSettings, description="The failover drill.")
     dry_run: bool = Field(False, description="Log every command that would change a host, run none of them.")
 
     @model_validator(mode="after")
@@ -176,7 +225,29 @@ class Settings(BaseSettings):
             raise ValueError(f"inventory: duplicate host names: {', '.join(duplicates)}")
         if self.primary_node is not None and self.primary_node not in self.node_names:
             raise UnknownNodeError(self.primary_node, self.node_names, setting="primary_node")
+        if self.target == "inventory" and self.failover.fault == "destroy":
+            raise ValueError(
+                "failover.fault 'destroy' only applies to lab VMs: use 'sysrq-poweroff' or 'none'"
+            )
+        if self.target == "lab" and self.failover.fault == "sysrq-poweroff":
+            raise ValueError("failover.fault 'sysrq-poweroff' is for real hosts; the lab uses 'destroy'")
         return self
+
+    @property
+    def fault(self) -> str:
+        """The failover fault in effect ('auto' resolved)."""
+        if self.failover.fault != "auto":
+            return self.failover.fault
+        return "destroy" if self.target == "lab" else "none"
+
+    @property
+    def cluster_name(self) -> str:
+        """Name of the cluster the flows act on: the lab's name, or 'inventory'."""
+        return self.lab.name if self.target == "lab" else "inventory"
+
+    @property
+    def primary(self) -> str:
+        return self.primary_node or self.node_names[0]
 
     @property
     def node_names(self) -> tuple[str, ...]:

@@ -18,10 +18,10 @@ from prefect.logging import get_run_logger
 from pydantic import BaseModel, Field
 
 from blocks.settings import LabSettings, SettingsError, load_settings
-from tasks.executor import SshTarget, TransportError, default_executor
+from tasks.executor import TransportError, default_executor
 from tasks.lab import host, steps
 from tasks.lab.image import GuestImage
-from tasks.lab.state import Action, LabLayout, LabProbe, plan_down, plan_up
+from tasks.lab.state import Action, LabLayout, LabProbe, in_netns, lab_targets, plan_down, plan_up
 from tasks.lab.xml import DomainSpec
 
 DAEMON_ACTIONS = ("create_netns", "start_daemons")
@@ -61,18 +61,6 @@ class LabStatus(BaseModel):
             ssh = {True: "ok", False: "no answer", None: "-"}[vm.ssh]
             lines.append(f"{vm.node:<10} {vm.domain:<16} {vm.state:<12} {vm.address:<16} {ssh}")
         return "\n".join(lines)
-
-
-def in_netns(lab: LabSettings) -> bool:
-    """The lab runs inside its namespace when the libvirtd serving it is the lab's own."""
-    return lab.embedded and host.daemon_in_netns("libvirtd", LabLayout(lab).netns) is not None
-
-
-def lab_targets(lab: LabSettings) -> dict[str, SshTarget]:
-    """SSH targets of the lab's VMs, for other flows."""
-    layout = LabLayout(lab)
-    inside = in_netns(lab)
-    return {node: layout.target(node, inside) for node in lab.nodes}
 
 
 def _status(lab: LabSettings, probe: LabProbe, check_ssh: bool) -> LabStatus:

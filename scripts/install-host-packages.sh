@@ -15,6 +15,8 @@ packages=(
   libxml2-utils
   # libvirt-python build
   pkg-config libvirt-dev gcc
+  # the real drbdadm parser validates rendered DRBD configs in the unit tests
+  drbd-utils kmod
   # host tools the executor drives
   iproute2 openssh-client procps
 )

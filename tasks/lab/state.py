@@ -107,6 +107,18 @@ class LabLayout:
         )
 
 
+def in_netns(lab: LabSettings) -> bool:
+    """The lab runs inside its namespace when the libvirtd serving it is the lab's own."""
+    return lab.embedded and host.daemon_in_netns("libvirtd", LabLayout(lab).netns) is not None
+
+
+def lab_targets(lab: LabSettings) -> dict[str, SshTarget]:
+    """SSH targets of the lab's VMs, for other flows."""
+    layout = LabLayout(lab)
+    inside = in_netns(lab)
+    return {node: layout.target(node, inside) for node in lab.nodes}
+
+
 class VmProbe(BaseModel):
     node: str
     domain: str

@@ -1,0 +1,69 @@
+"""The cluster the flows act on: the embedded lab's VMs, or the user's inventory of SSH hosts."""
+
+from __future__ import annotations
+
+import secrets
+
+from blocks.settings import Settings
+from tasks.drbd.model import DrbdNode, DrbdResource
+from tasks.executor import SshTarget
+from tasks.lab.state import lab_targets
+
+
+def node_targets(settings: Settings) -> dict[str, SshTarget]:
+    """How to reach every node, by node name."""
+    if settings.target == "lab":
+        return lab_targets(settings.lab)
+    return {
+        host.name: SshTarget(
+            name=host.name,
+            address=host.address,
+            port=host.port,
+            user=host.user,
+            key_file=host.key_file,
+            known_hosts=host.known_hosts,
+        )
+        for host in settings.inventory
+    }
+
+
+def node_addresses(settings: Settings) -> dict[str, str]:
+    """Replication address of every node (the lab's isolated network, or the inventory address)."""
+    if settings.target == "lab":
+        return {node: str(settings.lab.address_of(node)) for node in settings.lab.nodes}
+    return {host.name: host.address for host in settings.inventory}
+
+
+def secret_block_name(settings: Settings) -> str:
+    return f"{settings.cluster_name}-drbd-{settings.drbd.resource}".replace("_", "-").lower()
+
+
+def shared_secret(block_name: str) -> str:
+    """The cluster's DRBD secret from its Prefect ``Secret`` block, generated once if absent."""
+    from prefect.blocks.system import Secret
+
+    try:
+        return str(Secret.load(block_name).get())
+    except ValueError:  # no such block yet
+        value = secrets.token_urlsafe(24)
+        Secret(value=value).save(block_name, overwrite=False)
+        return value
+
+
+def drbd_resource(settings: Settings, secret: str) -> DrbdResource:
+    """The DRBD resource described by the settings, across the cluster's two nodes."""
+    addresses = node_addresses(settings)
+    drbd = settings.drbd
+    nodes = [
+        DrbdNode(name=name, address=address, port=drbd.port, disk=drbd.disk, minor=drbd.minor)
+        for name, address in addresses.items()
+    ]
+    return DrbdResource(
+        name=drbd.resource,
+        protocol=drbd.protocol,
+        nodes=tuple(nodes),
+        shared_secret=secret,  # type: ignore[arg-type]
+        ping_int_s=drbd.ping_int_s,
+        ping_timeout_ds=drbd.ping_timeout_ds,
+        resync_rate=drbd.resync_rate,
+    )

@@ -1,0 +1,1 @@
+"""DRBD: resource model, command builders, state probes, and the Prefect tasks that drive them."""

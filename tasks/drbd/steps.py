@@ -1,0 +1,198 @@
+"""Prefect tasks, one per DRBD / filesystem step, each a builder from ``commands`` run by the executor.
+
+Tasks take node targets and models (never a connection) and are not cached: every one acts on live
+state. Only SSH transport errors are retried; waits poll DRBD's own state with a deadline.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from typing import Any
+
+from prefect import task
+from prefect.artifacts import create_progress_artifact, update_progress_artifact
+from prefect.cache_policies import NO_CACHE
+from prefect.logging import get_run_logger
+
+from tasks.drbd import commands as cmd
+from tasks.drbd.model import DrbdResource, render_resource
+from tasks.drbd.plan import NodeProbe
+from tasks.drbd.probes import DrbdState, parse_blkid_export, parse_findmnt, parse_proc_drbd
+from tasks.executor import CommandResult, SshTarget, default_executor, is_transport_error
+from tasks.lab.host import wait_until
+
+
+def _retry_on_transport(task: Any, task_run: Any, state: Any) -> bool:
+    """Retry only when the SSH link failed (the command may not have run); never on a real error."""
+    try:
+        state.result()
+    except Exception as exc:  # the failed state re-raises its exception
+        return is_transport_error(exc)
+    return False
+
+
+STEP = {
+    "cache_policy": NO_CACHE,
+    "retries": 2,
+    "retry_delay_seconds": 3,
+    "retry_condition_fn": _retry_on_transport,
+}
+
+
+def run(target: SshTarget, argv: list[str], **kwargs: Any) -> CommandResult:
+    return default_executor().run(argv, target, **kwargs)
+
+
+def drbd_state(target: SshTarget, minor: int) -> DrbdState:
+    """The device's state from /proc/drbd (Unconfigured when the module or the device is absent)."""
+    result = run(target, ["cat", "/proc/drbd"], read_only=True, ok_codes=(0, 1), quiet=True)
+    return parse_proc_drbd(result.stdout).get(minor, DrbdState(minor=minor, connection="Unconfigured"))
+
+
+@task(name="probe-drbd-node", **STEP)  # submitted: the executor's own timeouts apply
+def probe_node(target: SshTarget, resource: DrbdResource, mountpoint: str) -> NodeProbe:
+    node = resource.node(target.name)
+    tools = run(target, ["sh", "-c", "command -v drbdadm"], read_only=True, ok_codes=(0, 1, 127)).ok
+    wanted = hashlib.sha256(render_resource(resource).encode()).hexdigest()
+    current = run(target, cmd.sha256_argv(resource.config_path), read_only=True, ok_codes=(0, 1))
+    config_current = current.ok and current.stdout.split()[:1] == [wanted]
+    modules = run(target, ["cat", "/proc/modules"], read_only=True).stdout
+    state = drbd_state(target, node.minor)
+    backing = parse_blkid_export(
+        run(target, cmd.blkid_argv(node.disk), read_only=True, ok_codes=(0, 2)).stdout
+    )
+    volume = None
+    if state.role == "Primary":
+        volume = parse_blkid_export(
+            run(target, cmd.blkid_argv(node.device), read_only=True, ok_codes=(0, 2)).stdout
+        )
+    mount = parse_findmnt(run(target, cmd.findmnt_argv(mountpoint), read_only=True, ok_codes=(0, 1)).stdout)
+    return NodeProbe(
+        node=target.name,
+        tools=tools,
+        config_current=config_current,
+        module_loaded=any(line.split()[:1] == ["drbd"] for line in modules.splitlines()),
+        state=state,
+        backing=backing,
+        volume=volume,
+        mount=mount,
+    )
+
+
+@task(name="install-drbd-tools", timeout_seconds=900, **STEP)
+def install_tools(target: SshTarget) -> None:
+    run(target, ["apt-get", "update", "-q"], timeout=600)
+    run(target, cmd.install_packages_argv(["drbd-utils", "xfsprogs"]), timeout=600)
+
+
+@task(name="write-drbd-config", timeout_seconds=120, **STEP)
+def write_config(target: SshTarget, resource: DrbdResource) -> None:
+    """Atomically replace the resource file (mode 0600: it holds the shared secret)."""
+    temporary = f"{resource.config_path}.hsf-new"
+    secret = resource.shared_secret.get_secret_value()
+    run(target, cmd.write_file_argv(temporary), stdin=render_resource(resource), secrets=[secret])
+    run(target, cmd.chmod_argv("600", temporary))
+    run(target, cmd.rename_argv(temporary, resource.config_path))
+
+
+@task(name="load-drbd-module", timeout_seconds=120, **STEP)
+def load_module(target: SshTarget) -> None:
+    run(target, cmd.modprobe_argv("drbd"))
+
+
+@task(name="create-md", timeout_seconds=300, **STEP)
+def create_md(target: SshTarget, resource: DrbdResource, force: bool) -> None:
+    run(target, cmd.create_md_argv(resource.name, force=force), timeout=240)
+
+
+@task(name="drbd-up", timeout_seconds=120, **STEP)
+def up(target: SshTarget, resource: DrbdResource) -> None:
+    run(target, cmd.up_argv(resource.name))
+
+
+@task(name="drbd-adjust", timeout_seconds=120, **STEP)
+def adjust(target: SshTarget, resource: DrbdResource) -> None:
+    run(target, cmd.adjust_argv(resource.name))
+
+
+@task(name="wait-connected", **STEP)
+def wait_connected(target: SshTarget, resource: DrbdResource, timeout_s: float) -> DrbdState:
+    minor = resource.node(target.name).minor
+    return wait_until(
+        lambda: (s := drbd_state(target, minor)).connected and s, timeout_s, "DRBD peers to connect"
+    )
+
+
+@task(name="skip-initial-sync", timeout_seconds=120, **STEP)
+def skip_initial_sync(target: SshTarget, resource: DrbdResource) -> None:
+    """Declare blank disks identical instead of copying them (only planned for fresh metadata)."""
+    run(target, cmd.new_current_uuid_clear_bitmap_argv(resource.name))
+
+
+@task(name="promote", timeout_seconds=180, **STEP)
+def promote(target: SshTarget, resource: DrbdResource, force: bool = False) -> float:
+    """``drbdadm primary`` and wait until this node reports Primary; returns seconds taken."""
+    started = time.monotonic()
+    run(target, cmd.primary_argv(resource.name, force=force), timeout=120)
+    minor = resource.node(target.name).minor
+    wait_until(lambda: drbd_state(target, minor).role == "Primary", 60, f"{target.name} to become Primary")
+    return time.monotonic() - started
+
+
+@task(name="demote", timeout_seconds=180, **STEP)
+def demote(target: SshTarget, resource: DrbdResource) -> None:
+    run(target, cmd.secondary_argv(resource.name), timeout=120)
+
+
+@task(name="wait-synced", **STEP)
+def wait_synced(target: SshTarget, resource: DrbdResource, timeout_s: float) -> float:
+    """Poll /proc/drbd until both disks are UpToDate, publishing the resync progress; returns seconds."""
+    log = get_run_logger()
+    minor = resource.node(target.name).minor
+    started = time.monotonic()
+    artifact = create_progress_artifact(progress=0.0, description=f"DRBD {resource.name} sync")
+    last_logged = -10.0
+
+    def synced() -> bool:
+        nonlocal last_logged
+        state = drbd_state(target, minor)
+        if state.sync_percent is not None:
+            update_progress_artifact(artifact_id=artifact, progress=state.sync_percent)  # type: ignore[arg-type]
+            if state.sync_percent - last_logged >= 10:
+                log.info("%s sync %.1f%% (finish in %s)", resource.name, state.sync_percent, state.finish)
+                last_logged = state.sync_percent
+        return state.disk == "UpToDate" and state.peer_disk == "UpToDate" and state.connection == "Connected"
+
+    wait_until(synced, timeout_s, f"DRBD {resource.name} to finish syncing", interval_s=1.0)
+    update_progress_artifact(artifact_id=artifact, progress=100.0)  # type: ignore[arg-type]
+    return time.monotonic() - started
+
+
+@task(name="mkfs", timeout_seconds=600, **STEP)
+def mkfs(target: SshTarget, device: str, fstype: cmd.FsType, label: str) -> None:
+    """Make a filesystem — refusing, by a fresh probe, if the device already holds anything."""
+    found = parse_blkid_export(run(target, cmd.blkid_argv(device), read_only=True, ok_codes=(0, 2)).stdout)
+    if not found.blank:
+        raise RuntimeError(f"{target.name}: {device} already holds {found.type}; refusing to mkfs over it")
+    run(target, cmd.mkfs_argv(fstype, device, label), timeout=540)
+
+
+@task(name="mount", timeout_seconds=300, **STEP)
+def mount(target: SshTarget, device: str, mountpoint: str) -> float:
+    started = time.monotonic()
+    run(target, cmd.mkdir_argv(mountpoint))
+    run(target, cmd.mount_argv(device, mountpoint), timeout=240)
+    return time.monotonic() - started
+
+
+@task(name="umount", timeout_seconds=300, **STEP)
+def umount(target: SshTarget, mountpoint: str) -> None:
+    run(target, cmd.umount_argv(mountpoint), timeout=240)
+
+
+@task(name="filesystem-type", timeout_seconds=60, **STEP)
+def filesystem_type(target: SshTarget, device: str) -> str | None:
+    return parse_blkid_export(
+        run(target, cmd.blkid_argv(device), read_only=True, ok_codes=(0, 2)).stdout
+    ).type
