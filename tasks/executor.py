@@ -25,7 +25,7 @@ import socket
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -176,6 +176,15 @@ class _LineSink:
             self._buffer = ""
 
 
+class RecordedCommand(BaseModel):
+    """A command that changed (or could change) state on a target, for drill reports."""
+
+    target: str
+    command: str = Field(description="Masked command line.")
+    at: float = Field(description="time.monotonic() when it started.")
+    exit_code: int | None = None
+
+
 @dataclass
 class Executor:
     """Runs argv lists locally or over SSH; holds one SSH connection per target."""
@@ -184,6 +193,17 @@ class Executor:
     secrets: set[str] = field(default_factory=set)
     _connections: dict[str, Any] = field(default_factory=dict, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _recordings: list[list[RecordedCommand]] = field(default_factory=list, repr=False)
+
+    @contextlib.contextmanager
+    def recording(self) -> Iterator[list[RecordedCommand]]:
+        """Collect every non-read-only command run while the block is active (probes are left out)."""
+        commands: list[RecordedCommand] = []
+        self._recordings.append(commands)
+        try:
+            yield commands
+        finally:
+            self._recordings.remove(commands)
 
     def add_secret(self, value: str) -> None:
         if value:
@@ -224,10 +244,15 @@ class Executor:
             log.debug("[%s] $ %s", target.name, shown)
         masked_line = (lambda line: on_line(mask(line, all_secrets))) if on_line else None
         started = time.monotonic()
+        record = RecordedCommand(target=target.name, command=shown, at=started)
+        if not read_only:
+            for recording in self._recordings:
+                recording.append(record)
         if isinstance(target, SshTarget):
             code, out, err = self._run_ssh(argv, target, timeout, env, stdin, shown, masked_line)
         else:
             code, out, err = self._run_local(argv, timeout, env, stdin, shown, masked_line)
+        record.exit_code = code
         result = CommandResult(
             command=shown,
             target=target.name,

@@ -190,6 +190,19 @@ def start_vm(lab: LabSettings, node: str) -> None:
         conn.close()
 
 
+@task(name="power-off-vm", cache_policy=NO_CACHE, timeout_seconds=60)
+def power_off_vm(lab: LabSettings, node: str) -> None:
+    """Pull the plug: libvirt destroy kills qemu at once (no shutdown, no flush in the guest)."""
+    layout = LabLayout(lab)
+    conn = host.open_libvirt(libvirt_uri(lab))
+    try:
+        dom = conn.lookupByName(layout.domain(node))
+        if dom.isActive():
+            dom.destroy()
+    finally:
+        conn.close()
+
+
 @task(name="wait-for-ssh", cache_policy=NO_CACHE)
 def wait_for_ssh(lab: LabSettings, node: str, in_netns: bool) -> float:
     """Poll until the VM answers a command over SSH with its pinned host key; returns seconds waited."""
