@@ -9,15 +9,20 @@ from pathlib import Path
 
 import pytest
 
-from blocks.settings import LabSettings
+from blocks.settings import LabSettings, Settings, load_settings
 from flows.lab import LabStatus, lab_down, lab_targets, lab_up
 from tasks.executor import SshTarget, default_executor
 from tasks.lab.state import LabLayout
 
 
 @pytest.fixture(scope="session")
-def lab_settings() -> LabSettings:
-    return LabSettings()
+def settings() -> Settings:
+    return load_settings()
+
+
+@pytest.fixture(scope="session")
+def lab_settings(settings: Settings) -> LabSettings:
+    return settings.lab
 
 
 @pytest.fixture(scope="session")
