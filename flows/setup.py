@@ -154,7 +154,7 @@ def setup(settings: Settings | None = None) -> SetupReport:
     filesystem = plan_filesystem(probes[primary], drbd.fstype, drbd.mountpoint, device)
     for step in filesystem:
         execute(step)
-    if any(s.kind == "mkfs" for s in filesystem):
+    if any(s.kind == "mkfs" for s in filesystem) and not default_executor().dry_run:
         report.filesystem_seen = verify_every_node(targets, resource, primary, drbd.mountpoint)
         report.steps.append("verified the filesystem on every node by a controlled role switch")
     if not report.steps:
