@@ -9,7 +9,7 @@ export DO_NOT_TRACK ?= 1
 export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS ?= 90
 
-.PHONY: deps host-deps python-deps demo test test-unit test-lab lint lab-up lab-status lab-down clean
+.PHONY: deps host-deps python-deps demo setup bench-failover test test-unit test-lab lint lab-up lab-status lab-down clean
 
 deps: host-deps python-deps
 
@@ -32,6 +32,14 @@ $(STAMP): pyproject.toml | host-deps
 demo: deps
 	$(PY) -m flows.failover
 
+## Build (or confirm) the replicated volume only.
+setup: deps
+	$(PY) -m flows.setup
+
+## The failover drill as the flow and as a plain shell sequence, side by side (figures, no asserts).
+bench-failover: deps
+	$(PY) -m benchmarks.failover
+
 ## Lint, then every test tier: unit, flow (Prefect harness) and lab (real VMs). Ends with the lab down.
 test: deps lint
 	$(PY) -m pytest
@@ -45,7 +53,7 @@ test-lab: deps
 lint: deps
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
-	$(PY) -m mypy flows tasks blocks deployments
+	$(PY) -m mypy flows tasks blocks deployments benchmarks
 
 lab-up lab-status lab-down: deps
 	$(PY) -m flows.lab $(@:lab-%=%)

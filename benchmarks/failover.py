@@ -16,7 +16,7 @@ import sys
 import time
 from pathlib import Path
 
-from blocks.settings import load_settings
+from blocks.settings import Settings, load_settings
 from flows.failover import failover_drill
 from flows.setup import setup
 from tasks.cluster import drbd_resource, secret_block_name, shared_secret
@@ -26,7 +26,7 @@ from tasks.lab.state import LabLayout, in_netns
 SHELL_DRILL = Path(__file__).with_name("failover_shell.sh")
 
 
-def shell_drill(settings) -> dict[str, float]:  # noqa: ANN001
+def shell_drill(settings: Settings) -> dict[str, float]:
     layout = LabLayout(settings.lab)
     resource = drbd_resource(settings, shared_secret(secret_block_name(settings)))
     primary, survivor = settings.primary, resource.peer_of(settings.primary).name
@@ -78,9 +78,8 @@ def main(argv: list[str] | None = None) -> int:
             }
         )
         shell_runs.append(shell_drill(settings))
-        print(
-            f"round {round_no}: flow RTO {flow_runs[-1]['rto']:.1f} s, shell RTO {shell_runs[-1]['rto']:.1f} s"
-        )
+        flow_rto, shell_rto = flow_runs[-1]["rto"], shell_runs[-1]["rto"]
+        print(f"round {round_no}: flow RTO {flow_rto:.1f} s, shell RTO {shell_rto:.1f} s")
     default_executor().close()
 
     def median(runs: list[dict[str, float]], key: str) -> float:
@@ -89,9 +88,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\nfailover drill, {args.rounds} round(s), medians (s)   flow    shell")
     for key in ("detection", "rto", "resync", "wall"):
         print(f"  {key:<38} {median(flow_runs, key):7.1f}  {median(shell_runs, key):7.1f}")
-    print(
-        f"  bytes lost                             {median(flow_runs, 'lost'):7.0f}  {median(shell_runs, 'lost'):7.0f}"
-    )
+    lost = (median(flow_runs, "lost"), median(shell_runs, "lost"))
+    print(f"  {'bytes lost':<38} {lost[0]:7.0f}  {lost[1]:7.0f}")
     print(f"flow/shell wall-time ratio: {median(flow_runs, 'wall') / median(shell_runs, 'wall'):.2f}")
     return 0
 

@@ -9,6 +9,7 @@ had to be done on the other node. Exits 1 if any byte was lost.
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import time
 from datetime import UTC, datetime
@@ -171,12 +172,10 @@ def kill_node(settings: Settings, target: SshTarget, fault: str) -> None:
     if fault == "destroy":
         lab_steps.power_off_vm.fn(settings.lab, target.name)
     elif fault == "sysrq-poweroff":
-        try:  # immediate power-off, no sync: the host dies mid-command
+        with contextlib.suppress(TransportError):  # immediate power-off: the host dies mid-command
             default_executor().run(
                 ["dd", "of=/proc/sysrq-trigger", "status=none"], target, stdin="o", timeout=15
             )
-        except TransportError:
-            pass
     else:
         raise ValueError(f"fault {fault!r} kills nothing")
     default_executor().drop_connection(target)
@@ -332,7 +331,8 @@ def main() -> int:
     print(report.render())
     if settings.target == "lab":
         print(
-            "\nThe lab is still running for a look around (python -m flows.lab status); make lab-down removes it."
+            "\nThe lab is still running for a look around (python -m flows.lab status);"
+            " make lab-down removes it."
         )
     return 1 if report.bytes_lost else 0
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import secrets
 
+from pydantic import SecretStr
+
 from blocks.settings import Settings
 from tasks.drbd.model import DrbdNode, DrbdResource
 from tasks.executor import SshTarget
@@ -43,7 +45,8 @@ def shared_secret(block_name: str) -> str:
     from prefect.blocks.system import Secret
 
     try:
-        return str(Secret.load(block_name).get())
+        block: Secret[str] = Secret.load(block_name)  # type: ignore[assignment]  # sync context: no coroutine
+        return str(block.get())
     except ValueError:  # no such block yet
         value = secrets.token_urlsafe(24)
         Secret(value=value).save(block_name, overwrite=False)
@@ -62,7 +65,7 @@ def drbd_resource(settings: Settings, secret: str) -> DrbdResource:
         name=drbd.resource,
         protocol=drbd.protocol,
         nodes=tuple(nodes),
-        shared_secret=secret,  # type: ignore[arg-type]
+        shared_secret=SecretStr(secret),
         ping_int_s=drbd.ping_int_s,
         ping_timeout_ds=drbd.ping_timeout_ds,
         resync_rate=drbd.resync_rate,

@@ -80,7 +80,8 @@ def plan_bring_up(probes: dict[str, NodeProbe], disk: str, force_create_md: bool
                 raise Refused(
                     f"{node}: {disk} already holds {probe.backing.type}"
                     f"{f' (label {probe.backing.label})' if probe.backing.label else ''}; refusing to write "
-                    f"DRBD metadata over it. Nothing was changed. Set drbd.force_create_md = true to destroy it."
+                    "DRBD metadata over it. Nothing was changed. "
+                    "Set drbd.force_create_md = true to destroy it."
                 )
             why = "disk is blank" if probe.backing.blank else f"forced over {probe.backing.type}"
             steps.append(Step(kind="create_md", node=node, reason=why, force=not probe.backing.blank))

@@ -32,7 +32,7 @@ def _retry_on_transport(task: Any, task_run: Any, state: Any) -> bool:
     return False
 
 
-STEP = {
+STEP: dict[str, Any] = {
     "cache_policy": NO_CACHE,
     "retries": 2,
     "retry_delay_seconds": 3,
