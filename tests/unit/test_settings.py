@@ -7,7 +7,15 @@ from pathlib import Path
 
 import pytest
 
-from blocks.settings import LabSettings, Settings, SettingsError, load_settings
+from blocks.settings import (
+    DrbdSettings,
+    FailoverSettings,
+    InventoryHost,
+    LabSettings,
+    Settings,
+    SettingsError,
+    load_settings,
+)
 
 
 @pytest.fixture(autouse=True)
@@ -27,7 +35,7 @@ def test_defaults_describe_a_two_node_lab() -> None:
 
 
 def test_every_field_has_a_description() -> None:
-    for model in (Settings, LabSettings):
+    for model in (Settings, LabSettings, DrbdSettings, FailoverSettings, InventoryHost):
         missing = [name for name, field in model.model_fields.items() if not field.description]
         assert not missing, f"{model.__name__}: {missing}"
 
@@ -93,3 +101,38 @@ def test_inventory_hosts_are_the_nodes_when_targeted() -> None:
         primary_node="store2",
     )
     assert settings.node_names == ("store1", "store2")
+
+
+def test_failover_fault_is_off_for_real_hosts_unless_chosen() -> None:
+    inventory = [{"name": "store1", "address": "192.0.2.10"}, {"name": "store2", "address": "192.0.2.11"}]
+    assert load_settings().fault == "destroy"
+    assert load_settings(target="inventory", inventory=inventory).fault == "none"
+    chosen = load_settings(target="inventory", inventory=inventory, failover={"fault": "sysrq-poweroff"})
+    assert chosen.fault == "sysrq-poweroff"
+    with pytest.raises(SettingsError, match="'destroy' only applies to lab VMs"):
+        load_settings(target="inventory", inventory=inventory, failover={"fault": "destroy"})
+
+
+def test_primary_defaults_to_the_first_node(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert load_settings().primary == "nodea"
+    monkeypatch.setenv("HSF_PRIMARY_NODE", "nodeb")
+    assert load_settings().primary == "nodeb"
+
+
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [
+        (
+            {"HSF_DRBD__FSTYPE": "btrfs"},
+            "setting drbd.fstype [HSF_DRBD__FSTYPE]: Input should be 'ext4' or 'xfs'",
+        ),
+        ({"HSF_DRBD__DISK": "vdb"}, "setting drbd.disk [HSF_DRBD__DISK]: String should match pattern"),
+        ({"HSF_DRBD__INITIAL_SYNC": "maybe"}, "setting drbd.initial_sync [HSF_DRBD__INITIAL_SYNC]"),
+    ],
+)
+def test_bad_drbd_values(monkeypatch: pytest.MonkeyPatch, env: dict[str, str], expected: str) -> None:
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(SettingsError) as info:
+        load_settings()
+    assert expected in str(info.value) and len(str(info.value).splitlines()) == 1
