@@ -31,6 +31,21 @@ HOSTNAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,30}$")
 EMBEDDED = "embedded"
 
 
+RESYNC_RATE_RE = re.compile(r"^(\d+)([KMG]?)$")
+RESYNC_RATE_MAX_KIB = 8 * 1024 * 1024  # drbdadm's own limit (measured: 8G passes, 8388609 fails)
+
+
+def check_resync_rate(value: str) -> str:
+    """A DRBD rate (KiB/s, or with K/M/G suffix) within what drbdadm accepts: 1 KiB/s to 8 GiB/s."""
+    match = RESYNC_RATE_RE.match(value)
+    if not match:
+        raise ValueError(f"{value!r} is not a rate like 100M (digits, optional K/M/G)")
+    kib = int(match[1]) * {"": 1, "K": 1, "M": 1024, "G": 1024**2}[match[2]]
+    if not 1 <= kib <= RESYNC_RATE_MAX_KIB:
+        raise ValueError(f"{value!r} is outside DRBD's range of 1K to 8G (bytes/s)")
+    return value
+
+
 def _check_hostname(value: str) -> str:
     if not HOSTNAME_RE.match(value):
         raise ValueError(
@@ -161,7 +176,7 @@ class DrbdSettings(BaseModel):
     mountpoint: str = Field("/mnt/r0", pattern=r"^/\S+$", description="Where the primary mounts the volume.")
     ping_int_s: int = Field(3, ge=1, le=120, description="DRBD keep-alive interval (peer-loss detection).")
     ping_timeout_ds: int = Field(10, ge=1, le=300, description="Keep-alive timeout, tenths of a second.")
-    resync_rate: str = Field("100M", pattern=r"^\d+[KMG]?$", description="Fixed (re)sync rate in bytes/s.")
+    resync_rate: str = Field("100M", description="Fixed (re)sync rate in bytes/s (K/M/G suffix; 1K to 8G).")
     initial_sync: Literal["full", "skip"] = Field(
         "full",
         description=(
@@ -174,6 +189,11 @@ class DrbdSettings(BaseModel):
     )
     connect_timeout_s: float = Field(120.0, gt=0, description="How long to wait for the peers to connect.")
     sync_timeout_s: float = Field(1800.0, gt=0, description="How long to wait for a (re)sync to finish.")
+
+    @field_validator("resync_rate")
+    @classmethod
+    def _rate(cls, value: str) -> str:
+        return check_resync_rate(value)
 
 
 class FailoverSettings(BaseModel):

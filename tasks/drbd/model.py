@@ -12,7 +12,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
-from blocks.settings import HOSTNAME_RE
+from blocks.settings import HOSTNAME_RE, check_resync_rate
 
 RESOURCE_NAME_RE = r"^[a-z][a-z0-9_-]{0,31}$"
 
@@ -83,7 +83,7 @@ class DrbdResource(BaseModel):
         10, ge=1, le=300, description="Keep-alive answer timeout in tenths of a second."
     )
     resync_rate: str = Field(
-        "100M", pattern=r"^\d+[KMG]?$", description="Fixed resync rate (bytes/s, K/M/G)."
+        "100M", description="Fixed resync rate (bytes/s, K/M/G suffix; 1K to 8G as drbdadm accepts)."
     )
     c_plan_ahead: int = Field(
         0, ge=0, le=300, description="0 = fixed resync rate instead of the dynamic controller."
@@ -92,6 +92,11 @@ class DrbdResource(BaseModel):
     after_sb_0pri: AfterSb0 = Field("disconnect", description="Split-brain policy with no primary.")
     after_sb_1pri: AfterSb1 = Field("disconnect", description="Split-brain policy with one primary.")
     after_sb_2pri: AfterSb2 = Field("disconnect", description="Split-brain policy with two primaries.")
+
+    @field_validator("resync_rate")
+    @classmethod
+    def _rate(cls, value: str) -> str:
+        return check_resync_rate(value)
 
     @field_validator("shared_secret")
     @classmethod
@@ -109,6 +114,8 @@ class DrbdResource(BaseModel):
         endpoints = [n.endpoint for n in self.nodes]
         if len(set(endpoints)) != len(endpoints):
             raise ValueError(f"duplicate replication addresses: {', '.join(endpoints)}")
+        if len({n.address.version for n in self.nodes}) > 1:
+            raise ValueError("nodes mix IPv4 and IPv6 addresses: DRBD replicates within one address family")
         addresses = [n.address for n in self.nodes]
         if len(set(addresses)) != len(addresses):
             raise ValueError(f"both nodes have address {addresses[0]}: each node needs its own")

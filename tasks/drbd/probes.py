@@ -123,7 +123,6 @@ def state_from_events2(text: str, minor: int) -> DrbdState:
         kind = event["object"]
         if kind == "resource":
             state["role"] = event.get("role", "Unknown")
-            state.setdefault("connection", "StandAlone")
             if state["connection"] == "Unconfigured":
                 state["connection"] = "StandAlone"
         elif kind == "connection":
@@ -163,6 +162,8 @@ def state_from_status_json(text: str, resource: str) -> DrbdState:
                 state["connection"] = replication
             if "percent-in-sync" in peer and state["connection"] in SYNCING_STATES:
                 state["sync_percent"] = float(peer["percent-in-sync"])
+            if "out-of-sync" in peer:
+                state["out_of_sync_kib"] = int(peer["out-of-sync"])
         return DrbdState(**state)
     return DrbdState(minor=0, connection="Unconfigured")
 

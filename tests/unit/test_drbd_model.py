@@ -1,0 +1,371 @@
+"""Unit tests for tasks/drbd/model.py: validation of the resource, and its rendering checked by the
+host's real ``drbdadm`` parser (``drbdadm -c FILE dump RES`` parses without touching the kernel)."""
+
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pydantic
+import pytest
+
+from tasks.drbd.commands import drbdadm_dump_argv
+from tasks.drbd.model import DrbdNode, DrbdResource, render_resource
+from tasks.executor import CommandError, Executor
+
+SECRET = "s3cr3t-Secret_value.0123"
+
+needs_drbdadm = pytest.mark.skipif(shutil.which("drbdadm") is None, reason="drbdadm is not installed")
+
+
+def _node(name: str, address: str, **kwargs: Any) -> dict[str, Any]:
+    return {"name": name, "address": address, **kwargs}
+
+
+def _resource(**overrides: Any) -> DrbdResource:
+    fields: dict[str, Any] = {
+        "nodes": (_node("nodea", "10.77.0.11"), _node("nodeb", "10.77.0.12")),
+        "shared_secret": SECRET,
+    }
+    fields.update(overrides)
+    return DrbdResource(**fields)
+
+
+# -- construction ------------------------------------------------------------------------------------
+
+
+def test_valid_resource_has_the_documented_defaults() -> None:
+    resource = _resource()
+    assert resource.name == "r0"
+    assert resource.protocol == "C"
+    assert resource.meta_disk == "internal"
+    assert resource.cram_hmac_alg == "sha256"
+    assert resource.resync_rate == "100M"
+    assert resource.dual_primary is False
+    assert [n.name for n in resource.nodes] == ["nodea", "nodeb"]
+    a, b = resource.nodes
+    assert (a.port, a.disk, a.minor) == (7789, "/dev/vdb", 0)
+    assert str(b.address) == "10.77.0.12"
+    assert resource.config_path == "/etc/drbd.d/r0.res"
+    assert _resource(name="data_1").config_path == "/etc/drbd.d/data_1.res"
+
+
+def test_secret_is_hidden_in_repr() -> None:
+    resource = _resource()
+    assert SECRET not in repr(resource)
+    assert resource.shared_secret.get_secret_value() == SECRET
+
+
+def test_node_and_peer_of() -> None:
+    resource = _resource()
+    assert resource.node("nodea").address == resource.nodes[0].address
+    assert resource.node("nodeb") is resource.nodes[1]
+    assert resource.peer_of("nodea").name == "nodeb"
+    assert resource.peer_of("nodeb").name == "nodea"
+
+
+@pytest.mark.parametrize("call", ["node", "peer_of"])
+def test_unknown_node_is_rejected_with_the_known_names(call: str) -> None:
+    resource = _resource()
+    with pytest.raises(ValueError, match=r"unknown node 'nodec' \(known: nodea, nodeb\)"):
+        getattr(resource, call)("nodec")
+
+
+@pytest.mark.parametrize(
+    ("address", "port", "endpoint"),
+    [
+        ("10.77.0.11", 7789, "ipv4 10.77.0.11:7789"),
+        ("192.168.1.2", 7800, "ipv4 192.168.1.2:7800"),
+        ("fd00::1", 7789, "ipv6 [fd00::1]:7789"),
+        ("fd00:0:0:0:0:0:0:2", 7790, "ipv6 [fd00::2]:7790"),  # normalised to the short form
+    ],
+)
+def test_endpoint(address: str, port: int, endpoint: str) -> None:
+    assert DrbdNode(name="nodea", address=address, port=port).endpoint == endpoint
+
+
+@pytest.mark.parametrize(
+    ("minor", "device"), [(0, "/dev/drbd0"), (3, "/dev/drbd3"), (1048575, "/dev/drbd1048575")]
+)
+def test_device_path_follows_minor(minor: int, device: str) -> None:
+    assert DrbdNode(name="nodea", address="10.0.0.1", minor=minor).device == device
+
+
+# -- rejections -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"nodes": (_node("nodea", "10.77.0.11"),)}, r"nodes\n.*at least 2 items"),
+        (
+            {
+                "nodes": (
+                    _node("nodea", "10.77.0.11"),
+                    _node("nodeb", "10.77.0.12"),
+                    _node("nodec", "10.77.0.13"),
+                )
+            },
+            r"nodes\n.*at most 2 items",
+        ),
+        (
+            {"nodes": (_node("nodea", "10.77.0.11"), _node("nodea", "10.77.0.12"))},
+            r"duplicate node names: nodea, nodea",
+        ),
+        (
+            {"nodes": (_node("nodea", "10.77.0.11"), _node("nodeb", "10.77.0.11"))},
+            r"duplicate replication addresses: ipv4 10\.77\.0\.11:7789, ipv4 10\.77\.0\.11:7789",
+        ),
+        (
+            {"nodes": (_node("nodea", "10.77.0.11", port=7789), _node("nodeb", "10.77.0.11", port=7790))},
+            r"both nodes have address 10\.77\.0\.11: each node needs its own",
+        ),
+        (
+            {"nodes": (_node("nodea", "fd00::1", port=7789), _node("nodeb", "fd00:0::1", port=7790))},
+            r"both nodes have address fd00::1: each node needs its own",
+        ),
+        ({"protocol": "Q"}, r"protocol\n\s+Input should be 'A', 'B' or 'C'"),
+        ({"name": "R0"}, r"name\n\s+String should match pattern"),
+        ({"name": "r0 extra"}, r"name\n\s+String should match pattern"),
+        ({"name": "0r"}, r"name\n\s+String should match pattern"),
+        ({"name": "r" * 33}, r"name\n\s+String should match pattern"),
+        (
+            {"nodes": (_node("Node_A", "10.77.0.11"), _node("nodeb", "10.77.0.12"))},
+            r"'Node_A' is not a valid hostname",
+        ),
+        (
+            {"nodes": (_node("nodea", "10.77.0.11"), _node("node.b", "10.77.0.12"))},
+            r"'node\.b' is not a valid hostname",
+        ),
+        ({"shared_secret": "short"}, r"shared secret must be 16-64 characters"),
+        ({"shared_secret": "x" * 65}, r"shared secret must be 16-64 characters"),
+        ({"shared_secret": 'abcdefghijklmnop"q'}, r"shared secret must be 16-64 characters"),
+        ({"shared_secret": "abcdefgh ijklmnopq"}, r"shared secret must be 16-64 characters"),
+        ({"shared_secret": "abcdefghijklmnopq;"}, r"shared secret must be 16-64 characters"),
+        ({"resync_rate": "fast"}, r"resync_rate\n\s+Value error, .* is not a rate like 100M"),
+        ({"resync_rate": "100MB"}, r"resync_rate\n\s+Value error, .* is not a rate like 100M"),
+        ({"resync_rate": "-5M"}, r"resync_rate\n\s+Value error, .* is not a rate like 100M"),
+        ({"resync_rate": "100T"}, r"resync_rate\n\s+Value error, .* is not a rate like 100M"),
+        ({"resync_rate": "0"}, r"resync_rate\n\s+Value error, '0' is outside DRBD's range of 1K to 8G"),
+        (
+            {
+                "nodes": (
+                    DrbdNode(name="nodea", address="10.0.0.1"),
+                    DrbdNode(name="nodeb", address="fd00::2"),
+                )
+            },
+            r"nodes mix IPv4 and IPv6 addresses",
+        ),
+        ({"ping_int_s": 0}, r"ping_int_s\n\s+Input should be greater than or equal to 1"),
+        ({"ping_timeout_ds": 301}, r"ping_timeout_ds\n\s+Input should be less than or equal to 300"),
+        ({"after_sb_2pri": "discard-secondary"}, r"after_sb_2pri\n\s+Input should be"),
+    ],
+    ids=[
+        "one-node",
+        "three-nodes",
+        "duplicate-names",
+        "duplicate-endpoints",
+        "same-address-other-port",
+        "same-ipv6-address-other-port",
+        "protocol-Q",
+        "name-uppercase",
+        "name-space",
+        "name-digit-first",
+        "name-too-long",
+        "hostname-uppercase-underscore",
+        "hostname-dot",
+        "secret-too-short",
+        "secret-too-long",
+        "secret-quote",
+        "secret-space",
+        "secret-semicolon",
+        "rate-word",
+        "rate-MB",
+        "rate-negative",
+        "rate-T",
+        "rate-zero",
+        "mixed-families",
+        "ping-int-zero",
+        "ping-timeout-too-big",
+        "after-sb-2pri-not-allowed",
+    ],
+)
+def test_invalid_resource_is_rejected(overrides: dict[str, Any], message: str) -> None:
+    with pytest.raises(pydantic.ValidationError, match=message):
+        _resource(**overrides)
+
+
+def test_bad_secret_passed_as_secretstr_is_not_echoed_in_the_error() -> None:
+    """tasks.cluster.drbd_resource passes a SecretStr: a rejected secret must stay masked in the error.
+    (A plain str would be echoed as input_value by pydantic; the production path never passes one.)"""
+    bad = "leaky secret with spaces"
+    with pytest.raises(pydantic.ValidationError, match="shared secret must be 16-64 characters") as info:
+        _resource(shared_secret=pydantic.SecretStr(bad))
+    assert bad not in str(info.value)
+
+
+def test_resource_is_frozen() -> None:
+    resource = _resource()
+    with pytest.raises(pydantic.ValidationError, match="frozen"):
+        resource.protocol = "A"  # type: ignore[misc]
+
+
+# -- rendering ---------------------------------------------------------------------------------------
+
+
+def test_secret_appears_exactly_once_and_quoted() -> None:
+    text = render_resource(_resource())
+    assert text.count(SECRET) == 1
+    assert f'    shared-secret "{SECRET}";\n' in text
+
+
+def test_render_default_layout() -> None:
+    text = render_resource(_resource())
+    assert text.startswith("# Written by ha-storage-flows")
+    assert text.endswith("}\n")
+    assert "resource r0 {\n  protocol C;\n" in text
+    assert "allow-two-primaries" not in text
+    assert "become-primary-on" not in text
+    assert (
+        "  on nodeb {\n"
+        "    device /dev/drbd0;\n"
+        "    disk /dev/vdb;\n"
+        "    meta-disk internal;\n"
+        "    address ipv4 10.77.0.12:7789;\n"
+        "  }\n"
+    ) in text
+    assert text.count("{") == text.count("}")
+
+
+def test_render_dual_primary_adds_startup_section() -> None:
+    text = render_resource(_resource(dual_primary=True))
+    assert "    allow-two-primaries yes;\n" in text
+    assert "  startup { become-primary-on both; }\n" in text
+
+
+def _drbdadm_dump(tmp_path: Path, text: str, resource: str, node: str) -> str:
+    config = tmp_path / "r.res"
+    config.write_text(text)
+    result = Executor().run(
+        drbdadm_dump_argv(str(config), resource), env={"__DRBD_NODE__": node}, read_only=True, timeout=30
+    )
+    return result.stdout
+
+
+VARIANTS: dict[str, dict[str, Any]] = {
+    "default": {},
+    "protocol-A": {"protocol": "A"},
+    "protocol-B": {"protocol": "B"},
+    "dual-primary": {
+        "dual_primary": True,
+        "after_sb_0pri": "discard-zero-changes",
+        "after_sb_1pri": "discard-secondary",
+    },
+    "ipv6": {"nodes": (_node("nodea", "fd00::1"), _node("nodeb", "fd00::2"))},
+    "port-minor-disk": {
+        "name": "data",
+        "nodes": (
+            _node("nodea", "10.77.0.11", port=7800, minor=3, disk="/dev/vdc"),
+            _node("nodeb", "10.77.0.12", port=7800, minor=3, disk="/dev/vdc"),
+        ),
+    },
+    "tuning": {
+        "ping_int_s": 1,
+        "ping_timeout_ds": 5,
+        "resync_rate": "250M",
+        "c_plan_ahead": 20,
+        "cram_hmac_alg": "sha1",
+        "after_sb_2pri": "violently-as0p",
+    },
+}
+
+
+@needs_drbdadm
+@pytest.mark.parametrize("variant", list(VARIANTS))
+def test_rendered_config_is_accepted_by_drbdadm(tmp_path: Path, variant: str) -> None:
+    resource = _resource(**VARIANTS[variant])
+    first = resource.nodes[0].name
+    dump = _drbdadm_dump(tmp_path, render_resource(resource), resource.name, first)
+
+    assert re.search(rf"^resource {resource.name} \{{", dump, re.MULTILINE)
+    assert re.search(rf"protocol\s+{resource.protocol};", dump)
+    assert re.search(rf"cram-hmac-alg\s+{resource.cram_hmac_alg};", dump)
+    assert re.search(rf"shared-secret\s+\"?{re.escape(SECRET)}\"?;", dump)
+    assert re.search(rf"ping-int\s+{resource.ping_int_s};", dump)
+    assert re.search(rf"ping-timeout\s+{resource.ping_timeout_ds};", dump)
+    assert re.search(rf"resync-rate\s+{resource.resync_rate};", dump)
+    assert re.search(rf"c-plan-ahead\s+{resource.c_plan_ahead};", dump)
+    assert re.search(rf"after-sb-0pri\s+{resource.after_sb_0pri};", dump)
+    assert re.search(rf"after-sb-1pri\s+{resource.after_sb_1pri};", dump)
+    assert re.search(rf"after-sb-2pri\s+{resource.after_sb_2pri};", dump)
+    assert re.search(r"meta-disk\s+internal;", dump)
+    if resource.dual_primary:
+        assert re.search(r"allow-two-primaries\s+yes;", dump)
+    else:
+        assert "allow-two-primaries" not in dump
+    for node in resource.nodes:
+        assert re.search(rf"^\s+on {node.name} \{{", dump, re.MULTILINE)
+        assert re.search(rf"address\s+{re.escape(node.endpoint)};", dump)
+        assert re.search(rf"device\s+{node.device}\s+minor\s+{node.minor};", dump)
+        assert re.search(rf"disk\s+{re.escape(node.disk)};", dump)
+
+
+@needs_drbdadm
+def test_dump_shows_the_exact_variant_values(tmp_path: Path) -> None:
+    """Spot-check the non-default variants against literal values, not values read back from the model."""
+    ipv6 = _resource(**VARIANTS["ipv6"])
+    dump = _drbdadm_dump(tmp_path, render_resource(ipv6), "r0", "nodea")
+    assert re.search(r"address\s+ipv6 \[fd00::1\]:7789;", dump)
+    assert re.search(r"address\s+ipv6 \[fd00::2\]:7789;", dump)
+
+    custom = _resource(**VARIANTS["port-minor-disk"])
+    dump = _drbdadm_dump(tmp_path, render_resource(custom), "data", "nodea")
+    assert re.search(r"device\s+/dev/drbd3 minor 3;", dump)
+    assert re.search(r"disk\s+/dev/vdc;", dump)
+    assert re.search(r"address\s+ipv4 10\.77\.0\.12:7800;", dump)
+
+    tuned = _resource(**VARIANTS["tuning"])
+    dump = _drbdadm_dump(tmp_path, render_resource(tuned), "r0", "nodea")
+    assert re.search(r"ping-int\s+1;", dump)
+    assert re.search(r"ping-timeout\s+5;", dump)
+    assert re.search(r"resync-rate\s+250M;", dump)
+    assert re.search(r"cram-hmac-alg\s+sha1;", dump)
+
+
+@needs_drbdadm
+def test_drbdadm_rejects_a_broken_config(tmp_path: Path) -> None:
+    """The validator really validates: a bad protocol makes drbdadm fail with its parse-error code."""
+    text = render_resource(_resource())
+    assert "protocol C;" in text
+    with pytest.raises(CommandError) as info:
+        _drbdadm_dump(tmp_path, text.replace("protocol C;", "protocol Q;"), "r0", "nodea")
+    assert info.value.exit_code == 10
+    assert "Q" in info.value.stderr_tail
+
+
+@needs_drbdadm
+def test_drbdadm_rejects_an_unknown_resource_name(tmp_path: Path) -> None:
+    with pytest.raises(CommandError) as info:
+        _drbdadm_dump(tmp_path, render_resource(_resource()), "other", "nodea")
+    assert info.value.exit_code != 0
+
+
+@needs_drbdadm
+@pytest.mark.parametrize("rate", ["0", "1", "1K", "100M", "8G", "8388608", "8388609", "8193M", "9G", "5000G"])
+def test_model_accepts_exactly_the_resync_rates_drbdadm_accepts(tmp_path: Path, rate: str) -> None:
+    """The model's range check agrees with the real parser on both sides of each boundary."""
+    template = _resource()
+    text = render_resource(template).replace("resync-rate 100M;", f"resync-rate {rate};")
+    try:
+        _drbdadm_dump(tmp_path, text, "r0", "nodea")
+        drbdadm_accepts = True
+    except CommandError:
+        drbdadm_accepts = False
+    try:
+        _resource(resync_rate=rate)
+        model_accepts = True
+    except pydantic.ValidationError:
+        model_accepts = False
+    assert model_accepts == drbdadm_accepts, f"{rate}: model {model_accepts}, drbdadm {drbdadm_accepts}"
