@@ -20,7 +20,8 @@ from prefect.cache_policies import NO_CACHE
 from prefect.logging import get_run_logger
 from pydantic import BaseModel, Field
 
-from blocks.settings import Settings, SettingsError, load_settings
+from blocks.settings import Settings, load_settings
+from flows.cli import run_cli
 from flows.setup import setup
 from tasks.cluster import drbd_resource, node_targets, secret_block_name, shared_secret
 from tasks.drbd import steps
@@ -314,20 +315,8 @@ def _publish(report: FailoverReport) -> None:
     )
 
 
-def main() -> int:
-    try:
-        settings = load_settings()
-    except SettingsError as exc:
-        print(exc, file=sys.stderr)
-        return 2
-    default_executor().dry_run = settings.dry_run
-    try:
-        report = failover_drill(settings)
-    except host.LibvirtUnreachable as exc:
-        print(exc, file=sys.stderr)
-        return 2
-    finally:
-        default_executor().close()
+def _run_drill(settings: Settings) -> int:
+    report = failover_drill(settings)
     print(report.render())
     if settings.target == "lab":
         print(
@@ -335,6 +324,10 @@ def main() -> int:
             " make lab-down removes it."
         )
     return 1 if report.bytes_lost else 0
+
+
+def main() -> int:
+    return run_cli(_run_drill)
 
 
 if __name__ == "__main__":

@@ -17,7 +17,8 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.logging import get_run_logger
 from pydantic import BaseModel, Field
 
-from blocks.settings import LabSettings, SettingsError, load_settings
+from blocks.settings import LabSettings, Settings, load_settings
+from flows.cli import run_cli
 from tasks.executor import TransportError, default_executor
 from tasks.lab import host, steps
 from tasks.lab.image import GuestImage
@@ -240,32 +241,24 @@ def lab_down(lab: LabSettings | None = None) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m flows.lab", description=__doc__.splitlines()[0])
     parser.add_argument("command", choices=["up", "status", "down"])
-    args = parser.parse_args(argv)
-    try:
-        settings = load_settings()
-    except SettingsError as exc:
-        print(exc, file=sys.stderr)
-        return 2
-    lab = settings.lab
-    default_executor().dry_run = settings.dry_run
-    try:
+    command = parser.parse_args(argv).command
+
+    def act(settings: Settings) -> int:
+        lab = settings.lab
         if not lab.embedded:
             host.open_libvirt(lab.libvirt_uri).close()  # one clear line before any flow starts
-        if args.command == "up":
+        if command == "up":
             status = lab_up(lab)
             print(status.render())
             print(f"lab up in {status.seconds:.1f} s; changes: {len(status.actions) or 'none'}")
-        elif args.command == "status":
+        elif command == "status":
             print(lab_status(lab).render())
         else:
             removed = lab_down(lab)
             print("\n".join(removed) if removed else "nothing to remove")
-    except host.LibvirtUnreachable as exc:
-        print(exc, file=sys.stderr)
-        return 2
-    finally:
-        default_executor().close()
-    return 0
+        return 0
+
+    return run_cli(act)
 
 
 if __name__ == "__main__":

@@ -15,11 +15,12 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.logging import get_run_logger
 from pydantic import BaseModel, Field
 
-from blocks.settings import Settings, SettingsError, load_settings
+from blocks.settings import Settings, load_settings
+from flows.cli import run_cli
 from tasks.cluster import drbd_resource, node_targets, secret_block_name, shared_secret
 from tasks.drbd import steps
 from tasks.drbd.model import DrbdResource
-from tasks.drbd.plan import NodeProbe, Refused, Step, plan_bring_up, plan_filesystem, plan_replicate
+from tasks.drbd.plan import NodeProbe, Step, plan_bring_up, plan_filesystem, plan_replicate
 from tasks.executor import SshTarget, default_executor
 
 
@@ -168,21 +169,13 @@ def setup(settings: Settings | None = None) -> SetupReport:
     return report
 
 
-def main() -> int:
-    try:
-        settings = load_settings()
-    except SettingsError as exc:
-        print(exc, file=sys.stderr)
-        return 2
-    default_executor().dry_run = settings.dry_run
-    try:
-        print(setup(settings).render())
-    except Refused as exc:
-        print(f"refused: {exc}", file=sys.stderr)
-        return 3
-    finally:
-        default_executor().close()
+def _print_setup(settings: Settings) -> int:
+    print(setup(settings).render())
     return 0
+
+
+def main() -> int:
+    return run_cli(_print_setup)
 
 
 if __name__ == "__main__":

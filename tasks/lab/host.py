@@ -8,7 +8,7 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from functools import partial
 from pathlib import Path
 from typing import Any, Literal
@@ -235,6 +235,16 @@ def open_libvirt(uri: str) -> Any:
     except libvirt.libvirtError as exc:
         reason = (exc.get_error_message() or str(exc)).splitlines()[0]
         raise LibvirtUnreachable(uri, reason) from None
+
+
+@contextlib.contextmanager
+def libvirt_connection(uri: str) -> Iterator[Any]:
+    """An open libvirt connection for the duration of a ``with`` block."""
+    conn = open_libvirt(uri)
+    try:
+        yield conn
+    finally:
+        conn.close()
 
 
 def try_libvirt(uri: str) -> Any | None:

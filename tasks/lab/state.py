@@ -164,34 +164,38 @@ def probe_lab(layout: LabLayout, uri: str) -> LabProbe:
         libvirt_reachable=conn is not None,
         state_dir_exists=layout.root.exists(),
     )
-    domains: dict[str, Any] = {}
-    if conn is not None:
+    probe.vms = {
+        node: VmProbe(
+            node=node,
+            domain=layout.domain(node),
+            files_present=all(p.exists() for p in layout.vm_files(node)),
+        )
+        for node in layout.lab.nodes
+    }
+    if conn is None:
+        return probe
+    import libvirt
+
+    try:
         try:
-            import libvirt
-
-            try:
-                net = conn.networkLookupByName(layout.network)
-                probe.network_defined, probe.network_active = True, bool(net.isActive())
-            except libvirt.libvirtError:
-                pass
-            domains = _lab_domains(conn, layout)
-        finally:
-            conn.close()
-    for node in layout.lab.nodes:
-        name = layout.domain(node)
-        vm = VmProbe(node=node, domain=name, files_present=all(p.exists() for p in layout.vm_files(node)))
-        dom = domains.pop(name, None)
-        if dom is not None:
-            import libvirt
-
+            net = conn.networkLookupByName(layout.network)
+            probe.network_defined, probe.network_active = True, bool(net.isActive())
+        except libvirt.libvirtError:
+            pass
+        domains = _lab_domains(conn, layout)
+        for vm in probe.vms.values():
+            dom = domains.pop(vm.domain, None)
+            if dom is None:
+                continue
             inactive_xml = dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE)
             vm.defined, vm.active = True, bool(dom.isActive())
             vm.spec_id = spec_id_of(inactive_xml)
             vm.data_disk_attached = disk_sources(inactive_xml).get(DATA_DISK_TARGET) == str(
-                layout.data_disk(node)
+                layout.data_disk(vm.node)
             )
-        probe.vms[node] = vm
-    probe.stray_domains = sorted(domains)
+        probe.stray_domains = sorted(domains)
+    finally:
+        conn.close()
     return probe
 
 

@@ -101,10 +101,9 @@ def start_libvirt(lab: LabSettings, mask_kvm: bool) -> dict[str, int]:
 @task(name="ensure-network", cache_policy=NO_CACHE, timeout_seconds=120)
 def ensure_network(lab: LabSettings) -> None:
     layout = LabLayout(lab)
-    conn = host.open_libvirt(libvirt_uri(lab))
-    try:
-        import libvirt
+    import libvirt
 
+    with host.libvirt_connection(libvirt_uri(lab)) as conn:
         try:
             net = conn.networkLookupByName(layout.network)
         except libvirt.libvirtError:
@@ -112,8 +111,6 @@ def ensure_network(lab: LabSettings) -> None:
             net = conn.networkDefineXML(xml)
         if not net.isActive():
             net.create()
-    finally:
-        conn.close()
 
 
 @task(name="prepare-vm-files", cache_policy=NO_CACHE, timeout_seconds=300)
@@ -155,11 +152,8 @@ def write_known_hosts(lab: LabSettings) -> Path:
 
 @task(name="define-vm", cache_policy=NO_CACHE, timeout_seconds=60)
 def define_vm(lab: LabSettings, spec: DomainSpec) -> None:
-    conn = host.open_libvirt(libvirt_uri(lab))
-    try:
+    with host.libvirt_connection(libvirt_uri(lab)) as conn:
         conn.defineXML(render_domain(spec))
-    finally:
-        conn.close()
 
 
 @task(name="attach-data-disk", cache_policy=NO_CACHE, timeout_seconds=60)
@@ -168,39 +162,30 @@ def attach_data_disk(lab: LabSettings, node: str) -> None:
     import libvirt
 
     layout = LabLayout(lab)
-    conn = host.open_libvirt(libvirt_uri(lab))
-    try:
+    with host.libvirt_connection(libvirt_uri(lab)) as conn:
         dom = conn.lookupByName(layout.domain(node))
         flags = libvirt.VIR_DOMAIN_AFFECT_CONFIG | (libvirt.VIR_DOMAIN_AFFECT_LIVE if dom.isActive() else 0)
         dom.attachDeviceFlags(render_data_disk(layout.data_disk(node)), flags)
-    finally:
-        conn.close()
 
 
 @task(name="start-vm", cache_policy=NO_CACHE, timeout_seconds=120)
 def start_vm(lab: LabSettings, node: str) -> None:
     layout = LabLayout(lab)
     layout.console(node).unlink(missing_ok=True)
-    conn = host.open_libvirt(libvirt_uri(lab))
-    try:
+    with host.libvirt_connection(libvirt_uri(lab)) as conn:
         dom = conn.lookupByName(layout.domain(node))
         if not dom.isActive():
             dom.create()
-    finally:
-        conn.close()
 
 
 @task(name="power-off-vm", cache_policy=NO_CACHE, timeout_seconds=60)
 def power_off_vm(lab: LabSettings, node: str) -> None:
     """Pull the plug: libvirt destroy kills qemu at once (no shutdown, no flush in the guest)."""
     layout = LabLayout(lab)
-    conn = host.open_libvirt(libvirt_uri(lab))
-    try:
+    with host.libvirt_connection(libvirt_uri(lab)) as conn:
         dom = conn.lookupByName(layout.domain(node))
         if dom.isActive():
             dom.destroy()
-    finally:
-        conn.close()
 
 
 @task(name="wait-for-ssh", cache_policy=NO_CACHE)
@@ -250,15 +235,12 @@ def remove_vm(lab: LabSettings, domain: str) -> None:
     import libvirt
 
     layout = LabLayout(lab)
-    conn = host.open_libvirt(libvirt_uri(lab))
-    try:
+    with host.libvirt_connection(libvirt_uri(lab)) as conn:
         try:
             _destroy_and_undefine(conn.lookupByName(domain))
         except libvirt.libvirtError as exc:
             if exc.get_error_code() != libvirt.VIR_ERR_NO_DOMAIN:
                 raise
-    finally:
-        conn.close()
     node = domain.removeprefix(f"{lab.name}-")
     shutil.rmtree(layout.vm_dir(node), ignore_errors=True)
 
@@ -268,17 +250,15 @@ def remove_network(lab: LabSettings) -> None:
     import libvirt
 
     layout = LabLayout(lab)
-    conn = host.open_libvirt(libvirt_uri(lab))
-    try:
-        net = conn.networkLookupByName(layout.network)
-        if net.isActive():
-            net.destroy()
-        net.undefine()
-    except libvirt.libvirtError as exc:
-        if exc.get_error_code() != libvirt.VIR_ERR_NO_NETWORK:
-            raise
-    finally:
-        conn.close()
+    with host.libvirt_connection(libvirt_uri(lab)) as conn:
+        try:
+            net = conn.networkLookupByName(layout.network)
+            if net.isActive():
+                net.destroy()
+            net.undefine()
+        except libvirt.libvirtError as exc:
+            if exc.get_error_code() != libvirt.VIR_ERR_NO_NETWORK:
+                raise
 
 
 @task(name="stop-libvirt", cache_policy=NO_CACHE, timeout_seconds=120)
