@@ -196,6 +196,45 @@ class DrbdSettings(BaseModel):
         return check_resync_rate(value)
 
 
+class HaSettings(BaseModel):
+    """Dual-primary DRBD with OCFS2 on top (the high-availability mode)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    cluster_name: str = Field("hsfcl", pattern=r"^[A-Za-z0-9_]{1,16}$", description="o2cb cluster name.")
+    o2cb_port: int = Field(7777, ge=1, le=65535, description="o2net interconnect TCP port.")
+    heartbeat_threshold: int = Field(
+        7,
+        ge=3,
+        le=600,
+        description="o2cb disk heartbeat iterations (2 s each); default 31 stalls ~67 s on node loss.",
+    )
+    idle_timeout_ms: int = Field(
+        10000,
+        ge=5000,
+        le=120000,
+        description="o2net idle timeout; default 30000. Lower = shorter stall, more false alarms.",
+    )
+    after_sb_0pri: Literal[
+        "disconnect",
+        "discard-younger-primary",
+        "discard-older-primary",
+        "discard-zero-changes",
+        "discard-least-changes",
+    ] = Field("discard-zero-changes", description="Split-brain auto-recovery when neither node is primary.")
+    after_sb_1pri: Literal["disconnect", "consensus", "discard-secondary"] = Field(
+        "discard-secondary", description="Split-brain auto-recovery when one node is primary."
+    )
+    after_sb_2pri: Literal["disconnect"] = Field(
+        "disconnect", description="Both primary: never resolved automatically (data on both sides)."
+    )
+    staging_dir: str = Field(
+        "/var/lib/hsf/upgrade-staging",
+        pattern=r"^/\S+$",
+        description="Where the primary keeps the ext4 volume's files while the volume becomes OCFS2.",
+    )
+
+
 class FailoverSettings(BaseModel):
     """The failover drill."""
 
@@ -233,6 +272,7 @@ class Settings(BaseSettings):
     )
     drbd: DrbdSettings = Field(default_factory=DrbdSettings, description="The replicated volume.")
     failover: FailoverSettings = Field(default_factory=FailoverSettings, description="The failover drill.")
+    ha: HaSettings = Field(default_factory=HaSettings, description="Dual-primary DRBD + OCFS2.")
     dry_run: bool = Field(False, description="Log every command that would change a host, run none of them.")
 
     @model_validator(mode="after")

@@ -20,7 +20,7 @@ from flows.cli import run_cli
 from tasks.cluster import drbd_resource, node_targets, secret_block_name, shared_secret
 from tasks.drbd import steps
 from tasks.drbd.model import DrbdResource
-from tasks.drbd.plan import NodeProbe, Step, plan_bring_up, plan_filesystem, plan_replicate
+from tasks.drbd.plan import NodeProbe, Refused, Step, plan_bring_up, plan_filesystem, plan_replicate
 from tasks.executor import SshTarget, default_executor
 
 
@@ -141,6 +141,11 @@ def setup(settings: Settings | None = None) -> SetupReport:
                 steps.mount(target, device, drbd.mountpoint)
 
     probes = _probe_all(targets, resource, drbd.mountpoint)
+    if any(p.dual_primary_config for p in probes.values()):
+        raise Refused(
+            f"{resource.name} runs in high-availability mode (dual-primary, OCFS2): the fault-tolerant setup "
+            "manages single-primary volumes and changes nothing here"
+        )
     bring_up = plan_bring_up(probes, drbd.disk, drbd.force_create_md)
     fresh_metadata = any(s.kind == "create_md" for s in bring_up)
     for step in bring_up:

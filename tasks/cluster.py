@@ -10,6 +10,7 @@ from blocks.settings import Settings
 from tasks.drbd.model import DrbdNode, DrbdResource
 from tasks.executor import SshTarget
 from tasks.lab.state import lab_targets
+from tasks.ocfs2.model import O2cbCluster, O2cbNode
 
 
 def node_targets(settings: Settings) -> dict[str, SshTarget]:
@@ -53,20 +54,48 @@ def shared_secret(block_name: str) -> str:
         return value
 
 
-def drbd_resource(settings: Settings, secret: str) -> DrbdResource:
-    """The DRBD resource described by the settings, across the cluster's two nodes."""
+def drbd_resource(settings: Settings, secret: str, dual_primary: bool = False) -> DrbdResource:
+    """The DRBD resource described by the settings, across the cluster's two nodes.
+
+    ``dual_primary`` gives the high-availability flavour: allow-two-primaries and the split-brain
+    auto-recovery policies from ``settings.ha``; protocol C is enforced (async replication under a
+    cluster filesystem would corrupt it).
+    """
     addresses = node_addresses(settings)
     drbd = settings.drbd
     nodes = [
         DrbdNode(name=name, address=address, port=drbd.port, disk=drbd.disk, minor=drbd.minor)
         for name, address in addresses.items()
     ]
+    ha = {}
+    if dual_primary:
+        ha = {
+            "dual_primary": True,
+            "after_sb_0pri": settings.ha.after_sb_0pri,
+            "after_sb_1pri": settings.ha.after_sb_1pri,
+            "after_sb_2pri": settings.ha.after_sb_2pri,
+        }
     return DrbdResource(
         name=drbd.resource,
-        protocol=drbd.protocol,
+        protocol="C" if dual_primary else drbd.protocol,
         nodes=tuple(nodes),
         shared_secret=SecretStr(secret),
         ping_int_s=drbd.ping_int_s,
         ping_timeout_ds=drbd.ping_timeout_ds,
         resync_rate=drbd.resync_rate,
+        **ha,
+    )
+
+
+def o2cb_cluster(settings: Settings) -> O2cbCluster:
+    """The o2cb cluster over the same nodes (node names = hostnames, numbered in order)."""
+    return O2cbCluster(
+        name=settings.ha.cluster_name,
+        nodes=tuple(
+            O2cbNode(name=name, address=address, number=number)
+            for number, (name, address) in enumerate(node_addresses(settings).items())
+        ),
+        port=settings.ha.o2cb_port,
+        heartbeat_threshold=settings.ha.heartbeat_threshold,
+        idle_timeout_ms=settings.ha.idle_timeout_ms,
     )

@@ -27,6 +27,7 @@ class NodeProbe(BaseModel):
     node: str
     tools: bool = Field(description="drbdadm is installed.")
     config_current: bool = Field(description="/etc/drbd.d/<res>.res has the rendered content.")
+    dual_primary_config: bool = Field(False, description="The node's resource file allows two primaries.")
     module_loaded: bool
     state: DrbdState
     backing: BlockSignature = Field(description="What blkid finds on the backing disk.")

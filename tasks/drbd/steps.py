@@ -65,6 +65,12 @@ def probe_node(target: SshTarget, resource: DrbdResource, mountpoint: str) -> No
     wanted = hashlib.sha256(render_resource(resource).encode()).hexdigest()
     current = run(target, cmd.sha256_argv(resource.config_path), read_only=True, ok_codes=(0, 1))
     config_current = current.ok and current.stdout.split()[:1] == [wanted]
+    dual = run(
+        target,
+        ["grep", "-q", "allow-two-primaries yes", resource.config_path],
+        read_only=True,
+        ok_codes=(0, 1, 2),
+    )
     modules = run(target, ["cat", "/proc/modules"], read_only=True).stdout
     state = drbd_state(target, node.minor)
     backing = parse_blkid_export(
@@ -80,6 +86,7 @@ def probe_node(target: SshTarget, resource: DrbdResource, mountpoint: str) -> No
         node=target.name,
         tools=tools,
         config_current=config_current,
+        dual_primary_config=dual.exit_code == 0,
         module_loaded=any(line.split()[:1] == ["drbd"] for line in modules.splitlines()),
         state=state,
         backing=backing,

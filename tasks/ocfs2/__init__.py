@@ -1,0 +1,1 @@
+"""OCFS2 on dual-primary DRBD: o2cb cluster config, filesystem and mounts."""

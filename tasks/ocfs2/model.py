@@ -1,0 +1,92 @@
+"""The o2cb cluster as a model, rendered to ``/etc/ocfs2/cluster.conf`` and ``/etc/default/o2cb``.
+
+cluster.conf's format is strict: stanza headers at column 0, ``key = value`` lines indented with one
+tab, node names equal to the hosts' hostnames and ``node_count`` equal to the number of node stanzas.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from blocks.settings import HOSTNAME_RE
+
+
+class O2cbNode(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    name: str = Field(description="Hostname; o2cb matches it against `uname -n`.")
+    address: ipaddress.IPv4Address = Field(description="o2net interconnect address (IPv4 only).")
+    number: int = Field(ge=0, le=254, description="Node number, unique in the cluster.")
+
+    @field_validator("name")
+    @classmethod
+    def _hostname(cls, name: str) -> str:
+        if not HOSTNAME_RE.match(name):
+            raise ValueError(f"{name!r} is not a valid hostname")
+        return name
+
+
+class O2cbCluster(BaseModel):
+    """An o2cb cluster with its timeouts (they decide how long survivors stall when a node dies)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_]{1,16}$", description="Cluster name (at most 16 characters).")
+    nodes: tuple[O2cbNode, ...] = Field(min_length=1, max_length=255)
+    port: int = Field(7777, ge=1, le=65535, description="o2net TCP port.")
+    heartbeat_threshold: int = Field(31, ge=3, le=600, description="Disk heartbeat iterations (2 s each).")
+    idle_timeout_ms: int = Field(30000, ge=5000, le=120000, description="o2net idle timeout.")
+    keepalive_delay_ms: int = Field(2000, ge=1000, le=60000, description="o2net keepalive delay.")
+    reconnect_delay_ms: int = Field(2000, ge=1000, le=60000, description="o2net reconnect delay.")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> O2cbCluster:
+        for what, values in (
+            ("names", [n.name for n in self.nodes]),
+            ("addresses", [str(n.address) for n in self.nodes]),
+            ("numbers", [str(n.number) for n in self.nodes]),
+        ):
+            if len(set(values)) != len(values):
+                raise ValueError(f"duplicate node {what}: {', '.join(values)}")
+        if self.keepalive_delay_ms >= self.idle_timeout_ms:
+            raise ValueError("keepalive_delay_ms must be smaller than idle_timeout_ms")
+        return self
+
+
+def render_cluster_conf(cluster: O2cbCluster) -> str:
+    lines = [
+        "cluster:",
+        f"\tnode_count = {len(cluster.nodes)}",
+        "\theartbeat_mode = local",
+        f"\tname = {cluster.name}",
+        "",
+    ]
+    for node in cluster.nodes:
+        lines += [
+            "node:",
+            f"\tip_port = {cluster.port}",
+            f"\tip_address = {node.address}",
+            f"\tnumber = {node.number}",
+            f"\tname = {node.name}",
+            f"\tcluster = {cluster.name}",
+            "",
+        ]
+    return "\n".join(lines)
+
+
+def render_o2cb_defaults(cluster: O2cbCluster) -> str:
+    """/etc/default/o2cb: start this cluster, with the configured timeouts."""
+    return "\n".join(
+        (
+            "# Written by ha-storage-flows.",
+            "O2CB_ENABLED=true",
+            f"O2CB_BOOTCLUSTER={cluster.name}",
+            f"O2CB_HEARTBEAT_THRESHOLD={cluster.heartbeat_threshold}",
+            f"O2CB_IDLE_TIMEOUT_MS={cluster.idle_timeout_ms}",
+            f"O2CB_KEEPALIVE_DELAY_MS={cluster.keepalive_delay_ms}",
+            f"O2CB_RECONNECT_DELAY_MS={cluster.reconnect_delay_ms}",
+            "",
+        )
+    )
