@@ -1,0 +1,146 @@
+"""Node loss in high-availability mode: ``python -m flows.ha_node_loss``.
+
+With OCFS2 mounted on both dual-primary nodes, one node is destroyed while the other keeps writing
+synchronous 4 KiB writes. The report gives the survivor's write stall (o2cb must declare the peer
+dead and replay its journal slot before the cluster lock allows writes again), then the node is
+brought back — o2cb, DRBD attach + resync, promote, mount — and every file is verified from both.
+"""
+
+from __future__ import annotations
+
+import time
+
+from prefect import flow, task
+from prefect.artifacts import create_markdown_artifact
+from prefect.cache_policies import NO_CACHE
+from prefect.logging import get_run_logger
+from pydantic import BaseModel, Field
+
+from blocks.settings import Settings, load_settings
+from flows.cli import run_cli
+from flows.failover import kill_node, restart_node
+from flows.ha_upgrade import probe_all
+from tasks.cluster import drbd_resource, node_targets, o2cb_cluster, secret_block_name, shared_secret
+from tasks.drbd import steps
+from tasks.drbd.plan import Refused
+from tasks.executor import SshTarget, default_executor
+from tasks.ocfs2 import steps as ocfs2
+
+
+class NodeLossReport(BaseModel):
+    killed: str
+    survivor: str
+    heartbeat_threshold: int
+    idle_timeout_ms: int
+    baseline_write_s: float = Field(description="Slowest synchronous 4 KiB write before the kill.")
+    stall_s: float = Field(description="Kill → the survivor's next synchronous write completed.")
+    writes_after_kill: int
+    returned_s: float
+    resync_s: float
+    files_checked: int
+    files_verified_on: dict[str, int]
+
+    @property
+    def intact(self) -> bool:
+        return all(count == self.files_checked for count in self.files_verified_on.values())
+
+    def render(self) -> str:
+        verified = ", ".join(f"{n}: {c}/{self.files_checked}" for n, c in self.files_verified_on.items())
+        return "\n".join(
+            (
+                f"HA node loss: {self.killed} destroyed while {self.survivor} kept writing",
+                f"  o2cb: heartbeat threshold {self.heartbeat_threshold}, idle {self.idle_timeout_ms} ms",
+                f"  write latency before the kill   {self.baseline_write_s:.2f} s",
+                f"  survivor's write stall          {self.stall_s:.1f} s",
+                f"  writes completed after the kill {self.writes_after_kill}",
+                f"  {'back on SSH':<31} {self.returned_s:.1f} s",
+                f"  resync after rejoin             {self.resync_s:.1f} s",
+                f"  files verified (sha256)         {verified}",
+            )
+        )
+
+
+@task(name="timed-sync-write", cache_policy=NO_CACHE)
+def timed_sync_write(target: SshTarget, path: str, timeout_s: float) -> float:
+    """One synchronous 4 KiB write; returns how long it took (it blocks while the cluster recovers)."""
+    started = time.monotonic()
+    argv = ["dd", "if=/dev/urandom", f"of={path}", "bs=4k", "count=1", "oflag=sync", "status=none"]
+    default_executor().run(argv, target, timeout=timeout_s)
+    return time.monotonic() - started
+
+
+@flow(name="ha-node-loss")
+def ha_node_loss(settings: Settings | None = None, writes_after: int = 5) -> NodeLossReport:
+    settings = settings or load_settings()
+    log = get_run_logger()
+    targets = node_targets(settings)
+    resource = drbd_resource(settings, shared_secret(secret_block_name(settings)), dual_primary=True)
+    cluster = o2cb_cluster(settings)
+    drbd = settings.drbd
+    survivor, killed = settings.primary, resource.peer_of(settings.primary).name
+    device = resource.node(survivor).device
+    probes = probe_all(targets, settings, dual=True)
+    for node, probe in probes.items():
+        if not (
+            probe.state.healthy
+            and probe.state.role == "Primary"
+            and probe.mount
+            and probe.mount.fstype == "ocfs2"
+        ):
+            raise Refused(f"{node}: not in HA mode ({probe.state.summary()}); run flows.ha_upgrade first")
+
+    writes = f"{drbd.mountpoint}/ha-writes"
+    default_executor().run(["mkdir", "-p", writes], targets[survivor])
+    baseline = max(timed_sync_write(targets[survivor], f"{writes}/before-{i}", 60) for i in range(3))
+    killed_at = time.monotonic()
+    kill_node(settings, targets[killed], settings.fault)
+    stall = timed_sync_write(targets[survivor], f"{writes}/after-0", 600)
+    stall_s = time.monotonic() - killed_at
+    log.info(
+        "%s wrote again %.1f s after %s was destroyed (that write took %.1f s)",
+        survivor,
+        stall_s,
+        killed,
+        stall,
+    )
+    for i in range(1, writes_after):
+        timed_sync_write(targets[survivor], f"{writes}/after-{i}", 60)
+    before_rejoin = ocfs2.file_manifest(targets[survivor], drbd.mountpoint)
+
+    returned_s = restart_node(settings, targets[killed])
+    steps.load_module(targets[killed])
+    ocfs2.start_o2cb(targets[killed], cluster)
+    steps.up(targets[killed], resource)
+    steps.wait_connected(targets[survivor], resource, drbd.connect_timeout_s)
+    resync_s = steps.wait_synced(targets[survivor], resource, drbd.sync_timeout_s)
+    steps.promote(targets[killed], resource)
+    ocfs2.mount_ocfs2(targets[killed], device, drbd.mountpoint)
+    verified = {}
+    for node, target in targets.items():
+        found = ocfs2.file_manifest(target, drbd.mountpoint)
+        verified[node] = sum(1 for path, digest in before_rejoin.items() if found.get(path) == digest)
+    report = NodeLossReport(
+        killed=killed,
+        survivor=survivor,
+        heartbeat_threshold=cluster.heartbeat_threshold,
+        idle_timeout_ms=cluster.idle_timeout_ms,
+        baseline_write_s=round(baseline, 3),
+        stall_s=round(stall_s, 1),
+        writes_after_kill=writes_after,
+        returned_s=round(returned_s, 1),
+        resync_s=round(resync_s, 1),
+        files_checked=len(before_rejoin),
+        files_verified_on=verified,
+    )
+    create_markdown_artifact(key="ha-node-loss", markdown=f"# HA node loss\n\n```\n{report.render()}\n```")
+    return report
+
+
+def _print_drill(settings: Settings) -> int:
+    report = ha_node_loss(settings)
+    print(report.render())
+    return 0 if report.intact else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(run_cli(_print_drill))
