@@ -235,6 +235,28 @@ class HaSettings(BaseModel):
     )
 
 
+class SplitBrainSettings(BaseModel):
+    """The split-brain drill and how it is resolved."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    victim: str | None = Field(
+        None,
+        description=(
+            "Node whose changes are discarded (after they are saved aside); default: the node that was "
+            "secondary before the split, i.e. the one promoted while the link was down."
+        ),
+    )
+    rescue_dir: str = Field(
+        "/var/lib/hsf/split-brain",
+        pattern=r"^/\S+$",
+        description="Where the victim's diverged files are saved before DRBD discards them.",
+    )
+    detect_timeout_s: float = Field(
+        120.0, gt=0, description="How long to wait for DRBD to report the split-brain."
+    )
+
+
 class FailoverSettings(BaseModel):
     """The failover drill."""
 
@@ -273,6 +295,9 @@ class Settings(BaseSettings):
     drbd: DrbdSettings = Field(default_factory=DrbdSettings, description="The replicated volume.")
     failover: FailoverSettings = Field(default_factory=FailoverSettings, description="The failover drill.")
     ha: HaSettings = Field(default_factory=HaSettings, description="Dual-primary DRBD + OCFS2.")
+    split_brain: SplitBrainSettings = Field(
+        default_factory=SplitBrainSettings, description="Split-brain drill."
+    )
     dry_run: bool = Field(False, description="Log every command that would change a host, run none of them.")
 
     @model_validator(mode="after")
@@ -289,6 +314,9 @@ class Settings(BaseSettings):
             raise ValueError(
                 "failover.fault 'destroy' only applies to lab VMs: use 'sysrq-poweroff' or 'none'"
             )
+        victim = self.split_brain.victim
+        if victim is not None and victim not in self.node_names:
+            raise UnknownNodeError(victim, self.node_names, setting="split_brain.victim")
         if self.target == "lab" and self.failover.fault == "sysrq-poweroff":
             raise ValueError("failover.fault 'sysrq-poweroff' is for real hosts; the lab uses 'destroy'")
         return self

@@ -1,0 +1,248 @@
+"""The split-brain drill: ``python -m flows.split_brain``.
+
+On the healthy single-primary volume: cut the replication link (an nftables rule inside both guests
+drops the DRBD port), promote the secondary as an operator would, write different data on both
+sides, restore the link. DRBD itself detects the split-brain (StandAlone, "Split-Brain detected" in
+the kernel log) — nothing is guessed. The report says what each side changed; the victim's diverged
+files are saved aside on the victim *before* ``connect --discard-my-data`` throws them away; after
+the resync both nodes are checked to hold the same files.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from prefect import flow, task
+from prefect.artifacts import create_markdown_artifact
+from prefect.cache_policies import NO_CACHE
+from prefect.logging import get_run_logger
+from pydantic import BaseModel, Field
+
+from blocks.settings import Settings, load_settings
+from flows.cli import run_cli
+from flows.setup import setup
+from tasks.cluster import drbd_resource, node_targets, secret_block_name, shared_secret
+from tasks.drbd import commands as cmd
+from tasks.drbd import steps
+from tasks.drbd.model import DrbdResource
+from tasks.drbd.probes import DrbdState
+from tasks.executor import SshTarget, default_executor
+from tasks.lab.host import wait_until
+from tasks.ocfs2 import steps as files
+
+CUT_TABLE = "hsf_split_brain"
+
+
+def cut_ruleset(port: int) -> str:
+    """nftables rules that drop DRBD replication traffic (both directions) on one node."""
+    rule = f"tcp dport {port} drop; tcp sport {port} drop;"
+    return (
+        f"table inet {CUT_TABLE} {{\n"
+        f"  chain input {{ type filter hook input priority 0; {rule} }}\n"
+        f"  chain output {{ type filter hook output priority 0; {rule} }}\n"
+        "}\n"
+    )
+
+
+class SideChanges(BaseModel):
+    added: list[str] = Field(default_factory=list)
+    modified: list[str] = Field(default_factory=list)
+    deleted: list[str] = Field(default_factory=list)
+
+    @property
+    def diverged(self) -> list[str]:
+        """Files that exist only in this side's version (what discarding it would lose)."""
+        return sorted(self.added + self.modified)
+
+
+def changes_between(baseline: dict[str, str], now: dict[str, str]) -> SideChanges:
+    return SideChanges(
+        added=sorted(set(now) - set(baseline)),
+        modified=sorted(p for p in now if p in baseline and now[p] != baseline[p]),
+        deleted=sorted(set(baseline) - set(now)),
+    )
+
+
+class SplitBrainReport(BaseModel):
+    survivor: str
+    victim: str
+    detection: dict[str, str] = Field(description="Each node's DRBD state when the split-brain was detected.")
+    kernel_log: list[str] = Field(description="DRBD's own split-brain lines from the kernel log.")
+    changes: dict[str, SideChanges]
+    rescued: dict[str, str] = Field(description="Victim files saved before the discard: path → sha256.")
+    rescue_dir: str
+    resync_s: float
+    nodes_agree: bool
+    files_after: int
+
+    def render(self) -> str:
+        lines = [f"Split-brain drill: survivor {self.survivor}, victim {self.victim}"]
+        lines += [f"  detected: {node}: {state}" for node, state in self.detection.items()]
+        lines += [f"  kernel: {line}" for line in self.kernel_log[:4]]
+        for node, change in self.changes.items():
+            lines.append(
+                f"  {node} changed: added {change.added or '-'}, modified {change.modified or '-'}, "
+                f"deleted {change.deleted or '-'}"
+            )
+        lines.append(
+            f"  saved before discarding: {len(self.rescued)} files in {self.victim}:{self.rescue_dir}"
+        )
+        lines.append(f"  resync after resolution: {self.resync_s:.1f} s")
+        agree = "yes" if self.nodes_agree else "NO"
+        lines.append(f"  nodes agree afterwards ({self.files_after} files, sha256): {agree}")
+        return "\n".join(lines)
+
+
+@task(name="cut-replication-link", cache_policy=NO_CACHE, timeout_seconds=60)
+def cut_link(target: SshTarget, port: int) -> None:
+    default_executor().run(["nft", "-f", "-"], target, stdin=cut_ruleset(port))
+
+
+@task(name="restore-replication-link", cache_policy=NO_CACHE, timeout_seconds=60)
+def restore_link(target: SshTarget) -> None:
+    default_executor().run(["nft", "delete", "table", "inet", CUT_TABLE], target, ok_codes=(0, 1))
+
+
+@task(name="write-diverging-data", cache_policy=NO_CACHE, timeout_seconds=300)
+def write_side(target: SshTarget, mountpoint: str, node: str, delete: str | None) -> None:
+    run = default_executor().run
+    run(
+        [
+            "dd",
+            "if=/dev/urandom",
+            f"of={mountpoint}/split/only-on-{node}.bin",
+            "bs=64k",
+            "count=16",
+            "status=none",
+        ],
+        target,
+    )
+    run(
+        ["dd", f"of={mountpoint}/split/shared.txt", "status=none"],
+        target,
+        stdin=f"written by {node} during the split\n",
+    )
+    if delete:
+        run(["rm", "-f", f"{mountpoint}/{delete}"], target)
+    run(["sync"], target)
+
+
+def _state(target: SshTarget, resource: DrbdResource) -> DrbdState:
+    return steps.drbd_state(target, resource.node(target.name).minor)
+
+
+@flow(name="split-brain-drill")
+def split_brain_drill(settings: Settings | None = None) -> SplitBrainReport:
+    settings = settings or load_settings()
+    log = get_run_logger()
+    setup(settings)  # the healthy single-primary volume (refuses on an HA volume)
+    targets = node_targets(settings)
+    resource = drbd_resource(settings, shared_secret(secret_block_name(settings)))
+    drbd, sb = settings.drbd, settings.split_brain
+    primary, secondary = settings.primary, resource.peer_of(settings.primary).name
+    victim = sb.victim or secondary
+    survivor = resource.peer_of(victim).name
+    device, mp = resource.node(primary).device, drbd.mountpoint
+    run = default_executor().run
+
+    run(["mkdir", "-p", f"{mp}/split"], targets[primary])
+    run(["dd", f"of={mp}/split/shared.txt", "status=none"], targets[primary], stdin="before the split\n")
+    run(["dd", f"of={mp}/split/doomed.txt", "status=none"], targets[primary], stdin="deleted on one side\n")
+    run(["sync"], targets[primary])
+    baseline = files.file_manifest(targets[primary], mp)
+
+    for target in targets.values():
+        cut_link(target, resource.node(target.name).port)
+    wait_until(
+        lambda: not any(_state(t, resource).connected for t in targets.values()), 120, "the link to drop"
+    )
+    log.info("replication link cut: %s", {n: _state(t, resource).summary() for n, t in targets.items()})
+    steps.promote(targets[secondary], resource)  # what an operator does when the primary "looks dead"
+    steps.mount(targets[secondary], device, mp)
+    write_side(targets[primary], mp, primary, delete=None)
+    write_side(targets[secondary], mp, secondary, delete="split/doomed.txt")
+    sides = {node: files.file_manifest(target, mp) for node, target in targets.items()}
+    changes = {node: changes_between(baseline, manifest) for node, manifest in sides.items()}
+
+    for target in targets.values():
+        restore_link(target)
+    wait_until(
+        lambda: any(_state(t, resource).connection == "StandAlone" for t in targets.values()),
+        sb.detect_timeout_s,
+        "DRBD to detect the split-brain",
+    )
+    detection = {node: _state(target, resource).summary() for node, target in targets.items()}
+    kernel_log = [
+        line
+        for target in targets.values()
+        for line in run(["dmesg"], target, read_only=True).stdout.splitlines()
+        if "split-brain" in line.lower()
+    ]
+    log.info("split-brain detected: %s", detection)
+
+    # Save what the victim would lose, then discard its side.
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    rescue = f"{sb.rescue_dir}/{stamp}"
+    diverged = changes[victim].diverged
+    run(["mkdir", "-p", rescue], targets[victim])
+    if diverged:
+        run(
+            ["rsync", "-a", "--files-from=-", f"{mp}/", f"{rescue}/"],
+            targets[victim],
+            stdin="\n".join(diverged) + "\n",
+        )
+    rescued = files.file_manifest(targets[victim], rescue)
+    if any(rescued.get(p) != sides[victim][p] for p in diverged):
+        raise RuntimeError(f"saving the victim's files failed; nothing was discarded ({rescue})")
+    steps.umount(targets[victim], mp)
+    steps.demote(targets[victim], resource)
+    run(cmd.disconnect_argv(resource.name), targets[victim], ok_codes=(0, 10, 11))
+    run(cmd.connect_argv(resource.name, discard_my_data=True), targets[victim])
+    if _state(targets[survivor], resource).connection == "StandAlone":
+        run(cmd.connect_argv(resource.name), targets[survivor])
+    steps.wait_connected(targets[survivor], resource, drbd.connect_timeout_s)
+    resync_s = steps.wait_synced(targets[survivor], resource, drbd.sync_timeout_s)
+
+    # Do the nodes agree? The survivor's files, then the victim's copy read after a role switch.
+    if survivor != primary:  # the survivor must be the one serving the volume
+        steps.umount(targets[primary], mp)
+        steps.demote(targets[primary], resource)
+        steps.promote(targets[survivor], resource)
+        steps.mount(targets[survivor], device, mp)
+    on_survivor = files.file_manifest(targets[survivor], mp)
+    steps.umount(targets[survivor], mp)
+    steps.demote(targets[survivor], resource)
+    steps.promote(targets[victim], resource)
+    steps.mount(targets[victim], device, mp)
+    on_victim = files.file_manifest(targets[victim], mp)
+    steps.umount(targets[victim], mp)
+    steps.demote(targets[victim], resource)
+    steps.promote(targets[primary], resource)
+    steps.mount(targets[primary], device, mp)
+
+    report = SplitBrainReport(
+        survivor=survivor,
+        victim=victim,
+        detection=detection,
+        kernel_log=kernel_log,
+        changes=changes,
+        rescued=rescued,
+        rescue_dir=rescue,
+        resync_s=round(resync_s, 1),
+        nodes_agree=on_survivor == on_victim == sides[survivor],
+        files_after=len(on_survivor),
+    )
+    create_markdown_artifact(
+        key="split-brain", markdown=f"# Split-brain drill\n\n```\n{report.render()}\n```"
+    )
+    return report
+
+
+def _print_drill(settings: Settings) -> int:
+    report = split_brain_drill(settings)
+    print(report.render())
+    return 0 if report.nodes_agree else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(run_cli(_print_drill))
