@@ -14,6 +14,18 @@ from flows.lab import LabStatus, lab_down, lab_targets, lab_up
 from tasks.executor import SshTarget, default_executor
 from tasks.lab.state import LabLayout
 
+# The lab tests share one lab and build on each other's state: basics, the fault-tolerant volume and its
+# drills, then the one-way upgrade to high availability.
+MODULE_ORDER = ("test_lab.py", "test_drbd.py", "test_split_brain.py", "test_ha.py")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    def rank(item: pytest.Item) -> int:
+        name = item.path.name
+        return MODULE_ORDER.index(name) if name in MODULE_ORDER else len(MODULE_ORDER)
+
+    items.sort(key=rank)  # stable: the order inside a module is kept
+
 
 @pytest.fixture(scope="session")
 def settings() -> Settings:

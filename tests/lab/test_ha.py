@@ -1,0 +1,61 @@
+"""High availability on the lab: refusal when unhealthy, the upgrade, cross-node proof, node loss."""
+
+from __future__ import annotations
+
+import pytest
+
+from blocks.settings import Settings
+from flows.ha_node_loss import ha_node_loss
+from flows.ha_upgrade import ha_upgrade
+from flows.lab import LabStatus
+from tasks.drbd.plan import Refused
+from tasks.drbd.probes import parse_proc_drbd
+from tasks.executor import SshTarget, default_executor
+from tasks.lab.host import wait_until
+
+pytestmark = pytest.mark.lab
+
+
+def proc_drbd(target: SshTarget) -> str:
+    return default_executor().run(["cat", "/proc/drbd"], target).stdout
+
+
+def test_upgrade_refuses_an_unhealthy_resource(lab: LabStatus, targets: dict[str, SshTarget]) -> None:
+    run = default_executor().run
+    run(["drbdadm", "disconnect", "r0"], targets["nodeb"])
+    try:
+        with pytest.raises(
+            Refused, match=r"not healthy \(cs:(StandAlone|WFConnection).*UpToDate/UpToDate on both"
+        ):
+            ha_upgrade()
+        assert "ro:Primary/Unknown" in proc_drbd(targets["nodea"])  # still single-primary, untouched
+    finally:
+        run(["drbdadm", "connect", "r0"], targets["nodeb"])
+        wait_until(lambda: parse_proc_drbd(proc_drbd(targets["nodea"]))[0].healthy, 120, "r0 healthy again")
+
+
+def test_upgrade_preserves_files_and_proves_cross_node_access(
+    lab: LabStatus, settings: Settings, targets: dict[str, SshTarget]
+) -> None:
+    report = ha_upgrade(settings)
+    print(f"\n{report.render()}")
+    assert report.files_preserved > 0
+    assert report.files_verified_on == {node: report.files_preserved for node in settings.lab.nodes}
+    assert [(c.writer, c.reader) for c in report.cross_node] == [("nodea", "nodeb"), ("nodeb", "nodea")]
+    assert all(c.ok and c.commands_between == [] for c in report.cross_node)
+    for target in targets.values():
+        assert "ro:Primary/Primary ds:UpToDate/UpToDate" in proc_drbd(target)
+        mounts = default_executor().run(["findmnt", "-n", "-o", "FSTYPE", "/mnt/r0"], target).stdout
+        assert mounts.strip() == "ocfs2"
+    again = ha_upgrade(settings)
+    assert again.steps == []
+
+
+def test_node_loss_in_ha_mode(lab: LabStatus, settings: Settings, targets: dict[str, SshTarget]) -> None:
+    report = ha_node_loss(settings)
+    print(f"\n{report.render()}")
+    assert report.killed == "nodeb" and report.survivor == "nodea"
+    assert report.stall_s > report.baseline_write_s
+    assert report.intact and report.files_checked > 0
+    for target in targets.values():
+        assert "ro:Primary/Primary ds:UpToDate/UpToDate" in proc_drbd(target)
