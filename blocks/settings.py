@@ -17,9 +17,17 @@ import ipaddress
 import os
 import re
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -52,6 +60,10 @@ def _check_hostname(value: str) -> str:
             f"{value!r} is not a valid node name (lowercase letters, digits, '-'; starts with a letter)"
         )
     return value
+
+
+# A node's hostname: DRBD ('on <name>') and o2cb match it against `uname -n`.
+Hostname = Annotated[str, AfterValidator(_check_hostname)]
 
 
 class LabSettings(BaseModel):
@@ -103,7 +115,7 @@ class LabSettings(BaseModel):
     @field_validator("nodes")
     @classmethod
     def _valid_nodes(cls, nodes: tuple[str, ...]) -> tuple[str, ...]:
-        for node in nodes:
+        for node in nodes:  # checked as a whole: one clear line per bad setting
             _check_hostname(node)
         duplicates = sorted({n for n in nodes if nodes.count(n) > 1})
         if duplicates:
@@ -147,7 +159,7 @@ class InventoryHost(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    name: str = Field(description="The host's hostname (DRBD and OCFS2 match nodes by it).")
+    name: Hostname = Field(description="The host's hostname (DRBD and OCFS2 match nodes by it).")
     address: str = Field(description="Address the flows connect to over SSH (and replicate on).")
     port: int = Field(22, ge=1, le=65535, description="SSH port.")
     user: str = Field("root", description="SSH user; storage steps need root.")
@@ -155,11 +167,6 @@ class InventoryHost(BaseModel):
     known_hosts: Path | None = Field(
         None, description="Pinned known_hosts file; None uses ~/.ssh/known_hosts."
     )
-
-    @field_validator("name")
-    @classmethod
-    def _valid_name(cls, name: str) -> str:
-        return _check_hostname(name)
 
 
 class DrbdSettings(BaseModel):

@@ -12,7 +12,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
-from blocks.settings import HOSTNAME_RE, check_resync_rate
+from blocks.settings import Hostname, check_resync_rate
 
 RESOURCE_NAME_RE = r"^[a-z][a-z0-9_-]{0,31}$"
 
@@ -22,20 +22,13 @@ class DrbdNode(BaseModel):
 
     model_config = ConfigDict(frozen=True)
 
-    name: str = Field(description="The node's hostname: DRBD matches 'on <name>' against `uname -n`.")
+    name: Hostname = Field(description="The node's hostname: DRBD matches 'on <name>' against `uname -n`.")
     address: ipaddress.IPv4Address | ipaddress.IPv6Address = Field(description="Replication address.")
     port: int = Field(7789, ge=1, le=65535, description="Replication TCP port.")
     disk: str = Field("/dev/vdb", pattern=r"^/dev/\S+$", description="Backing block device.")
     minor: int = Field(
         0, ge=0, le=1048575, description="Device minor: the resource appears as /dev/drbd<minor>."
     )
-
-    @field_validator("name")
-    @classmethod
-    def _hostname(cls, name: str) -> str:
-        if not HOSTNAME_RE.match(name):
-            raise ValueError(f"{name!r} is not a valid hostname")
-        return name
 
     @property
     def device(self) -> str:

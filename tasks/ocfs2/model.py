@@ -8,24 +8,17 @@ from __future__ import annotations
 
 import ipaddress
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from blocks.settings import HOSTNAME_RE
+from blocks.settings import Hostname
 
 
 class O2cbNode(BaseModel):
     model_config = ConfigDict(frozen=True)
 
-    name: str = Field(description="Hostname; o2cb matches it against `uname -n`.")
+    name: Hostname = Field(description="Hostname; o2cb matches it against `uname -n`.")
     address: ipaddress.IPv4Address = Field(description="o2net interconnect address (IPv4 only).")
     number: int = Field(ge=0, le=254, description="Node number, unique in the cluster.")
-
-    @field_validator("name")
-    @classmethod
-    def _hostname(cls, name: str) -> str:
-        if not HOSTNAME_RE.match(name):
-            raise ValueError(f"{name!r} is not a valid hostname")
-        return name
 
 
 class O2cbCluster(BaseModel):

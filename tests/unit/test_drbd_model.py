@@ -133,11 +133,11 @@ def test_device_path_follows_minor(minor: int, device: str) -> None:
         ({"name": "r" * 33}, r"name\n\s+String should match pattern"),
         (
             {"nodes": (_node("Node_A", "10.77.0.11"), _node("nodeb", "10.77.0.12"))},
-            r"'Node_A' is not a valid hostname",
+            r"'Node_A' is not a valid node name",
         ),
         (
             {"nodes": (_node("nodea", "10.77.0.11"), _node("node.b", "10.77.0.12"))},
-            r"'node\.b' is not a valid hostname",
+            r"'node\.b' is not a valid node name",
         ),
         ({"shared_secret": "short"}, r"shared secret must be 16-64 characters"),
         ({"shared_secret": "x" * 65}, r"shared secret must be 16-64 characters"),
