@@ -17,6 +17,8 @@ packages=(
   pkg-config libvirt-dev gcc
   # the real drbdadm parser validates rendered DRBD configs in the unit tests
   drbd-utils kmod
+  # real borg for the backup tests on local repositories
+  borgbackup
   # host tools the executor drives
   iproute2 openssh-client procps
 )

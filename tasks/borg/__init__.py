@@ -1,0 +1,1 @@
+"""Borg: argv builders, exit-code interpretation, rotation schemes, and the backup tasks."""

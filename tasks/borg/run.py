@@ -1,0 +1,39 @@
+"""Run a borg argv through the executor: passphrase on stdin, ``--log-json``, one interpretation."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+from tasks.borg.commands import in_directory, with_passphrase_on_stdin
+from tasks.borg.outcome import BorgOutcome, interpret
+from tasks.executor import LOCAL, Target, default_executor
+
+
+def run_borg(
+    argv: Sequence[str],
+    passphrase: str,
+    target: Target = LOCAL,
+    *,
+    timeout: float = 3600,
+    env: Mapping[str, str] | None = None,
+    read_only: bool = False,
+    cwd: str | None = None,
+) -> BorgOutcome:
+    """Run ``argv`` (starting with ``borg``); raise a typed BorgError on error, return warnings too."""
+    if not argv or argv[0] != "borg":
+        raise ValueError(f"not a borg command: {argv[:2]}")
+    full: list[str] = ["borg", "--log-json", *argv[1:]]
+    if cwd is not None:  # borg extract writes into its working directory
+        full = in_directory(cwd, full)
+    full = with_passphrase_on_stdin(full)
+    result = default_executor().run(
+        full,
+        target,
+        stdin=passphrase,
+        secrets=[passphrase],
+        env=env,
+        ok_codes=range(256),
+        timeout=timeout,
+        read_only=read_only,
+    )
+    return interpret(result.exit_code, result.stdout, result.stderr, what=argv[1])
