@@ -264,6 +264,31 @@ class SplitBrainSettings(BaseModel):
     )
 
 
+class BackupSettings(BaseModel):
+    """The Borg repository and what goes into it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    repository: str = Field(
+        "/var/backups/hsf-borg",
+        description="Borg repository: a local path, or ssh://user@host/path on a backup server.",
+    )
+    sources: tuple[str, ...] = Field(("/home",), min_length=1, description="Paths backed up.")
+    archive_prefix: str = Field("home", pattern=r"^[A-Za-z0-9_.-]{1,40}$", description="Archive name prefix.")
+    encryption: Literal["repokey-blake2", "repokey", "keyfile-blake2", "none"] = Field(
+        "repokey-blake2", description="Repository encryption mode (authenticated, BLAKE2b)."
+    )
+    passphrase_block: str | None = Field(
+        None, description="Prefect Secret block holding the passphrase; default '<cluster>-borg-passphrase'."
+    )
+    key_export_path: str = Field(
+        "/var/backups/hsf-borg.key", pattern=r"^/\S+$", description="Where `borg key export` writes the key."
+    )
+    restore_dir: str = Field(
+        "/var/tmp/hsf-restore", pattern=r"^/\S+$", description="Scratch space for restore verification."
+    )
+
+
 class FailoverSettings(BaseModel):
     """The failover drill."""
 
@@ -305,6 +330,7 @@ class Settings(BaseSettings):
     split_brain: SplitBrainSettings = Field(
         default_factory=SplitBrainSettings, description="Split-brain drill."
     )
+    backup: BackupSettings = Field(default_factory=BackupSettings, description="Borg backups.")
     dry_run: bool = Field(False, description="Log every command that would change a host, run none of them.")
 
     @model_validator(mode="after")

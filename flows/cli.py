@@ -6,19 +6,22 @@ import sys
 from collections.abc import Callable
 
 from blocks.settings import Settings, SettingsError, load_settings
+from tasks.borg.outcome import BorgError
 from tasks.drbd.plan import Refused
 from tasks.executor import default_executor
 from tasks.lab.host import LibvirtUnreachable
 
 EXIT_BAD_SETTINGS = 2
 EXIT_REFUSED = 3
+EXIT_BORG = 4
 
 
 def run_cli(action: Callable[[Settings], int]) -> int:
     """Run ``action`` with the loaded settings; expected failures become one line on stderr.
 
-    Exit codes: 2 = bad settings or an unreachable libvirt, 3 = refused to destroy data, else the
-    action's own code. SSH connections are closed whatever happens.
+    Exit codes: 2 = bad settings or an unreachable libvirt, 3 = refused to destroy data, 4 = borg
+    failed (wrong passphrase, missing repository, unreachable server), else the action's own code.
+    SSH connections are closed whatever happens.
     """
     try:
         settings = load_settings()
@@ -34,5 +37,8 @@ def run_cli(action: Callable[[Settings], int]) -> int:
     except Refused as exc:
         print(f"refused: {exc}", file=sys.stderr)
         return EXIT_REFUSED
+    except BorgError as exc:  # wrong passphrase, missing repository, unreachable server, …
+        print(exc, file=sys.stderr)
+        return EXIT_BORG
     finally:
         default_executor().close()
