@@ -3,18 +3,21 @@
 - **GFS** (grandfather-father-son): the newest archive of each of the last N days, weeks (ISO) and
   months that have archives — the same rule as ``borg prune --keep-daily/weekly/monthly``.
 - **FIFO**: the newest N archives (``--keep-last N``).
-- **Tower of Hanoi**, which borg lacks: backup number k (1, 2, 3, … in time order) goes to "tape"
-  ``min(trailing_zeros(k), levels - 1)``; the newest archive on each tape is kept. Tape 0 is reused
-  every 2nd backup, tape 1 every 4th, tape 2 every 8th…, so kept archives are spaced exponentially
-  into the past with only ``levels`` of them. The project deletes the rest by name.
+- **Tower of Hanoi**, which borg lacks: the backup of day k (days since a fixed epoch, so the number
+  survives deletions) goes to "tape" ``min(trailing_zeros(k), levels - 1)``; the newest archive on
+  each tape is kept. Tape 0 is reused every 2nd day, tape 1 every 4th, tape 2 every 8th…, so kept
+  archives are spaced exponentially into the past with only ``levels`` of them. The project deletes
+  the rest by name.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Hashable, Sequence
-from datetime import datetime
+from datetime import date, datetime
 
 from pydantic import BaseModel
+
+HANOI_EPOCH = date(1970, 1, 1)
 
 
 class Archive(BaseModel):
@@ -68,8 +71,11 @@ def hanoi_tape(number: int, levels: int) -> int:
     return min(trailing_zeros, levels - 1)
 
 
-def hanoi(archives: Sequence[Archive], levels: int) -> set[str]:
+def hanoi(archives: Sequence[Archive], levels: int, epoch: date = HANOI_EPOCH) -> set[str]:
+    """Newest archive per tape; the backup number is the day number, so it is the same before and
+    after earlier rotations deleted archives (a position in the current list would not be)."""
     newest_on_tape: dict[int, str] = {}
-    for number, archive in enumerate(sorted(archives, key=lambda a: a.time), start=1):
+    for archive in sorted(archives, key=lambda a: a.time):
+        number = (archive.time.date() - epoch).days + 1
         newest_on_tape[hanoi_tape(number, levels)] = archive.name
     return set(newest_on_tape.values())

@@ -6,7 +6,7 @@ import json
 import re
 import shutil
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -252,11 +252,34 @@ def test_hanoi_tapes(numbers: tuple[int, ...], levels: int, tapes: tuple[int, ..
     assert tuple(hanoi_tape(n, levels) for n in numbers) == tapes
 
 
+NIGHTLY = [Archive(name=f"n{d:03d}", time=datetime(2026, 1, 1, 3) + timedelta(days=d)) for d in range(365)]
+
+
 def test_hanoi_keeps_one_archive_per_tape_spaced_exponentially() -> None:
-    archives = ARCHIVES[:100]
-    kept = sorted((a for a in archives if a.name in hanoi(archives, 5)), key=lambda a: a.time)
+    kept = sorted((a for a in NIGHTLY if a.name in hanoi(NIGHTLY, 5)), key=lambda a: a.time)
     assert len(kept) == 5
-    ages = [(archives[-1].time - a.time).days for a in kept]
-    # newest on tapes 0..4 (every 2nd, 4th, 8th, 16th backup): roughly 0-1, 2-3, 4-7, 8-15, 16+ backups ago
-    assert ages == sorted(ages, reverse=True)
-    assert kept[-1] == archives[-1] or kept[-1] == archives[-2]
+    assert kept[-1] == NIGHTLY[-1]  # the newest backup is always the newest on its tape
+    ages = [(NIGHTLY[-1].time - a.time).days for a in kept]
+    tapes = [hanoi_tape((a.time.date() - date(1970, 1, 1)).days + 1, 5) for a in kept]
+    assert sorted(tapes) == [0, 1, 2, 3, 4]
+    for age, tape in zip(ages, tapes, strict=True):  # tape t is rewritten every 2**(t+1) days
+        assert age < 2 ** (tape + 1) or tape == 4
+
+
+@pytest.mark.parametrize(
+    "select",
+    [
+        lambda archives: hanoi(archives, 5),
+        lambda archives: fifo(archives, 7),
+        lambda archives: gfs(archives, 7, 4, 6),
+    ],
+    ids=["hanoi", "fifo", "gfs"],
+)
+def test_daily_rotation_keeps_what_one_selection_keeps(select: Callable[[list[Archive]], set[str]]) -> None:
+    """Rotating every night (deleting as we go) ends where selecting once from the full history does."""
+    repository: list[Archive] = []
+    for archive in NIGHTLY:
+        repository.append(archive)
+        kept = select(repository)
+        repository = [a for a in repository if a.name in kept]
+    assert {a.name for a in repository} == select(NIGHTLY)
