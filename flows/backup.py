@@ -8,6 +8,7 @@
   (remove, or overwrite in place like ransomware), extract the newest archive, compare every entry,
   prove a restored file is editable.
 - ``rotate``: keep what a scheme (GFS, FIFO, Tower of Hanoi) selects, delete the rest, compact.
+- ``preview``: what each scheme keeps over a simulated year, as text and a PNG (no repository needed).
 
 The passphrase travels on stdin (``BORG_PASSPHRASE_FD=0``), never on a command line or in a log.
 """
@@ -17,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Literal
 
 from prefect import flow, task
@@ -30,6 +32,7 @@ from flows.cli import run_cli
 from tasks.borg import commands as borg
 from tasks.borg.manifest import Entry, differences, find_argv, hash_argv, parse_manifest
 from tasks.borg.outcome import RepositoryMissing
+from tasks.borg.preview import preview
 from tasks.borg.rotation import Archive, fifo, gfs, hanoi
 from tasks.borg.run import run_borg
 from tasks.cluster import shared_secret
@@ -251,7 +254,10 @@ def rotate(
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m flows.backup", description=__doc__.splitlines()[0])
-    parser.add_argument("command", choices=["init", "backup", "restore-drill", "rotate"])
+    parser.add_argument("command", choices=["init", "backup", "restore-drill", "rotate", "preview"])
+    parser.add_argument(
+        "--png", type=Path, default=Path("rotation-preview.png"), help="preview: picture file"
+    )
     parser.add_argument("--verify-data", action="store_true", help="backup: also verify every chunk")
     parser.add_argument("--damage", choices=["remove", "encrypt"], default="remove")
     parser.add_argument("--scheme", choices=["gfs", "fifo", "hanoi"], default="gfs")
@@ -266,8 +272,10 @@ def main(argv: list[str] | None = None) -> int:
             report = restore_drill(settings, damage=args.damage)
             print(report.model_dump_json(indent=2))
             return 0 if report.ok else 1
-        else:
+        elif args.command == "rotate":
             print(rotate(settings, scheme=args.scheme).model_dump_json(indent=2))
+        else:
+            print(preview(args.png))
         return 0
 
     return run_cli(act)
