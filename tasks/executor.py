@@ -228,8 +228,11 @@ class Executor:
     ) -> CommandResult:
         """Run ``argv`` on ``target``; raise unless its exit code is in ``ok_codes``.
 
-        ``env`` values are never logged. ``on_line`` receives each output line (stdout and stderr)
-        as it arrives, for progress of long steps. ``read_only`` probes still run in dry-run mode.
+        ``env`` values are never logged. Over SSH they become an ``env K=V`` prefix (sshd drops
+        environment requests it does not ``AcceptEnv``), so they are visible in the remote process
+        list for the command's lifetime: pass secrets on ``stdin`` instead. ``on_line`` receives each
+        output line (stdout and stderr) as it arrives, for progress of long steps. ``read_only`` probes
+        still run in dry-run mode.
         """
         if not argv:
             raise ValueError("empty command")
@@ -249,7 +252,8 @@ class Executor:
             for recording in self._recordings:
                 recording.append(record)
         if isinstance(target, SshTarget):
-            code, out, err = self._run_ssh(argv, target, timeout, env, stdin, shown, masked_line)
+            remote_argv = ["env", *(f"{k}={v}" for k, v in env.items()), *argv] if env else argv
+            code, out, err = self._run_ssh(remote_argv, target, timeout, stdin, shown, masked_line)
         else:
             code, out, err = self._run_local(argv, timeout, env, stdin, shown, masked_line)
         record.exit_code = code
@@ -348,7 +352,6 @@ class Executor:
         argv: list[str],
         target: SshTarget,
         timeout: float,
-        env: Mapping[str, str] | None,
         stdin: str | None,
         shown: str,
         on_line: Callable[[str], None] | None,
@@ -360,8 +363,6 @@ class Executor:
 
         command = shlex.join(argv)  # the SSH boundary: the only place an argv becomes shell text
         kwargs: dict[str, Any] = {"hide": True, "warn": True, "timeout": timeout, "pty": False}
-        if env:
-            kwargs["env"] = dict(env)
         kwargs["in_stream"] = io.StringIO(stdin) if stdin is not None else False
         if on_line:
             kwargs["out_stream"] = _LineSink(on_line)
