@@ -9,7 +9,7 @@ export DO_NOT_TRACK ?= 1
 export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS ?= 90
 
-.PHONY: deps host-deps python-deps demo setup bench-failover test test-unit test-lab lint lab-up lab-status lab-down clean
+.PHONY: deps host-deps python-deps demo setup bench-failover bench-backup test test-unit test-lab lint lab-up lab-status lab-down clean
 
 deps: host-deps python-deps
 
@@ -39,6 +39,10 @@ setup: deps
 ## The failover drill as the flow and as a plain shell sequence, side by side (figures, no asserts).
 bench-failover: deps
 	$(PY) -m benchmarks.failover
+
+## The backup flow vs raw borg create/extract on one data set (figures, no asserts).
+bench-backup: deps
+	$(PY) -m benchmarks.backup
 
 ## Lint, then every test tier: unit, flow (Prefect harness) and lab (real VMs). Ends with the lab down.
 test: deps lint
