@@ -16,6 +16,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
+import zoneinfo
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -307,6 +308,65 @@ class FailoverSettings(BaseModel):
     boot_timeout_s: float = Field(600.0, gt=0, description="How long to wait for the killed node to return.")
 
 
+CRON_RE = re.compile(r"^\S+( \S+){4}$")
+
+
+def _check_cron(value: str) -> str:
+    """Five cron fields, parsed by the same croniter Prefect's scheduler uses."""
+    from prefect._vendor.croniter import croniter
+
+    if not CRON_RE.match(value) or not croniter.is_valid(value):
+        raise ValueError(f"{value!r} is not a cron expression of five fields (minute hour day month weekday)")
+    return value
+
+
+# A five-field cron expression, checked when the settings load rather than when Prefect first schedules.
+Cron = Annotated[str, AfterValidator(_check_cron)]
+
+
+class DeploymentSettings(BaseModel):
+    """The scheduled deployments (``python -m deployments``, ``prefect.yaml``): when, where, with what."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    timezone: str = Field(
+        "UTC",
+        description="IANA time zone the crons below are read in (e.g. 'Europe/Berlin'), never the host's.",
+    )
+    work_pool: str = Field(
+        "hsf-process",
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$",
+        description="Process work pool that 'prefect deploy' targets (prefect.yaml).",
+    )
+    nightly_backup_cron: Cron = Field(
+        "0 2 * * *", description="Nightly borg backup, then a check of the repository and the new archive."
+    )
+    nightly_backup_verify_data: bool = Field(
+        False, description="Also read back every chunk of the new archive in the nightly check (slower)."
+    )
+    weekly_verify_cron: Cron = Field(
+        "0 4 * * 0", description="Weekly deep check: the repository and every archive with --verify-data."
+    )
+    monthly_restore_drill_cron: Cron = Field(
+        "0 5 1 * *", description="Monthly restore drill: damage the sources, restore, compare every entry."
+    )
+    restore_drill_damage: Literal["remove", "encrypt"] = Field(
+        "remove", description="What the monthly restore drill does to the sources before restoring them."
+    )
+    weekly_failover_drill_cron: Cron = Field(
+        "0 3 * * 6", description="Weekly failover drill on the replicated volume (kills the primary)."
+    )
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            zoneinfo.ZoneInfo(value)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"{value!r} is not an IANA time zone such as 'UTC' or 'Europe/Berlin'") from None
+        return value
+
+
 class Settings(BaseSettings):
     """Everything the flows read from the environment or ``hsf.toml``."""
 
@@ -331,6 +391,9 @@ class Settings(BaseSettings):
         default_factory=SplitBrainSettings, description="Split-brain drill."
     )
     backup: BackupSettings = Field(default_factory=BackupSettings, description="Borg backups.")
+    deployments: DeploymentSettings = Field(
+        default_factory=DeploymentSettings, description="Schedules of the deployed flows."
+    )
     dry_run: bool = Field(False, description="Log every command that would change a host, run none of them.")
 
     @model_validator(mode="after")

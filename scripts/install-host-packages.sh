@@ -21,6 +21,10 @@ packages=(
   borgbackup
   # host tools the executor drives
   iproute2 openssh-client procps
+  # the team server's compose file is validated in the unit tests (no Docker engine needed)
+  docker-compose
+  # the UI test screenshots a flow run's page in headless chromium
+  chromium
 )
 
 missing=()

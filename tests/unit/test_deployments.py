@@ -1,0 +1,133 @@
+"""Deployments: schedules, parameters and entrypoints from the settings, and prefect.yaml agreeing with them.
+
+No server: ``to_deployment`` builds deployments locally and the next run times come from the
+scheduler's own cron code.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from blocks.settings import DeploymentSettings, load_settings
+from deployments.__main__ import main, render_yaml
+from deployments.definitions import load_flow, next_runs, prefect_yaml, runner_deployments, specs
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+EXPECTED: dict[str, tuple[str, str, str, dict[str, Any]]] = {
+    # deployment name: (flow name, entrypoint, cron, parameters) with the default settings
+    "nightly-backup": ("borg-backup", "flows/backup.py:backup", "0 2 * * *", {"verify_data": False}),
+    "weekly-verify": ("borg-verify", "flows/backup.py:verify", "0 4 * * 0", {}),
+    "monthly-restore-drill": (
+        "borg-restore-drill",
+        "flows/backup.py:restore_drill",
+        "0 5 1 * *",
+        {"damage": "remove"},
+    ),
+    "weekly-failover-drill": ("failover-drill", "flows/failover.py:failover_drill", "0 3 * * 6", {}),
+}
+
+
+@pytest.fixture(autouse=True)
+def _project_root(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in list(__import__("os").environ):
+        if name.startswith("HSF_"):
+            monkeypatch.delenv(name)
+    monkeypatch.chdir(REPO_ROOT)  # entrypoints are relative to the project root
+
+
+def test_runner_deployments_have_the_expected_schedule_parameters_and_entrypoint() -> None:
+    deployments = runner_deployments(specs(DeploymentSettings()))
+    assert {d.name for d in deployments} == set(EXPECTED)
+    for deployment in deployments:
+        flow_name, entrypoint, cron, parameters = EXPECTED[deployment.name]
+        assert deployment.flow_name == flow_name
+        assert deployment.entrypoint == entrypoint
+        assert deployment.parameters == parameters
+        [schedule] = deployment.schedules
+        assert schedule.active
+        assert schedule.schedule.model_dump(include={"cron", "timezone"}) == {"cron": cron, "timezone": "UTC"}
+
+
+def test_parameters_are_plain_json_the_flow_accepts() -> None:
+    for spec in specs(DeploymentSettings()):
+        flow = load_flow(spec.entrypoint)
+        assert flow.name == spec.flow_name
+        validated = flow.validate_parameters(dict(spec.parameters))
+        assert validated.get("settings") is None  # settings come from the worker's environment / hsf.toml
+        assert yaml.safe_load(yaml.safe_dump(spec.parameters)) == spec.parameters
+
+
+def test_schedules_and_parameters_follow_the_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HSF_DEPLOYMENTS__TIMEZONE", "Europe/Berlin")
+    monkeypatch.setenv("HSF_DEPLOYMENTS__NIGHTLY_BACKUP_CRON", "30 1 * * *")
+    monkeypatch.setenv("HSF_DEPLOYMENTS__RESTORE_DRILL_DAMAGE", "encrypt")
+    monkeypatch.setenv("HSF_DEPLOYMENTS__NIGHTLY_BACKUP_VERIFY_DATA", "true")
+    by_name = {d.name: d for d in runner_deployments(specs(load_settings().deployments))}
+    nightly = by_name["nightly-backup"].schedules[0].schedule
+    assert (nightly.cron, nightly.timezone) == ("30 1 * * *", "Europe/Berlin")  # type: ignore[union-attr]
+    assert by_name["nightly-backup"].parameters == {"verify_data": True}
+    assert by_name["monthly-restore-drill"].parameters == {"damage": "encrypt"}
+    assert {d.schedules[0].schedule.timezone for d in by_name.values()} == {"Europe/Berlin"}  # type: ignore[union-attr]
+
+
+def test_prefect_yaml_agrees_with_the_code() -> None:
+    text = (REPO_ROOT / "prefect.yaml").read_text()
+    assert yaml.safe_load(text) == prefect_yaml(specs(DeploymentSettings()), "hsf-process")
+    assert text == render_yaml(
+        specs(DeploymentSettings()), "hsf-process"
+    )  # regenerate: python -m deployments yaml
+    for entry in yaml.safe_load(text)["deployments"]:
+        flow_name, entrypoint, cron, parameters = EXPECTED[entry["name"]]
+        assert (entry["entrypoint"], entry["parameters"]) == (entrypoint, parameters)
+        assert entry["schedules"] == [{"cron": cron, "timezone": "UTC"}]
+        assert entry["work_pool"] == {"name": "hsf-process"}
+        assert load_flow(entrypoint).name == flow_name
+
+
+def test_next_runs_are_computed_locally_in_the_schedule_time_zone() -> None:
+    by_name = {s.name: s for s in specs(DeploymentSettings())}
+    start = datetime(2026, 1, 1, tzinfo=UTC)  # a Thursday
+    assert next_runs(by_name["nightly-backup"], 2, start) == [
+        datetime(2026, 1, 1, 2, tzinfo=UTC),
+        datetime(2026, 1, 2, 2, tzinfo=UTC),
+    ]
+    assert next_runs(by_name["weekly-verify"], 1, start) == [datetime(2026, 1, 4, 4, tzinfo=UTC)]  # Sunday
+    assert next_runs(by_name["weekly-failover-drill"], 1, start) == [datetime(2026, 1, 3, 3, tzinfo=UTC)]
+    assert next_runs(by_name["monthly-restore-drill"], 2, start) == [
+        datetime(2026, 1, 1, 5, tzinfo=UTC),
+        datetime(2026, 2, 1, 5, tzinfo=UTC),
+    ]
+    berlin = specs(DeploymentSettings(timezone="Europe/Berlin"))[0]
+    winter, summer = next_runs(berlin, 1, start)[0], next_runs(berlin, 1, datetime(2026, 7, 1, tzinfo=UTC))[0]
+    assert winter == datetime(2026, 1, 1, 1, tzinfo=UTC)  # 02:00 CET
+    assert summer == datetime(2026, 7, 1, 0, tzinfo=UTC)  # 02:00 CEST
+
+
+def test_list_command_prints_every_deployment_with_next_runs(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["list", "--count", "2"]) == 0
+    out = capsys.readouterr().out
+    for name, (flow_name, entrypoint, cron, _) in EXPECTED.items():
+        assert f"{flow_name}/{name}  ({entrypoint})" in out
+        assert f"schedule    {cron}  [UTC]" in out
+    assert out.count("next runs") == 4 and out.count(" UTC,") == 4
+
+
+def test_bad_schedule_settings_fail_with_one_line(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("HSF_DEPLOYMENTS__WEEKLY_VERIFY_CRON", "0 4 * *")
+    assert main(["list"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("setting deployments.weekly_verify_cron [HSF_DEPLOYMENTS__WEEKLY_VERIFY_CRON]:")
+    assert "\n" not in err
+
+
+def test_every_schedule_setting_has_a_description() -> None:
+    missing = [name for name, field in DeploymentSettings.model_fields.items() if not field.description]
+    assert not missing
