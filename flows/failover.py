@@ -26,6 +26,7 @@ from flows.setup import setup
 from tasks.cluster import drbd_resource, node_targets, secret_block_name, shared_secret
 from tasks.drbd import steps
 from tasks.drbd.model import DrbdResource
+from tasks.events import DATA_LOST, FAILOVER_COMPLETED, cluster_resource, emit
 from tasks.executor import SshTarget, TransportError, default_executor
 from tasks.lab import host
 from tasks.lab import steps as lab_steps
@@ -290,11 +291,12 @@ def failover_drill(settings: Settings | None = None) -> FailoverReport:
         after_rejoin=[on_survivor, on_returned],
         started_at=started_at,
     )
-    _publish(report)
+    _publish(report, settings.cluster_name)
     return report
 
 
-def _publish(report: FailoverReport) -> None:
+def _publish(report: FailoverReport, cluster: str) -> None:
+    """The report as markdown and table artifacts, then the events automations react to."""
     lost, manual = report.answers()
     create_markdown_artifact(
         key=f"failover-{report.resource}",
@@ -313,6 +315,32 @@ def _publish(report: FailoverReport) -> None:
         table=[v.model_dump() for v in (report.after_failover, *report.after_rejoin)],
         description="Per-node verification against the sha256 manifest",
     )
+    summary = {
+        "resource": report.resource,
+        "killed": report.killed,
+        "survivor": report.survivor,
+        "rto_s": report.rto_s,
+        "detection_s": report.detection_s,
+        "bytes_lost": report.bytes_lost,
+        "dataset_bytes": report.dataset_bytes,
+    }
+    emit(FAILOVER_COMPLETED, resource=cluster_resource(cluster), payload=summary)
+    if report.bytes_lost:
+        lost_files = sorted({f for v in (report.after_failover, *report.after_rejoin) for f in v.lost_files})
+        emit(
+            DATA_LOST,
+            resource=cluster_resource(cluster),
+            payload={**summary, "drill": "failover", "lost_files": lost_files},
+        )
+
+
+def ui_hint(resource: str) -> str:
+    """Where the report is kept: the runs and artifacts live in Prefect's database, shown by its UI."""
+    return (
+        "Reports in the Prefect UI: `.venv/bin/prefect server start`, open http://127.0.0.1:4200, then "
+        f"Runs → this failover-drill run → Artifacts (or Artifacts → failover-{resource}); "
+        "README: 'Prefect UI, deployments, events and the team server'."
+    )
 
 
 def _run_drill(settings: Settings) -> int:
@@ -323,6 +351,7 @@ def _run_drill(settings: Settings) -> int:
             "\nThe lab is still running for a look around (python -m flows.lab status);"
             " make lab-down removes it."
         )
+    print(ui_hint(report.resource))
     return 1 if report.bytes_lost else 0
 
 

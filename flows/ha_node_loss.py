@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 
 from prefect import flow, task
-from prefect.artifacts import create_markdown_artifact
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.logging import get_run_logger
 from pydantic import BaseModel, Field
@@ -23,6 +23,7 @@ from flows.ha_upgrade import probe_all
 from tasks.cluster import drbd_resource, node_targets, o2cb_cluster, secret_block_name, shared_secret
 from tasks.drbd import steps
 from tasks.drbd.plan import Refused
+from tasks.events import DATA_LOST, HA_NODE_LOSS_COMPLETED, cluster_resource, emit
 from tasks.executor import SshTarget, default_executor
 from tasks.ocfs2 import steps as ocfs2
 
@@ -132,8 +133,38 @@ def ha_node_loss(settings: Settings | None = None, writes_after: int = 5) -> Nod
         files_checked=len(before_rejoin),
         files_verified_on=verified,
     )
-    create_markdown_artifact(key="ha-node-loss", markdown=f"# HA node loss\n\n```\n{report.render()}\n```")
+    publish(report, settings.cluster_name)
     return report
+
+
+def publish(report: NodeLossReport, cluster: str) -> None:
+    """The report as markdown and table artifacts, then the events automations react to."""
+    verdict = "every file intact on every node" if report.intact else "FILES DIFFER after the rejoin"
+    create_markdown_artifact(
+        key="ha-node-loss",
+        markdown=f"# HA node loss\n\n**{verdict}**\n\n```\n{report.render()}\n```",
+        description=f"write stall {report.stall_s:.1f} s; {verdict}",
+    )
+    create_table_artifact(
+        key="ha-node-loss-verification",
+        table=[
+            {"node": node, "files verified": count, "files checked": report.files_checked}
+            for node, count in report.files_verified_on.items()
+        ],
+        description="Files written before the rejoin, verified by sha256 on each node afterwards",
+    )
+    payload = {
+        "killed": report.killed,
+        "survivor": report.survivor,
+        "stall_s": report.stall_s,
+        "resync_s": report.resync_s,
+        "files_checked": report.files_checked,
+        "files_verified_on": report.files_verified_on,
+        "intact": report.intact,
+    }
+    emit(HA_NODE_LOSS_COMPLETED, resource=cluster_resource(cluster), payload=payload)
+    if not report.intact:
+        emit(DATA_LOST, resource=cluster_resource(cluster), payload={**payload, "drill": "ha-node-loss"})
 
 
 def _print_drill(settings: Settings) -> int:

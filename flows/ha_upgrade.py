@@ -13,7 +13,7 @@ import secrets
 import time
 
 from prefect import flow
-from prefect.artifacts import create_markdown_artifact
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.logging import get_run_logger
 from pydantic import BaseModel, Field
 
@@ -22,6 +22,7 @@ from flows.cli import run_cli
 from tasks.cluster import drbd_resource, node_targets, o2cb_cluster, secret_block_name, shared_secret
 from tasks.drbd import steps
 from tasks.drbd.plan import NodeProbe, Refused
+from tasks.events import DATA_LOST, HA_UPGRADED, cluster_resource, emit
 from tasks.executor import SshTarget, default_executor
 from tasks.ocfs2 import steps as ocfs2
 
@@ -133,6 +134,7 @@ def ha_upgrade(settings: Settings | None = None) -> HaUpgradeReport:
         log.info("nothing to do: %s is dual-primary with OCFS2 mounted on every node", resource.name)
         report.cross_node = cross_node_proof(targets, drbd.mountpoint)
         report.seconds = round(time.monotonic() - started, 1)
+        publish(report, settings.cluster_name)
         return report
     for node, probe in probes.items():
         if not probe.state.healthy:
@@ -208,10 +210,50 @@ def ha_upgrade(settings: Settings | None = None) -> HaUpgradeReport:
         step(f"restored {len(staged)} files onto OCFS2, verified on every node; staging copy removed")
     report.cross_node = cross_node_proof(targets, drbd.mountpoint)
     report.seconds = round(time.monotonic() - started, 1)
-    create_markdown_artifact(
-        key=f"ha-upgrade-{resource.name}", markdown=f"# HA upgrade\n\n```\n{report.render()}\n```"
-    )
+    publish(report, settings.cluster_name)
     return report
+
+
+def cross_node_table(report: HaUpgradeReport) -> list[dict[str, object]]:
+    """One row per cross-node check: who wrote, who read, whether the bytes matched, what ran between."""
+    return [
+        {
+            "writer": c.writer,
+            "reader": c.reader,
+            "path": c.path,
+            "sha256 match": c.ok,
+            "commands between": "; ".join(c.commands_between) or "none",
+        }
+        for c in report.cross_node
+    ]
+
+
+def publish(report: HaUpgradeReport, cluster: str) -> None:
+    """The report as markdown and table artifacts (also when nothing had to change), then the events."""
+    create_markdown_artifact(
+        key=f"ha-upgrade-{report.resource}",
+        markdown=(
+            "# HA upgrade\n\n**Was it necessary to do something on another node to see the data?** "
+            f"{report.answer()}\n\n```\n{report.render()}\n```"
+        ),
+        description=f"{len(report.steps)} steps, {report.files_preserved} files preserved",
+    )
+    create_table_artifact(
+        key=f"ha-upgrade-{report.resource}-cross-node",
+        table=cross_node_table(report),
+        description="Written on one node, read on the other (sha256)",
+    )
+    payload = {
+        "resource": report.resource,
+        "cluster": report.cluster,
+        "changed": bool(report.steps),
+        "files_preserved": report.files_preserved,
+        "files_verified_on": report.files_verified_on,
+        "cross_node_ok": all(c.ok for c in report.cross_node),
+    }
+    emit(HA_UPGRADED, resource=cluster_resource(cluster), payload=payload)
+    if not payload["cross_node_ok"]:
+        emit(DATA_LOST, resource=cluster_resource(cluster), payload={**payload, "drill": "ha-upgrade"})
 
 
 def _print_upgrade(settings: Settings) -> int:

@@ -13,7 +13,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from prefect import flow, task
-from prefect.artifacts import create_markdown_artifact
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.logging import get_run_logger
 from pydantic import BaseModel, Field
@@ -26,6 +26,7 @@ from tasks.drbd import commands as cmd
 from tasks.drbd import steps
 from tasks.drbd.model import DrbdResource
 from tasks.drbd.probes import DrbdState
+from tasks.events import DATA_LOST, SPLIT_BRAIN_RESOLVED, cluster_resource, emit
 from tasks.executor import SshTarget, default_executor
 from tasks.lab.host import wait_until
 from tasks.ocfs2 import steps as files
@@ -232,10 +233,50 @@ def split_brain_drill(settings: Settings | None = None) -> SplitBrainReport:
         nodes_agree=on_survivor == on_victim == sides[survivor],
         files_after=len(on_survivor),
     )
-    create_markdown_artifact(
-        key="split-brain", markdown=f"# Split-brain drill\n\n```\n{report.render()}\n```"
-    )
+    publish(report, settings.cluster_name)
     return report
+
+
+def changes_table(report: SplitBrainReport) -> list[dict[str, object]]:
+    """One row per node: what it changed during the split, and what was saved before the discard."""
+    return [
+        {
+            "node": node,
+            "role": "victim" if node == report.victim else "survivor",
+            "added": ", ".join(change.added) or "-",
+            "modified": ", ".join(change.modified) or "-",
+            "deleted": ", ".join(change.deleted) or "-",
+            "saved before discard": len(report.rescued) if node == report.victim else 0,
+        }
+        for node, change in report.changes.items()
+    ]
+
+
+def publish(report: SplitBrainReport, cluster: str) -> None:
+    """The report as markdown and table artifacts; resolved only if both nodes agree afterwards."""
+    verdict = "both nodes hold identical files" if report.nodes_agree else "NODES DISAGREE after the resync"
+    create_markdown_artifact(
+        key="split-brain",
+        markdown=f"# Split-brain drill\n\n**{verdict}**\n\n```\n{report.render()}\n```",
+        description=f"victim {report.victim}: {len(report.rescued)} files saved; {verdict}",
+    )
+    create_table_artifact(
+        key="split-brain-changes",
+        table=changes_table(report),
+        description="What each side changed while split, and what was saved before the discard",
+    )
+    payload = {
+        "survivor": report.survivor,
+        "victim": report.victim,
+        "rescued_files": len(report.rescued),
+        "rescue_dir": report.rescue_dir,
+        "resync_s": report.resync_s,
+        "nodes_agree": report.nodes_agree,
+    }
+    if report.nodes_agree:
+        emit(SPLIT_BRAIN_RESOLVED, resource=cluster_resource(cluster), payload=payload)
+    else:
+        emit(DATA_LOST, resource=cluster_resource(cluster), payload={**payload, "drill": "split-brain"})
 
 
 def _print_drill(settings: Settings) -> int:
