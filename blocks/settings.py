@@ -83,6 +83,13 @@ class LabSettings(BaseModel):
         max_length=8,
         description="Guest hostnames, in order; the first gets the lowest address.",
     )
+    backup_server: str | None = Field(
+        "backup",
+        description=(
+            "Hostname of a dedicated backup-server VM (the Borg repository host) booted beside the "
+            "storage nodes; None boots no backup server."
+        ),
+    )
     memory_mib: int = Field(512, ge=256, le=65536, description="Memory per VM in MiB.")
     vcpus: int = Field(1, ge=1, le=16, description="Virtual CPUs per VM.")
     data_disk_gib: int = Field(1, ge=1, le=1024, description="Size of each VM's extra (DRBD backing) disk.")
@@ -123,6 +130,14 @@ class LabSettings(BaseModel):
             raise ValueError(f"duplicate node names: {', '.join(duplicates)}")
         return nodes
 
+    @model_validator(mode="after")
+    def _backup_server_apart(self) -> LabSettings:
+        if self.backup_server is not None:
+            _check_hostname(self.backup_server)
+            if self.backup_server in self.nodes:
+                raise ValueError(f"backup_server {self.backup_server!r} is also a storage node")
+        return self
+
     @field_validator("subnet")
     @classmethod
     def _room_for_nodes(cls, subnet: ipaddress.IPv4Network) -> ipaddress.IPv4Network:
@@ -145,14 +160,19 @@ class LabSettings(BaseModel):
     def bridge_address(self) -> ipaddress.IPv4Address:
         return self.subnet.network_address + 1
 
-    def address_of(self, node: str) -> ipaddress.IPv4Address:
-        return self.subnet.network_address + 11 + self.index_of(node)
+    @property
+    def machines(self) -> tuple[str, ...]:
+        """Every VM of the lab: the storage nodes, then the backup server."""
+        return self.nodes + ((self.backup_server,) if self.backup_server else ())
 
-    def index_of(self, node: str) -> int:
+    def address_of(self, machine: str) -> ipaddress.IPv4Address:
+        return self.subnet.network_address + 11 + self.index_of(machine)
+
+    def index_of(self, machine: str) -> int:
         try:
-            return self.nodes.index(node)
+            return self.machines.index(machine)
         except ValueError:
-            raise UnknownNodeError(node, self.nodes) from None
+            raise UnknownNodeError(machine, self.machines) from None
 
 
 class InventoryHost(BaseModel):
@@ -270,9 +290,42 @@ class BackupSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
+    client: str = Field(
+        "local",
+        description=(
+            "Where borg runs and the sources live: 'local' (this machine) or a host of the cluster "
+            "(a lab VM or an inventory host), reached over SSH."
+        ),
+    )
+    server: str | None = Field(
+        None,
+        description=(
+            "Backup server holding the repository (the lab's backup VM or an inventory host). The client "
+            "reaches it with a key of its own restricted to 'borg serve --restrict-to-path <repository>' "
+            "(append-only unless append_only is false). None: the repository is a path on the client."
+        ),
+    )
+    server_user: str = Field(
+        "borg",
+        pattern=r"^[a-z_][a-z0-9_-]{0,31}$",
+        description="Account on the server that owns the repository.",
+    )
+    append_only: bool = Field(
+        True,
+        description=(
+            "The client's key may add archives but never remove data; pruning and compaction then run on "
+            "the server itself."
+        ),
+    )
+    client_key: str = Field(
+        "/root/.ssh/hsf-borg",
+        pattern=r"^/\S+$",
+        description="The client's SSH key for the server (generated on the client if absent).",
+    )
     repository: str = Field(
         "/var/backups/hsf-borg",
-        description="Borg repository: a local path, or ssh://user@host/path on a backup server.",
+        pattern=r"^/\S+$",
+        description="Path of the Borg repository: on the server when one is set, else on the client.",
     )
     sources: tuple[str, ...] = Field(("/home",), min_length=1, description="Paths backed up.")
     archive_prefix: str = Field("home", pattern=r"^[A-Za-z0-9_.-]{1,40}$", description="Archive name prefix.")
@@ -284,9 +337,6 @@ class BackupSettings(BaseModel):
     )
     key_export_path: str = Field(
         "/var/backups/hsf-borg.key", pattern=r"^/\S+$", description="Where `borg key export` writes the key."
-    )
-    restore_dir: str = Field(
-        "/var/tmp/hsf-restore", pattern=r"^/\S+$", description="Scratch space for restore verification."
     )
 
 
@@ -413,6 +463,19 @@ class Settings(BaseSettings):
         victim = self.split_brain.victim
         if victim is not None and victim not in self.node_names:
             raise UnknownNodeError(victim, self.node_names, setting="split_brain.victim")
+        hosts = self.host_names
+        if self.backup.client != "local" and self.backup.client not in hosts:
+            raise UnknownNodeError(self.backup.client, ("local", *hosts), setting="backup.client")
+        if self.backup.server is not None:
+            if self.backup.server not in hosts:
+                raise UnknownNodeError(self.backup.server, hosts, setting="backup.server")
+            if self.backup.server == self.backup.client:
+                raise ValueError("backup.server is the backup client itself: leave server unset instead")
+            if self.target == "lab" and self.backup.client == "local":
+                raise ValueError(
+                    "backup.client: in the lab the client must be a lab VM (this machine has no route into "
+                    "the lab network)"
+                )
         if self.target == "lab" and self.failover.fault == "sysrq-poweroff":
             raise ValueError("failover.fault 'sysrq-poweroff' is for real hosts; the lab uses 'destroy'")
         return self
@@ -436,6 +499,11 @@ class Settings(BaseSettings):
     @property
     def node_names(self) -> tuple[str, ...]:
         return self.lab.nodes if self.target == "lab" else tuple(h.name for h in self.inventory)
+
+    @property
+    def host_names(self) -> tuple[str, ...]:
+        """Every host the flows may reach: the storage nodes and, in the lab, the backup server."""
+        return self.lab.machines if self.target == "lab" else tuple(h.name for h in self.inventory)
 
     @classmethod
     def settings_customise_sources(

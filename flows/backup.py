@@ -1,13 +1,19 @@
-"""Borg backups: ``python -m flows.backup init|backup|restore-drill|rotate``.
+"""Borg backups: ``python -m flows.backup init|backup|verify|restore-drill|rotate|preview``.
 
-- ``init``: ``borg init --encryption repokey-blake2`` with a passphrase from a Prefect ``Secret``
-  block (generated if absent), then ``borg key export`` to a file the user is told about.
+The repository is a local path, or lives on a backup server that the client (where the sources are)
+reaches with a key restricted to ``borg serve --append-only --restrict-to-path`` (``tasks.borg.remote``).
+
+- ``init``: prepare the server (account, restricted client key, pinned host key), then
+  ``borg init --encryption repokey-blake2`` with a passphrase from a Prefect ``Secret`` block
+  (generated if absent), then ``borg key export`` to a file the user is told about.
 - ``backup``: ``borg create --json`` of the sources, then ``check`` of the repository and the new
   archive (``--verify-data`` when asked). Warnings are reported, not hidden.
-- ``restore-drill``: manifest of the sources (sha256, mode, owner, mtime, symlinks), damage them
-  (remove, or overwrite in place like ransomware), extract the newest archive, compare every entry,
-  prove a restored file is editable.
-- ``rotate``: keep what a scheme (GFS, FIFO, Tower of Hanoi) selects, delete the rest, compact.
+- ``verify``: ``check`` of the repository and ``--verify-data`` of every archive (the weekly one).
+- ``restore-drill``: manifest of the sources (sha256, mode, owner, mtime, symlinks), a fresh archive,
+  damage the sources (remove, or overwrite in place like ransomware), extract that archive, compare
+  every entry, prove a restored file is editable (and put it back as it was).
+- ``rotate``: keep what a scheme (GFS, FIFO, Tower of Hanoi) selects, delete the rest, compact — on
+  the server, as the repository's owner: the client's key cannot remove data.
 - ``preview``: what each scheme keeps over a simulated year, as text and a PNG (no repository needed).
 
 The passphrase travels on stdin (``BORG_PASSPHRASE_FD=0``), never on a command line or in a log.
@@ -19,7 +25,7 @@ import argparse
 import json
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from prefect import flow, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
@@ -31,11 +37,21 @@ from blocks.settings import BackupSettings, Settings, load_settings
 from flows.cli import run_cli
 from tasks.borg import commands as borg
 from tasks.borg.manifest import Entry, differences, find_argv, hash_argv, parse_manifest
-from tasks.borg.outcome import RepositoryMissing
+from tasks.borg.outcome import BorgOutcome, RepositoryMissing
 from tasks.borg.preview import preview
+from tasks.borg.remote import RepoAccess, backup_server, client_access, server_access
 from tasks.borg.rotation import Archive, fifo, gfs, hanoi
 from tasks.borg.run import run_borg
+from tasks.borg.server import prepare_backup_server
 from tasks.cluster import shared_secret
+from tasks.events import (
+    BACKUP_FAILED,
+    BACKUP_VERIFIED,
+    RESTORE_FAILED,
+    RESTORE_VERIFIED,
+    backup_resource,
+    emit,
+)
 from tasks.executor import LOCAL, Target, default_executor
 
 Scheme = Literal["gfs", "fifo", "hanoi"]
@@ -74,24 +90,29 @@ class RotationReport(BaseModel):
     deleted: list[str]
 
 
+def _borg(access: RepoAccess, argv: list[str], secret: str, **kwargs: Any) -> BorgOutcome:
+    """Run borg on the side ``access`` describes (its target, environment and account)."""
+    return run_borg(argv, secret, access.target, env=access.env, account=access.account, **kwargs)
+
+
 @task(name="borg-init", cache_policy=NO_CACHE, timeout_seconds=600)
-def init_repository(backup: BackupSettings, secret: str, target: Target = LOCAL) -> str:
+def init_repository(backup: BackupSettings, access: RepoAccess, secret: str) -> str:
     """Create the repository (refusing if one exists) and export its key; returns the key file path."""
     try:
-        run_borg(borg.info_argv(backup.repository), secret, target, read_only=True)
-        raise FileExistsError(f"a borg repository already exists at {backup.repository}")
+        _borg(access, borg.info_argv(access.url), secret, read_only=True)
+        raise FileExistsError(f"a borg repository already exists at {access.url}")
     except RepositoryMissing:
         pass
-    run_borg(borg.init_argv(backup.repository, backup.encryption), secret, target)
-    run_borg(borg.key_export_argv(backup.repository, backup.key_export_path), secret, target)
-    default_executor().run(["chmod", "600", backup.key_export_path], target)
+    _borg(access, borg.init_argv(access.url, backup.encryption), secret)
+    _borg(access, borg.key_export_argv(access.url, backup.key_export_path), secret)
+    default_executor().run(["chmod", "600", backup.key_export_path], access.target)
     return backup.key_export_path
 
 
 @task(name="borg-create", cache_policy=NO_CACHE, timeout_seconds=7200)
-def create_archive(backup: BackupSettings, secret: str, target: Target = LOCAL) -> BackupReport:
+def create_archive(backup: BackupSettings, access: RepoAccess, secret: str) -> BackupReport:
     archive = f"{backup.archive_prefix}-{datetime.now(UTC):%Y-%m-%dT%H:%M:%S}"
-    outcome = run_borg(borg.create_argv(backup.repository, archive, backup.sources), secret, target)
+    outcome = _borg(access, borg.create_argv(access.url, archive, backup.sources), secret)
     stats = json.loads(outcome.stdout)["archive"]["stats"]
     return BackupReport(
         archive=archive,
@@ -103,21 +124,23 @@ def create_archive(backup: BackupSettings, secret: str, target: Target = LOCAL) 
 
 
 @task(name="borg-check", cache_policy=NO_CACHE, timeout_seconds=7200)
-def check(backup: BackupSettings, secret: str, verify_data: bool, target: Target = LOCAL) -> list[str]:
-    """Repository consistency, then the newest archive's metadata (and every chunk's data if asked)."""
-    run_borg(borg.check_argv(backup.repository, repository_only=True), secret, target, read_only=True)
-    run_borg(
-        borg.check_argv(backup.repository, archives_only=not verify_data, verify_data=verify_data, last=1),
+def check(access: RepoAccess, secret: str, verify_data: bool, last: int | None = 1) -> list[str]:
+    """Repository consistency, then the newest archive's (or every archive's) metadata, and data if asked."""
+    _borg(access, borg.check_argv(access.url, repository_only=True), secret, read_only=True, timeout=7200)
+    _borg(
+        access,
+        borg.check_argv(access.url, archives_only=not verify_data, verify_data=verify_data, last=last),
         secret,
-        target,
         read_only=True,
+        timeout=7200,
     )
-    return ["repository", "newest archive (data verified)" if verify_data else "newest archive"]
+    archives = "newest archive" if last == 1 else "every archive"
+    return ["repository", f"{archives} (data verified)" if verify_data else archives]
 
 
 @task(name="borg-list", cache_policy=NO_CACHE, timeout_seconds=600)
-def list_archives(backup: BackupSettings, secret: str, target: Target = LOCAL) -> list[Archive]:
-    listing = json.loads(run_borg(borg.list_argv(backup.repository), secret, target, read_only=True).stdout)
+def list_archives(access: RepoAccess, secret: str) -> list[Archive]:
+    listing = json.loads(_borg(access, borg.list_argv(access.url), secret, read_only=True).stdout)
     return [Archive(name=a["name"], time=datetime.fromisoformat(a["time"])) for a in listing["archives"]]
 
 
@@ -140,9 +163,9 @@ def damage_tree(root: str, how: Literal["remove", "encrypt"], target: Target = L
 
 
 @task(name="borg-extract", cache_policy=NO_CACHE, timeout_seconds=7200)
-def extract(backup: BackupSettings, secret: str, archive: str, target: Target = LOCAL) -> None:
+def extract(access: RepoAccess, secret: str, archive: str) -> None:
     """Restore in place: archives hold paths relative to /, so extract from /."""
-    run_borg(borg.extract_argv(backup.repository, archive), secret, target, cwd="/")
+    _borg(access, borg.extract_argv(access.url, archive), secret, cwd="/", timeout=7200)
 
 
 @task(name="prove-editable", cache_policy=NO_CACHE, timeout_seconds=120)
@@ -154,17 +177,37 @@ def prove_editable(root: str, manifest: dict[str, Entry], target: Target = LOCAL
     marker = f"edited after restore {datetime.now(UTC).isoformat()}\n"
     run = default_executor().run
     run(["dd", f"of={path}", "oflag=append", "conv=notrunc", "status=none"], target, stdin=marker)
-    return run(["tail", "-n", "1", path], target, read_only=True).stdout == marker
+    edited = run(["tail", "-c", str(len(marker.encode())), path], target, read_only=True).stdout == marker
+    original = manifest[files[0]]  # leave the user's file as it was restored
+    run(["truncate", "-s", str(original.size), path], target)
+    run(["touch", "-m", "-d", f"@{original.mtime}", path], target)
+    return edited
+
+
+def _publish(key: str, title: str, lines: list[str], rows: list[dict[str, Any]]) -> None:
+    """Every backup flow run leaves a markdown report and a table in Prefect."""
+    create_markdown_artifact(key=key, markdown="\n".join([f"# {title}", "", *lines]), description=title)
+    create_table_artifact(key=f"{key}-table", table=rows, description=title)
+
+
+def _emit(settings: Settings, event: str, payload: dict[str, Any]) -> None:
+    emit(event, resource=backup_resource(client_access(settings).url), payload=payload)
 
 
 @flow(name="borg-init")
 def init(settings: Settings | None = None) -> str:
+    """Prepare the backup server (account, restricted client key, pinned host key), create the repository."""
     settings = settings or load_settings()
-    key = init_repository(settings.backup, passphrase(settings))
+    server = backup_server(settings)
+    access = client_access(settings)
+    if server is not None:
+        prepare_backup_server(settings.backup, server, access.target)
+    key = init_repository(settings.backup, access, passphrase(settings))
     get_run_logger().info(
-        "repository %s created; its key is exported to %s — keep a copy off this machine",
-        settings.backup.repository,
+        "repository %s created; its key is exported to %s on %s — keep a copy off that machine",
+        access.url,
         key,
+        access.target.name,
     )
     return key
 
@@ -172,15 +215,48 @@ def init(settings: Settings | None = None) -> str:
 @flow(name="borg-backup")
 def backup(settings: Settings | None = None, verify_data: bool = False) -> BackupReport:
     settings = settings or load_settings()
-    secret = passphrase(settings)
-    report = create_archive(settings.backup, secret)
-    report.checked = check(settings.backup, secret, verify_data)
+    secret, access = passphrase(settings), client_access(settings)
+    try:
+        report = create_archive(settings.backup, access, secret)
+        report.checked = check(access, secret, verify_data)
+    except Exception as exc:
+        _emit(settings, BACKUP_FAILED, {"error": str(exc)})
+        raise
     for warning in report.warnings:
         get_run_logger().warning("borg create warned: %s", warning)
-    create_table_artifact(
-        key="borg-backup", table=[report.model_dump()], description=f"Backup {report.archive}"
+    _publish(
+        "borg-backup",
+        f"Backup {report.archive}",
+        [
+            f"{report.files} files, {report.original_bytes:,} bytes read, "
+            f"{report.deduplicated_bytes:,} bytes new in {access.url} (from {access.target.name}).",
+            f"Checked: {', '.join(report.checked)}.",
+            *(f"- warning: {w}" for w in report.warnings),
+        ],
+        [report.model_dump()],
     )
+    _emit(settings, BACKUP_VERIFIED, report.model_dump())
     return report
+
+
+@flow(name="borg-verify")
+def verify(settings: Settings | None = None) -> list[str]:
+    """The weekly deep check: the repository, then every archive with every chunk's data read back."""
+    settings = settings or load_settings()
+    access = client_access(settings)
+    try:
+        checked = check(access, passphrase(settings), verify_data=True, last=None)
+    except Exception as exc:
+        _emit(settings, BACKUP_FAILED, {"error": str(exc), "check": "verify-data"})
+        raise
+    _publish(
+        "borg-verify",
+        f"Verify {access.url}",
+        [f"Checked: {', '.join(checked)}."],
+        [{"checked": c} for c in checked],
+    )
+    _emit(settings, BACKUP_VERIFIED, {"checked": checked})
+    return checked
 
 
 @flow(name="borg-restore-drill")
@@ -188,30 +264,36 @@ def restore_drill(
     settings: Settings | None = None, damage: Literal["remove", "encrypt"] = "remove"
 ) -> RestoreReport:
     settings = settings or load_settings()
-    secret = passphrase(settings)
-    archives = list_archives(settings.backup, secret)
-    if not archives:
-        raise RuntimeError(f"no archive in {settings.backup.repository} to restore from: run a backup first")
-    newest = max(archives, key=lambda a: a.time)
+    secret, access = passphrase(settings), client_access(settings)
+    client = access.target
     root = settings.backup.sources[0]
-    before = tree_manifest(root)
-    damage_tree(root, damage)
-    extract(settings.backup, secret, newest.name)
-    after = tree_manifest(root)
+    # The drill restores an archive it takes itself, right after recording the tree: a comparison with
+    # last night's archive would report every change made since as a failed restore.
+    before = tree_manifest(root, client)
+    fresh = create_archive(settings.backup, access, secret)
+    damage_tree(root, damage, client)
+    extract(access, secret, fresh.archive)
+    after = tree_manifest(root, client)
     report = RestoreReport(
-        archive=newest.name,
+        archive=fresh.archive,
         damage=damage,
         entries=len(before),
         problems=differences(before, after),
-        editable=prove_editable(root, after),
+        editable=prove_editable(root, after, client),
     )
     verdict = "every entry identical" if not report.problems else f"{len(report.problems)} problems"
-    create_markdown_artifact(
-        key="borg-restore-drill",
-        markdown=f"# Restore drill\n\n{root} damaged ({damage}), restored from {newest.name}: {verdict} "
-        f"across {report.entries} entries; restored files editable: {report.editable}.\n\n"
-        + "\n".join(f"- {p}" for p in report.problems[:50]),
+    _publish(
+        "borg-restore-drill",
+        "Restore drill",
+        [
+            f"{root} on {client.name} damaged ({damage}), restored from {fresh.archive}: {verdict} "
+            f"across {report.entries} entries; restored files editable: {report.editable}.",
+            "",
+            *(f"- {p}" for p in report.problems[:50]),
+        ],
+        [{"entry": p} for p in report.problems] or [{"entry": f"all {report.entries} identical"}],
     )
+    _emit(settings, RESTORE_VERIFIED if report.ok else RESTORE_FAILED, report.model_dump())
     return report
 
 
@@ -225,23 +307,26 @@ def rotate(
     last: int = 10,
     levels: int = 5,
 ) -> RotationReport:
+    """Keep what the scheme selects, delete the rest and compact — on the server, where data is removed."""
     settings = settings or load_settings()
-    secret = passphrase(settings)
-    repo = settings.backup.repository
-    archives = list_archives(settings.backup, secret)
+    secret, access = passphrase(settings), server_access(settings)
+    repo = access.url
+    archives = list_archives(access, secret)
     if scheme == "gfs":
         keep = gfs(archives, daily, weekly, monthly)
-        run_borg(borg.prune_argv(repo, keep_daily=daily, keep_weekly=weekly, keep_monthly=monthly), secret)
+        _borg(
+            access, borg.prune_argv(repo, keep_daily=daily, keep_weekly=weekly, keep_monthly=monthly), secret
+        )
     elif scheme == "fifo":
         keep = fifo(archives, last)
-        run_borg(borg.prune_argv(repo, keep_last=last), secret)
+        _borg(access, borg.prune_argv(repo, keep_last=last), secret)
     else:  # borg has no Tower of Hanoi: select here, delete the rest by name
         keep = hanoi(archives, levels)
         doomed = [a.name for a in archives if a.name not in keep]
         if doomed:
-            run_borg(borg.delete_argv(repo, doomed), secret)
-    run_borg(borg.compact_argv(repo), secret)
-    remaining = {a.name for a in list_archives(settings.backup, secret)}
+            _borg(access, borg.delete_argv(repo, doomed), secret)
+    _borg(access, borg.compact_argv(repo), secret)
+    remaining = {a.name for a in list_archives(access, secret)}
     report = RotationReport(
         scheme=scheme,
         kept=sorted(remaining),
@@ -249,12 +334,21 @@ def rotate(
     )
     if remaining != keep:
         raise RuntimeError(f"{scheme}: borg kept {sorted(remaining)} but the scheme selects {sorted(keep)}")
+    _publish(
+        "borg-rotate",
+        f"Rotation ({scheme})",
+        [
+            f"kept {len(report.kept)}, deleted {len(report.deleted)}; "
+            f"compacted {repo} on {access.target.name}."
+        ],
+        [{"archive": a, "kept": a in remaining} for a in sorted(a.name for a in archives)],
+    )
     return report
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m flows.backup", description=__doc__.splitlines()[0])
-    parser.add_argument("command", choices=["init", "backup", "restore-drill", "rotate", "preview"])
+    parser.add_argument("command", choices=["init", "backup", "verify", "restore-drill", "rotate", "preview"])
     parser.add_argument(
         "--png", type=Path, default=Path("rotation-preview.png"), help="preview: picture file"
     )
@@ -268,6 +362,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"repository {settings.backup.repository} created; key exported to {init(settings)}")
         elif args.command == "backup":
             print(backup(settings, verify_data=args.verify_data).model_dump_json(indent=2))
+        elif args.command == "verify":
+            print(f"verified: {', '.join(verify(settings))}")
         elif args.command == "restore-drill":
             report = restore_drill(settings, damage=args.damage)
             print(report.model_dump_json(indent=2))

@@ -122,7 +122,9 @@ def lab_up(lab: LabSettings | None = None) -> LabStatus:
     layout = LabLayout(lab)
     image = steps.build_guest_image(lab)
     domain_type = steps.choose_accelerator(lab, image)
-    specs: dict[str, DomainSpec] = {node: layout.domain_spec(node, image, domain_type) for node in lab.nodes}
+    specs: dict[str, DomainSpec] = {
+        node: layout.domain_spec(node, image, domain_type) for node in lab.machines
+    }
     probe = steps.probe(lab)
     if not lab.embedded and not probe.libvirt_reachable:
         host.open_libvirt(lab.libvirt_uri)  # raises LibvirtUnreachable with libvirt's own reason
@@ -136,14 +138,14 @@ def lab_up(lab: LabSettings | None = None) -> LabStatus:
             _execute_up(lab, action, image, specs, mask_kvm)
         actions = daemon_actions + plan_up(layout, steps.probe(lab), specs, lab.embedded)
     if not actions:
-        log.info("nothing to do: %s already run as specified", ", ".join(lab.nodes))
+        log.info("nothing to do: %s already run as specified", ", ".join(lab.machines))
     for action in actions:
         if action.kind not in DAEMON_ACTIONS:
             log.info("%s", action)
             _execute_up(lab, action, image, specs, mask_kvm)
     inside = in_netns(lab)
     waits = steps.wait_for_ssh.map(
-        lab=unmapped(lab), node=list(lab.nodes), in_netns=unmapped(inside)
+        lab=unmapped(lab), node=list(lab.machines), in_netns=unmapped(inside)
     ).result()
     status = _status(lab, steps.probe(lab), check_ssh=False)
     for vm in status.vms:
@@ -167,7 +169,7 @@ def _execute_up(
         case "define_network" | "start_network":
             steps.ensure_network(lab)
         case "remove_vm":
-            steps.remove_vm(lab, LabLayout(lab).domain(node) if node in lab.nodes else node)
+            steps.remove_vm(lab, LabLayout(lab).domain(node) if node in lab.machines else node)
         case "prepare_vm_files":
             steps.prepare_vm_files(lab, node, image)
         case "define_vm":

@@ -14,7 +14,13 @@ from tasks.ocfs2.model import O2cbCluster, O2cbNode
 
 
 def node_targets(settings: Settings) -> dict[str, SshTarget]:
-    """How to reach every node, by node name."""
+    """How to reach every storage node, by node name."""
+    hosts = host_targets(settings)
+    return {name: hosts[name] for name in settings.node_names}
+
+
+def host_targets(settings: Settings) -> dict[str, SshTarget]:
+    """How to reach every host of the cluster, by name: storage nodes and (lab) the backup server."""
     if settings.target == "lab":
         return lab_targets(settings.lab)
     return {

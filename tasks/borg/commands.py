@@ -26,6 +26,11 @@ def in_directory(directory: str, argv: Sequence[str]) -> Argv:
     return ["env", "-C", directory, *argv]
 
 
+def as_account_argv(account: str, home: str, argv: Sequence[str]) -> Argv:
+    """Run ``argv`` as ``account`` with its own HOME (borg keeps its cache and security data there)."""
+    return ["runuser", "-u", account, "--", "env", f"HOME={home}", *argv]
+
+
 def common(remote_path: str | None, lock_wait: int | None) -> tuple[str, ...]:
     return _flag("--remote-path", remote_path) + _flag("--lock-wait", lock_wait)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from tasks.borg.commands import in_directory, with_passphrase_on_stdin
+from tasks.borg.commands import as_account_argv, in_directory, with_passphrase_on_stdin
 from tasks.borg.outcome import BorgOutcome, interpret
 from tasks.executor import LOCAL, Target, default_executor
 
@@ -18,14 +18,20 @@ def run_borg(
     env: Mapping[str, str] | None = None,
     read_only: bool = False,
     cwd: str | None = None,
+    account: str | None = None,
 ) -> BorgOutcome:
-    """Run ``argv`` (starting with ``borg``); raise a typed BorgError on error, return warnings too."""
+    """Run ``argv`` (starting with ``borg``); raise a typed BorgError on error, return warnings too.
+
+    ``account``: run as that account with its own HOME (the repository's owner on a backup server).
+    """
     if not argv or argv[0] != "borg":
         raise ValueError(f"not a borg command: {argv[:2]}")
     full: list[str] = ["borg", "--log-json", *argv[1:]]
     if cwd is not None:  # borg extract writes into its working directory
         full = in_directory(cwd, full)
     full = with_passphrase_on_stdin(full)
+    if account is not None:
+        full = as_account_argv(account, account_home(account, target), full)
     result = default_executor().run(
         full,
         target,
@@ -37,3 +43,11 @@ def run_borg(
         read_only=read_only,
     )
     return interpret(result.exit_code, result.stdout, result.stderr, what=argv[1])
+
+
+def account_home(account: str, target: Target) -> str:
+    """The account's home directory from the passwd database of ``target``."""
+    entry = default_executor().run(["getent", "passwd", account], target, read_only=True, ok_codes=(0, 2))
+    if not entry.stdout.strip():
+        raise RuntimeError(f"{target.name}: no account {account!r}: prepare the backup server first")
+    return entry.stdout.split(":")[5]

@@ -116,7 +116,7 @@ def lab_targets(lab: LabSettings) -> dict[str, SshTarget]:
     """SSH targets of the lab's VMs, for other flows."""
     layout = LabLayout(lab)
     inside = in_netns(lab)
-    return {node: layout.target(node, inside) for node in lab.nodes}
+    return {node: layout.target(node, inside) for node in lab.machines}
 
 
 class VmProbe(BaseModel):
@@ -170,7 +170,7 @@ def probe_lab(layout: LabLayout, uri: str) -> LabProbe:
             domain=layout.domain(node),
             files_present=all(p.exists() for p in layout.vm_files(node)),
         )
-        for node in layout.lab.nodes
+        for node in layout.lab.machines
     }
     if conn is None:
         return probe

@@ -141,7 +141,7 @@ def write_known_hosts(lab: LabSettings) -> Path:
     """known_hosts with exactly the lab VMs' own host keys (rewritten whenever a VM is made)."""
     layout = LabLayout(lab)
     lines = []
-    for node in lab.nodes:
+    for node in lab.machines:
         pub = layout.host_key(node).with_name("ssh_host_ed25519_key.pub")
         if pub.exists():
             lines.append(known_hosts_line(str(lab.address_of(node)), 22, pub.read_text()))

@@ -23,6 +23,7 @@ from flows.backup import (
 )
 from tasks.borg import commands as borg
 from tasks.borg.manifest import differences
+from tasks.borg.remote import client_access
 from tasks.borg.rotation import fifo, gfs, hanoi
 from tasks.borg.run import run_borg
 
@@ -77,8 +78,9 @@ def test_a_corrupted_restore_is_detected(prefect_harness: None, settings: Settin
     backup(settings)
     root = settings.backup.sources[0]
     before = tree_manifest.fn(root)
-    newest = max(list_archives.fn(settings.backup, passphrase(settings)), key=lambda a: a.time)
-    extract.fn(settings.backup, passphrase(settings), newest.name)
+    access = client_access(settings)
+    newest = max(list_archives.fn(access, passphrase(settings)), key=lambda a: a.time)
+    extract.fn(access, passphrase(settings), newest.name)
     with (Path(root) / "alice" / "photo.raw").open("r+b") as photo:  # a restore that went wrong
         photo.seek(1000)
         photo.write(b"\0")
@@ -97,15 +99,17 @@ def test_rotation_schemes_delete_what_they_do_not_keep(prefect_harness: None, se
     for day in range(12):
         argv = borg.create_argv(repo, f"home-{day:02d}", settings.backup.sources)
         run_borg([*argv[:2], "--timestamp", (start + timedelta(days=day)).isoformat(), *argv[2:]], secret)
-    archives = list_archives.fn(settings.backup, secret)
+    archives = list_archives.fn(client_access(settings), secret)
     hanoi_report = rotate(settings, scheme="hanoi", levels=3)
     assert set(hanoi_report.kept) == hanoi(archives, 3) and len(hanoi_report.kept) == 3
     assert "home-11" in hanoi_report.kept and len(hanoi_report.deleted) == 9
-    remaining = list_archives.fn(settings.backup, secret)
+    remaining = list_archives.fn(client_access(settings), secret)
     fifo_report = rotate(settings, scheme="fifo", last=2)
     assert set(fifo_report.kept) == fifo(remaining, 2) == set(sorted(hanoi_report.kept)[-2:])
     gfs_report = rotate(settings, scheme="gfs", daily=1, weekly=0, monthly=0)
-    assert set(gfs_report.kept) == gfs(list_archives.fn(settings.backup, secret), 1, 0, 0) == {"home-11"}
+    assert (
+        set(gfs_report.kept) == gfs(list_archives.fn(client_access(settings), secret), 1, 0, 0) == {"home-11"}
+    )
 
 
 def test_wrong_passphrase_and_missing_repository_are_one_line(tmp_path: Path, settings: Settings) -> None:

@@ -15,8 +15,8 @@ from tasks.executor import SshTarget, default_executor
 from tasks.lab.state import LabLayout
 
 # The lab tests share one lab and build on each other's state: basics, the fault-tolerant volume and its
-# drills, then the one-way upgrade to high availability.
-MODULE_ORDER = ("test_lab.py", "test_drbd.py", "test_split_brain.py", "test_ha.py")
+# drills, then the one-way upgrade to high availability. Backups use the backup VM and nodea's /home.
+MODULE_ORDER = ("test_lab.py", "test_backup.py", "test_drbd.py", "test_split_brain.py", "test_ha.py")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -18,10 +18,10 @@ def run(target: SshTarget, *argv: str) -> str:
 
 
 def test_two_vms_run_and_answer_ssh(lab: LabStatus, lab_settings: LabSettings) -> None:
-    assert [vm.node for vm in lab.vms] == list(lab_settings.nodes)
+    assert [vm.node for vm in lab.vms] == list(lab_settings.machines)  # storage nodes, backup server
     assert all(vm.state == "running" and vm.ssh for vm in lab.vms)
     status = lab_status(lab_settings)
-    assert status.running == list(lab_settings.nodes)
+    assert status.running == list(lab_settings.machines)
     assert all(vm.ssh for vm in status.vms)
 
 
@@ -39,7 +39,7 @@ def test_each_vm_has_its_hostname_and_extra_disk(
 def test_vms_reach_each_other_on_the_lab_network(
     targets: dict[str, SshTarget], lab_settings: LabSettings
 ) -> None:
-    nodes = list(lab_settings.nodes)
+    nodes = list(lab_settings.machines)
     for node in nodes:
         for peer in nodes:
             if peer != node:
@@ -64,4 +64,4 @@ def test_each_vm_has_its_own_host_key(targets: dict[str, SshTarget]) -> None:
 def test_second_up_changes_nothing(lab: LabStatus, lab_settings: LabSettings) -> None:
     again = lab_up(lab_settings)
     assert again.actions == []
-    assert again.running == list(lab_settings.nodes)
+    assert again.running == list(lab_settings.machines)

@@ -90,7 +90,7 @@ def test_bad_values_give_one_clear_line(
 
 
 def test_unknown_node_lookup_names_the_known_ones() -> None:
-    with pytest.raises(ValueError, match=r"unknown node 'nodez' \(known: nodea, nodeb\)"):
+    with pytest.raises(ValueError, match=r"unknown node 'nodez' \(known: nodea, nodeb, backup\)"):
         LabSettings().address_of("nodez")
 
 
