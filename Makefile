@@ -9,7 +9,7 @@ export DO_NOT_TRACK ?= 1
 export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS ?= 90
 
-.PHONY: deps host-deps python-deps demo setup bench-failover bench-backup test test-unit test-lab lint lab-up lab-status lab-down clean
+.PHONY: deps host-deps python-deps demo setup bench-failover bench-backup test test-unit test-lab lint lab-up lab-status lab-down clean blocks deployments serve
 
 deps: host-deps python-deps
 
@@ -58,6 +58,17 @@ lint: deps
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 	$(PY) -m mypy flows tasks blocks deployments benchmarks
+
+## Register the project's Prefect block types and save this cluster's blocks (secrets generated once).
+blocks: deps
+	$(PY) -m blocks register
+
+## The scheduled deployments and their next run times (no server needed); serve them from here.
+deployments: deps
+	$(PY) -m deployments list
+
+serve: deps
+	$(PY) -m deployments serve
 
 lab-up lab-status lab-down: deps
 	$(PY) -m flows.lab $(@:lab-%=%)

@@ -1,0 +1,32 @@
+"""``python -m blocks register``: the project's block types and one block of each, from the settings."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from blocks.settings import SettingsError, load_settings
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m blocks", description=__doc__.splitlines()[0])
+    parser.add_argument("command", choices=["register"])
+    parser.parse_args(argv)
+    try:
+        settings = load_settings()
+    except SettingsError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    from blocks.prefect_blocks import borg_passphrase_name, drbd_secret_name, register
+
+    for slug, name in register(settings).items():
+        print(f"saved {name}  ({slug} block)")
+    print(
+        f"secrets: secret/{drbd_secret_name(settings)}, secret/{borg_passphrase_name(settings)} "
+        "(generated once, never overwritten)"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

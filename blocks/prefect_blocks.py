@@ -1,0 +1,129 @@
+"""The project's Prefect block types: the cluster, the backup repository, the lab.
+
+Settings (``blocks/settings.py``) stay the source the flows read; these blocks publish the same
+configuration to the Prefect server, so the team sees and edits it in the UI (Blocks) and any process
+can turn a saved block back into settings overrides. Each block holds the settings model itself, so
+its fields, descriptions and validation are exactly the settings'. Secrets are Prefect ``Secret``
+blocks (the DRBD shared secret, the Borg passphrase), generated once and referenced, never copied.
+
+``python -m blocks register`` (or ``make blocks``) registers the types and saves one block of each,
+named after the cluster, from the current settings.
+"""
+
+from __future__ import annotations
+
+import secrets
+from typing import Any, ClassVar, Literal
+
+from prefect.blocks.core import Block
+from prefect.blocks.system import Secret
+from pydantic import Field
+
+from blocks.settings import (
+    BackupSettings,
+    DrbdSettings,
+    InventoryHost,
+    LabSettings,
+    Settings,
+)
+
+
+class HsfCluster(Block):
+    """The storage cluster the flows act on: which hosts, the DRBD volume and its shared secret."""
+
+    _block_type_name: ClassVar[str] = "HSF Cluster"
+    _block_type_slug: ClassVar[str] = "hsf-cluster"
+    _description: ClassVar[str] = "Nodes (lab or inventory), DRBD volume and its shared secret."
+
+    target: Literal["lab", "inventory"] = Field(description="The embedded lab, or the inventory hosts.")
+    inventory: tuple[InventoryHost, ...] = Field((), description="Real hosts, when target = 'inventory'.")
+    primary_node: str | None = Field(None, description="Node that starts as DRBD primary.")
+    drbd: DrbdSettings = Field(description="The replicated volume.")
+    # Bare ``Secret`` (not ``Secret[str]``): pydantic keeps the loaded block itself, so saving stores
+    # a reference to the named Secret block rather than an anonymous copy of its value.
+    drbd_secret: Secret = Field(description="DRBD's cram-hmac shared secret (a Secret block).")
+
+    def settings_overrides(self) -> dict[str, Any]:
+        """What to pass to ``load_settings(**...)`` to act on this cluster."""
+        return {
+            "target": self.target,
+            "inventory": [h.model_dump() for h in self.inventory],
+            "primary_node": self.primary_node,
+            "drbd": self.drbd.model_dump(),
+        }
+
+
+class HsfBackupRepository(Block):
+    """A Borg repository: where it is, what goes in, and its passphrase (a Secret block)."""
+
+    _block_type_name: ClassVar[str] = "HSF Backup Repository"
+    _block_type_slug: ClassVar[str] = "hsf-backup-repository"
+    _description: ClassVar[str] = "Borg repository, sources, encryption; passphrase in a Secret block."
+
+    backup: BackupSettings = Field(description="The repository and what goes into it.")
+    passphrase: Secret = Field(  # bare, as HsfCluster.drbd_secret
+        description="The repository passphrase (a Secret block)."
+    )
+
+    def settings_overrides(self) -> dict[str, Any]:
+        return {"backup": self.backup.model_dump(mode="json")}
+
+
+class HsfLab(Block):
+    """The embedded lab: its VMs, network and where it keeps images and state."""
+
+    _block_type_name: ClassVar[str] = "HSF Lab"
+    _block_type_slug: ClassVar[str] = "hsf-lab"
+    _description: ClassVar[str] = "The embedded libvirt lab: nodes, memory, network, image cache."
+
+    lab: LabSettings = Field(description="The embedded lab's settings.")
+
+    def settings_overrides(self) -> dict[str, Any]:
+        return {"lab": self.lab.model_dump(mode="json")}
+
+
+BLOCK_TYPES: tuple[type[Block], ...] = (HsfCluster, HsfBackupRepository, HsfLab)
+
+
+def drbd_secret_name(settings: Settings) -> str:
+    """The DRBD secret's block name, as the setup flow uses it (tasks.cluster.secret_block_name)."""
+    return f"{settings.cluster_name}-drbd-{settings.drbd.resource}".replace("_", "-").lower()
+
+
+def borg_passphrase_name(settings: Settings) -> str:
+    """The Borg passphrase's block name, as the backup flows use it."""
+    return settings.backup.passphrase_block or f"{settings.cluster_name}-borg-passphrase"
+
+
+def secret_once(name: str) -> Secret[str]:
+    """The saved ``Secret`` block ``name``; generated (and saved) only if it does not exist yet."""
+    try:
+        block = Secret.load(name)
+    except ValueError:  # no such block: a new random secret, never overwriting an existing one
+        block = Secret(value=secrets.token_urlsafe(24))
+        block.save(name, overwrite=False)
+    assert isinstance(block, Secret)  # sync context: never a coroutine
+    return block
+
+
+def register(settings: Settings) -> dict[str, str]:
+    """Register the block types and save one block of each from ``settings``; returns slug → name."""
+    for block_type in BLOCK_TYPES:
+        block_type.register_type_and_schema()
+    name = settings.cluster_name
+    saved: dict[str, Block] = {
+        "hsf-cluster": HsfCluster(
+            target=settings.target,
+            inventory=settings.inventory,
+            primary_node=settings.primary_node,
+            drbd=settings.drbd,
+            drbd_secret=secret_once(drbd_secret_name(settings)),
+        ),
+        "hsf-backup-repository": HsfBackupRepository(
+            backup=settings.backup, passphrase=secret_once(borg_passphrase_name(settings))
+        ),
+        "hsf-lab": HsfLab(lab=settings.lab),
+    }
+    for block in saved.values():
+        block.save(name, overwrite=True)
+    return {slug: f"{slug}/{name}" for slug in saved}

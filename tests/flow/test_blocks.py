@@ -1,0 +1,81 @@
+"""The project's block types register, save and load back to the same settings; secrets are references."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from prefect.blocks.system import Secret
+from prefect.client.orchestration import get_client
+
+from blocks.__main__ import main
+from blocks.prefect_blocks import (
+    HsfBackupRepository,
+    HsfCluster,
+    HsfLab,
+    borg_passphrase_name,
+    drbd_secret_name,
+    register,
+)
+from blocks.settings import Settings, load_settings
+from flows.backup import passphrase
+from tasks.cluster import secret_block_name
+
+
+@pytest.fixture
+def settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Settings:
+    for name in list(__import__("os").environ):
+        if name.startswith("HSF_"):
+            monkeypatch.delenv(name)
+    monkeypatch.chdir(tmp_path)  # no stray hsf.toml
+    name = f"b{tmp_path.name[-6:]}".lower().replace("_", "")  # a lab name of its own for each test
+    return load_settings(
+        lab={"name": name[:8], "memory_mib": 768},
+        drbd={"fstype": "xfs"},
+        backup={"repository": str(tmp_path / "repo"), "sources": ["/srv/a", "/srv/b"]},
+    )
+
+
+def test_blocks_round_trip_to_the_same_settings(prefect_harness: None, settings: Settings) -> None:
+    name = settings.cluster_name
+    assert register(settings) == {
+        "hsf-cluster": f"hsf-cluster/{name}",
+        "hsf-backup-repository": f"hsf-backup-repository/{name}",
+        "hsf-lab": f"hsf-lab/{name}",
+    }
+    cluster, repo, lab = HsfCluster.load(name), HsfBackupRepository.load(name), HsfLab.load(name)
+    assert (cluster.drbd, repo.backup, lab.lab) == (settings.drbd, settings.backup, settings.lab)
+    overrides = {**cluster.settings_overrides(), **repo.settings_overrides(), **lab.settings_overrides()}
+    assert load_settings(**overrides) == settings
+
+
+def test_secrets_are_referenced_secret_blocks_generated_once(
+    prefect_harness: None, settings: Settings
+) -> None:
+    register(settings)
+    drbd = Secret.load(drbd_secret_name(settings)).get()
+    borg = Secret.load(borg_passphrase_name(settings)).get()
+    assert len(drbd) >= 32 and len(borg) >= 32 and drbd != borg
+    # The names are the ones the flows use, so the flows and the blocks share one secret.
+    assert drbd_secret_name(settings) == secret_block_name(settings)
+    assert passphrase(settings) == borg
+    register(settings)  # a second registration keeps the secrets
+    cluster, repo = HsfCluster.load(settings.cluster_name), HsfBackupRepository.load(settings.cluster_name)
+    assert (cluster.drbd_secret.get(), repo.passphrase.get()) == (drbd, borg)
+    with get_client(sync_client=True) as client:
+        document = client.read_block_document_by_name(settings.cluster_name, "hsf-cluster")
+        secret_doc = client.read_block_document_by_name(drbd_secret_name(settings), "secret")
+    assert document.block_document_references["drbd_secret"]["block_document"]["id"] == str(secret_doc.id)
+
+
+def test_register_command_names_what_it_saved(
+    prefect_harness: None,
+    settings: Settings,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("HSF_LAB__NAME", settings.lab.name)
+    assert main(["register"]) == 0
+    out = capsys.readouterr().out
+    assert f"saved hsf-lab/{settings.lab.name}" in out
+    assert f"secret/{settings.lab.name}-drbd-r0" in out
