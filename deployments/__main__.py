@@ -2,7 +2,8 @@
 
 - ``list``: each deployment, its schedule and its next run times, computed here (no server needed);
 - ``serve``: serve them from this process (runs execute here; Ctrl-C pauses them in the UI);
-- ``yaml``: print the ``prefect.yaml`` for ``prefect deploy --all`` (redirect it to regenerate the file).
+- ``yaml``: print the ``prefect.yaml`` for ``prefect deploy --all`` (redirect it to regenerate the file);
+- ``automations``: create the automations of ``deployments/automations/`` on the server.
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ def render_yaml(deployments: list[DeploymentSpec], work_pool: str) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m deployments", description=__doc__.splitlines()[0])
-    parser.add_argument("command", choices=["list", "serve", "yaml"])
+    parser.add_argument("command", choices=["list", "serve", "yaml", "automations"])
     parser.add_argument("--count", type=int, default=3, help="list: how many next runs to show")
     args = parser.parse_args(argv)
     try:
@@ -60,6 +61,15 @@ def main(argv: list[str] | None = None) -> int:
         print(render_list(deployments, args.count, datetime.now(UTC)))
     elif args.command == "yaml":
         print(render_yaml(deployments, settings.deployments.work_pool), end="")
+    elif args.command == "automations":
+        from deployments.automation import apply, definitions
+
+        for name, definition in definitions().items():
+            try:
+                print(f"automation {name}: created ({apply(definition)})")
+            except LookupError as exc:
+                print(f"automation {name}: {exc}", file=sys.stderr)
+                return 1
     else:
         from prefect import serve
 

@@ -1,0 +1,1 @@
+"""Automations kept as files beside the deployments; see :mod:`deployments.automation`."""
