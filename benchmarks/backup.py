@@ -20,6 +20,7 @@ from pathlib import Path
 from blocks.settings import Settings, load_settings
 from flows.backup import backup, extract, init, passphrase
 from tasks.borg.commands import in_directory, with_passphrase_on_stdin
+from tasks.borg.remote import client_access
 from tasks.executor import default_executor
 
 
@@ -73,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
 
         shutil.rmtree(data)
         started = time.monotonic()
-        extract.fn(settings.backup, secret, second.archive)
+        extract.fn(client_access(settings), secret, second.archive)
         flow_extract = time.monotonic() - started
         shutil.rmtree(data)
         raw_extract = raw_borg(["extract", f"{raw_repo}::a2"], secret, env, cwd="/")

@@ -358,6 +358,7 @@ class Executor:
     ) -> tuple[int, str, str]:
         import io
 
+        _import_ssh_stack()
         from invoke.exceptions import CommandTimedOut
         from paramiko.ssh_exception import SSHException
 
@@ -392,8 +393,20 @@ def _kill_group(proc: subprocess.Popen[str]) -> None:
     proc.wait()
 
 
+_SSH_IMPORT_LOCK = threading.Lock()
+
+
+def _import_ssh_stack() -> None:
+    """Import fabric/paramiko once, under a lock: they load lazily (start-up time), and paramiko's first
+    import from several task threads at once failed with a circular-import error (three VMs' SSH waits)."""
+    with _SSH_IMPORT_LOCK:
+        import fabric  # noqa: F401
+        import paramiko  # noqa: F401
+
+
 def _open_connection(target: SshTarget) -> Any:
     """A connected fabric Connection that accepts only the pinned host key."""
+    _import_ssh_stack()
     from fabric import Connection
     from paramiko import RejectPolicy
 

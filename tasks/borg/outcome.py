@@ -7,9 +7,6 @@ clear line (wrong passphrase, missing repository, unreachable server).
 
 Exit code 1 with ERROR-level messages is an error: borg 1.2's ``check`` reports a damaged repository
 ("Finished full repository check, errors found.") with exit code 1.
-
-Exit code 1 with ERROR-level messages is an error: borg 1.2's ``check`` reports a damaged repository
-("Finished full repository check, errors found.") with exit code 1.
 """
 
 from __future__ import annotations
@@ -68,6 +65,7 @@ _TYPED: dict[str, type[BorgError]] = {
     "PassphraseWrong": WrongPassphrase,
     "Repository.DoesNotExist": RepositoryMissing,
     "Repository.InvalidRepository": RepositoryMissing,
+    "InvalidRepository": RepositoryMissing,  # the same, reported through `borg serve`
     "ConnectionClosed": ServerUnreachable,
     "ConnectionClosedWithHint": ServerUnreachable,
 }

@@ -25,6 +25,7 @@ def test_status_of_an_absent_lab_reports_absent_vms(prefect_harness: None, tmp_p
     assert [(vm.node, vm.state, vm.ssh) for vm in status.vms] == [
         ("nodea", "absent", None),
         ("nodeb", "absent", None),
+        ("backup", "absent", None),
     ]
     assert status.netns is None and status.daemons == {}
     assert "not answering" in status.libvirt_uri

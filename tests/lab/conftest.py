@@ -40,7 +40,11 @@ def lab_settings(settings: Settings) -> LabSettings:
 @pytest.fixture(scope="session")
 def lab(prefect_harness: None, lab_settings: LabSettings) -> Iterator[LabStatus]:
     started = time.monotonic()
-    status = lab_up(lab_settings)
+    try:
+        status = lab_up(lab_settings)
+    except BaseException:
+        lab_down(lab_settings)  # a lab that failed to come up is still taken down
+        raise
     print(f"\nlab up (first) in {time.monotonic() - started:.1f} s:\n{status.render()}")
     yield status
     default_executor().close()

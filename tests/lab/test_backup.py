@@ -6,6 +6,8 @@ repository or remove a byte of data — only the server itself prunes and compac
 
 from __future__ import annotations
 
+from typing import Literal
+
 import pytest
 
 from blocks.settings import Settings, load_settings
@@ -28,7 +30,7 @@ def run(target: SshTarget, *argv: str, ok: tuple[int, ...] = (0,), stdin: str | 
 
 
 @pytest.fixture(scope="module")
-def settings(lab: LabStatus, targets: dict[str, SshTarget]) -> Settings:
+def borg_lab(lab: LabStatus, targets: dict[str, SshTarget]) -> Settings:
     """A /home with files, a symlink, modes and owners on the client; a fresh repository on the server."""
     client = targets[CLIENT]
     run(client, "rm", "-rf", "/home/alice", "/home/bob")
@@ -52,8 +54,9 @@ def segments(settings: Settings, targets: dict[str, SshTarget]) -> dict[str, str
 
 
 def test_init_prepares_the_server_and_backs_up_home(
-    settings: Settings, targets: dict[str, SshTarget]
+    borg_lab: Settings, targets: dict[str, SshTarget]
 ) -> None:
+    settings = borg_lab
     key = init(settings)
     client, server = targets[CLIENT], targets[SERVER]
     assert run(client, "stat", "-c", "%a", key).strip() == "600"
@@ -68,7 +71,7 @@ def test_init_prepares_the_server_and_backs_up_home(
     assert pinned.split()[2] == run(server, "cat", "/etc/ssh/ssh_host_ed25519_key.pub").split()[1]
     server_info = backup_server(settings)
     assert server_info is not None
-    again = prepare_backup_server.fn(settings.backup, server_info, client)
+    again = prepare_backup_server(settings.backup, server_info, client)
     assert again == []  # idempotent: a second preparation changes nothing
 
     report = backup(settings, verify_data=True)
@@ -77,7 +80,8 @@ def test_init_prepares_the_server_and_backs_up_home(
     assert report.checked == ["repository", "newest archive (data verified)"]
 
 
-def test_the_restricted_key_cannot_remove_data(settings: Settings, targets: dict[str, SshTarget]) -> None:
+def test_the_restricted_key_cannot_remove_data(borg_lab: Settings, targets: dict[str, SshTarget]) -> None:
+    settings = borg_lab
     client, secret = targets[CLIENT], passphrase(settings)
     access = client_access(settings)
     # No shell: whatever the client asks for, the server runs only `borg serve`.
@@ -117,8 +121,10 @@ def test_the_restricted_key_cannot_remove_data(settings: Settings, targets: dict
 
 
 @pytest.mark.parametrize("damage", ["encrypt", "remove"])
-def test_restore_drill_recovers_home_from_the_server(settings: Settings, damage: str) -> None:
-    report = restore_drill(settings, damage=damage)  # type: ignore[arg-type]
+def test_restore_drill_recovers_home_from_the_server(
+    borg_lab: Settings, damage: Literal["encrypt", "remove"]
+) -> None:
+    report = restore_drill(borg_lab, damage=damage)
     assert report.problems == []
     assert report.entries == 7  # alice, alice/docs, report.txt, photo.raw, link, bob, notes.md
     assert report.editable

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import shlex
+import shutil
+from pathlib import Path
 
 import pytest
 
 from blocks.settings import SettingsError, load_settings
-from tasks.borg.commands import as_account_argv
+from tasks.borg import commands as borg
+from tasks.borg.commands import as_account_argv, serve_restricted_argv
+from tasks.borg.outcome import BorgError, RepositoryMissing
 from tasks.borg.remote import (
     authorized_key_line,
     backup_server,
@@ -17,9 +21,11 @@ from tasks.borg.remote import (
     repository_url,
     server_access,
 )
+from tasks.borg.run import run_borg
 from tasks.borg.server import ServerProbe, plan_server
 from tasks.lab.seed import known_hosts_line
 
+needs_borg = pytest.mark.skipif(shutil.which("borg") is None, reason="borg is installed by make deps")
 PUB = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIMi3c0IqHjN5yq0a2b4bb6Qb7l2YxjPpC0lJ7lq9T3wK hsf-borg-client@nodea"
 HOST_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHostKeyHostKeyHostKeyHostKeyHostKeyHostKey root@backup"
 
@@ -47,7 +53,8 @@ def test_client_ssh_is_pinned_and_never_prompts() -> None:
 
 
 def test_server_side_borg_runs_as_the_repository_owner() -> None:
-    assert as_account_argv("borg", "/var/lib/borg", ["env", "BORG_PASSPHRASE_FD=0", "borg", "compact", "/r"]) == [
+    argv = ["env", "BORG_PASSPHRASE_FD=0", "borg", "compact", "/r"]
+    assert as_account_argv("borg", "/var/lib/borg", argv) == [
         "runuser", "-u", "borg", "--", "env", "HOME=/var/lib/borg",
         "env", "BORG_PASSPHRASE_FD=0", "borg", "compact", "/r",
     ]  # fmt: skip
@@ -129,3 +136,29 @@ def test_plan_for_a_prepared_server_is_empty_and_names_each_missing_piece() -> N
         "authorize_client_key",
     ]
     assert client_known_hosts(settings.backup.client_key) == "/root/.ssh/hsf-borg.known_hosts"
+
+
+@pytest.fixture
+def restricted_serve(tmp_path: Path) -> tuple[Path, dict[str, str]]:
+    """A local stand-in for the server's forced command: what the restricted key runs, without a network."""
+    allowed = tmp_path / "srv" / "repo"
+    allowed.mkdir(parents=True)
+    fake_ssh = tmp_path / "fake-ssh"
+    serve = shlex.join(serve_restricted_argv(str(allowed), append_only=True))
+    fake_ssh.write_text(f"#!/bin/sh\nexec {serve}\n")
+    fake_ssh.chmod(0o755)
+    return allowed, {"BORG_RSH": str(fake_ssh), "BORG_BASE_DIR": str(tmp_path / "base")}
+
+
+@needs_borg
+def test_through_the_forced_serve_an_empty_directory_is_a_missing_repository(
+    restricted_serve: tuple[Path, dict[str, str]],
+) -> None:
+    allowed, env = restricted_serve
+    url = repository_url("borg", "127.0.0.1", 22, str(allowed))
+    with pytest.raises(RepositoryMissing, match="not a valid repository"):
+        run_borg(borg.info_argv(url), "pw", env=env, read_only=True)
+    with pytest.raises(BorgError, match="path not allowed"):
+        run_borg(borg.info_argv(url.replace("/srv/repo", "/srv")), "pw", env=env, read_only=True)
+    run_borg(borg.init_argv(url), "pw", env=env)  # the prepared, empty directory is where init goes
+    assert (allowed / "config").exists()

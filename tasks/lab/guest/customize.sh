@@ -39,7 +39,7 @@ cat > "$R/usr/local/sbin/lab-seed" <<'EOS'
 # Install this VM's own SSH host key and the lab's client key from the seed disk.
 set -eu
 dev=/dev/disk/by-label/labseed
-[ -e "$dev" ] || { echo "lab-seed: no seed disk"; exit 0; }
+[ -e "$dev" ] || { echo "lab-seed: no seed disk: this VM has no SSH identity"; exit 1; }
 mnt=$(mktemp -d)
 mount -o ro "$dev" "$mnt"
 install -m 600 "$mnt/ssh_host_ed25519_key" /etc/ssh/ssh_host_ed25519_key
@@ -63,7 +63,8 @@ ExecStart=/usr/local/sbin/lab-seed
 WantedBy=multi-user.target
 EOS
 mkdir -p "$R/etc/systemd/system/dev-disk-by\x2dlabel-labseed.device.d"
-printf '[Unit]\nJobRunningTimeoutSec=30\n' > "$R/etc/systemd/system/dev-disk-by\x2dlabel-labseed.device.d/timeout.conf"
+# Under emulation on a busy 2-core host, probing the seed's IDE disk took over 30 s: wait up to 5 min.
+printf '[Unit]\nJobRunningTimeoutSec=300\n' > "$R/etc/systemd/system/dev-disk-by\x2dlabel-labseed.device.d/timeout.conf"
 
 # The image carries no host keys: every VM gets its own from its seed.
 rm -f "$R"/etc/ssh/ssh_host_*
