@@ -130,6 +130,11 @@ class LabSettings(BaseModel):
             raise ValueError(f"duplicate node names: {', '.join(duplicates)}")
         return nodes
 
+    @field_validator("backup_server", mode="before")
+    @classmethod
+    def _empty_is_none(cls, value: object) -> object:
+        return None if value == "" else value  # TOML and the environment have no null
+
     @model_validator(mode="after")
     def _backup_server_apart(self) -> LabSettings:
         if self.backup_server is not None:

@@ -8,19 +8,21 @@ from collections.abc import Callable
 from blocks.settings import Settings, SettingsError, load_settings
 from tasks.borg.outcome import BorgError
 from tasks.drbd.plan import Refused
-from tasks.executor import default_executor
+from tasks.executor import TransportError, default_executor
 from tasks.lab.host import LibvirtUnreachable
 
 EXIT_BAD_SETTINGS = 2
 EXIT_REFUSED = 3
 EXIT_BORG = 4
+EXIT_UNREACHABLE = 5
 
 
 def run_cli(action: Callable[[Settings], int]) -> int:
     """Run ``action`` with the loaded settings; expected failures become one line on stderr.
 
     Exit codes: 2 = bad settings or an unreachable libvirt, 3 = refused to destroy data, 4 = borg
-    failed (wrong passphrase, missing repository, unreachable server), else the action's own code.
+    failed (wrong passphrase, missing repository, unreachable server), 5 = a host did not answer
+    over SSH (after the retries), else the action's own code.
     SSH connections are closed whatever happens.
     """
     try:
@@ -40,5 +42,8 @@ def run_cli(action: Callable[[Settings], int]) -> int:
     except BorgError as exc:  # wrong passphrase, missing repository, unreachable server, …
         print(exc, file=sys.stderr)
         return EXIT_BORG
+    except TransportError as exc:
+        print(exc, file=sys.stderr)
+        return EXIT_UNREACHABLE
     finally:
         default_executor().close()

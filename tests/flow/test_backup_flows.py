@@ -126,3 +126,31 @@ def test_wrong_passphrase_and_missing_repository_are_one_line(tmp_path: Path, se
     last = result.stderr.strip().splitlines()[-1]
     assert last == f"borg create failed: Repository {tmp_path / 'missing'} does not exist."
     assert not (tmp_path / "missing").exists()
+
+
+def test_an_unreachable_backup_server_is_one_line_and_leaves_nothing(tmp_path: Path) -> None:
+    """The server's SSH port is closed (loopback): init stops before touching the client."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HSF_")}
+    client_key = tmp_path / "client-key"
+    env |= {
+        "HSF_TARGET": "inventory",
+        "HSF_INVENTORY": '[{"name": "vault", "address": "127.0.0.1", "port": 1}]',
+        "HSF_BACKUP__SERVER": "vault",
+        "HSF_BACKUP__CLIENT_KEY": str(client_key),
+        "HSF_BACKUP__KEY_EXPORT_PATH": str(tmp_path / "repo.key"),
+        "HSF_BACKUP__PASSPHRASE_BLOCK": "test-borg-unreachable",
+    }
+    result = subprocess.run(
+        [sys.executable, "-m", "flows.backup", "init"],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 5, result.stderr[-2000:]
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("[vault] SSH transport error running `getent passwd borg`"), last
+    assert "Unable to connect to port 1 on 127.0.0.1" in last, last
+    assert not client_key.exists() and not (tmp_path / "repo.key").exists()

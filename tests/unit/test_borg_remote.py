@@ -162,3 +162,12 @@ def test_through_the_forced_serve_an_empty_directory_is_a_missing_repository(
         run_borg(borg.info_argv(url.replace("/srv/repo", "/srv")), "pw", env=env, read_only=True)
     run_borg(borg.init_argv(url), "pw", env=env)  # the prepared, empty directory is where init goes
     assert (allowed / "config").exists()
+
+
+def test_the_lab_without_a_backup_server() -> None:
+    lab = load_settings(lab={"backup_server": ""}).lab
+    assert lab.backup_server is None and lab.machines == ("nodea", "nodeb")
+    with pytest.raises(SettingsError, match="also a storage node"):
+        load_settings(lab={"backup_server": "nodeb"})
+    with pytest.raises(SettingsError, match=r"backup\.server: unknown node 'backup'"):
+        load_settings(lab={"backup_server": ""}, backup={"client": "nodea", "server": "backup"})
