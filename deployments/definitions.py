@@ -75,7 +75,7 @@ def specs(settings: DeploymentSettings) -> list[DeploymentSpec]:
             cron=settings.monthly_restore_drill_cron,
             timezone=tz,
             parameters={"damage": settings.restore_drill_damage},
-            description="Damage the sources, restore the newest archive in place, compare every entry.",
+            description="Record the sources, archive them, damage them, restore in place, compare every entry.",
             tags=("hsf", "backup", "drill"),
         ),
         DeploymentSpec(
