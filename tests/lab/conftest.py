@@ -84,5 +84,12 @@ def _alive(pid: int) -> bool:
 
 
 @pytest.fixture(scope="session")
-def targets(lab: LabStatus, lab_settings: LabSettings) -> dict[str, SshTarget]:
+def machines(lab: LabStatus, lab_settings: LabSettings) -> dict[str, SshTarget]:
+    """Every VM of the lab: the storage nodes and the backup server."""
     return lab_targets(lab_settings)
+
+
+@pytest.fixture(scope="session")
+def targets(machines: dict[str, SshTarget], lab_settings: LabSettings) -> dict[str, SshTarget]:
+    """The storage nodes (DRBD, OCFS2)."""
+    return {node: machines[node] for node in lab_settings.nodes}

@@ -30,9 +30,9 @@ def run(target: SshTarget, *argv: str, ok: tuple[int, ...] = (0,), stdin: str | 
 
 
 @pytest.fixture(scope="module")
-def borg_lab(lab: LabStatus, targets: dict[str, SshTarget]) -> Settings:
+def borg_lab(lab: LabStatus, machines: dict[str, SshTarget]) -> Settings:
     """A /home with files, a symlink, modes and owners on the client; a fresh repository on the server."""
-    client = targets[CLIENT]
+    client = machines[CLIENT]
     run(client, "rm", "-rf", "/home/alice", "/home/bob")
     run(client, "mkdir", "-p", "/home/alice/docs", "/home/bob")
     run(client, "dd", "if=/dev/urandom", "of=/home/alice/photo.raw", "bs=1M", "count=4", "status=none")
@@ -44,21 +44,21 @@ def borg_lab(lab: LabStatus, targets: dict[str, SshTarget]) -> Settings:
     return load_settings(backup={"client": CLIENT, "server": SERVER})
 
 
-def segments(settings: Settings, targets: dict[str, SshTarget]) -> dict[str, str]:
+def segments(settings: Settings, machines: dict[str, SshTarget]) -> dict[str, str]:
     """Every repository data file on the server with its sha256."""
     listing = run(
-        targets[SERVER], "find", f"{settings.backup.repository}/data", "-type", "f",
+        machines[SERVER], "find", f"{settings.backup.repository}/data", "-type", "f",
         "-exec", "sha256sum", "{}", "+",
     )  # fmt: skip
     return {path: digest for digest, path in (line.split() for line in listing.splitlines())}
 
 
 def test_init_prepares_the_server_and_backs_up_home(
-    borg_lab: Settings, targets: dict[str, SshTarget]
+    borg_lab: Settings, machines: dict[str, SshTarget]
 ) -> None:
     settings = borg_lab
     key = init(settings)
-    client, server = targets[CLIENT], targets[SERVER]
+    client, server = machines[CLIENT], machines[SERVER]
     assert run(client, "stat", "-c", "%a", key).strip() == "600"
     assert run(client, "head", "-c", "9", key) == "BORG_KEY "
     authorized = run(server, "cat", "/var/lib/borg/.ssh/authorized_keys")
@@ -80,9 +80,9 @@ def test_init_prepares_the_server_and_backs_up_home(
     assert report.checked == ["repository", "newest archive (data verified)"]
 
 
-def test_the_restricted_key_cannot_remove_data(borg_lab: Settings, targets: dict[str, SshTarget]) -> None:
+def test_the_restricted_key_cannot_remove_data(borg_lab: Settings, machines: dict[str, SshTarget]) -> None:
     settings = borg_lab
-    client, secret = targets[CLIENT], passphrase(settings)
+    client, secret = machines[CLIENT], passphrase(settings)
     access = client_access(settings)
     # No shell: whatever the client asks for, the server runs only `borg serve`.
     address = str(settings.lab.address_of(SERVER))
@@ -99,7 +99,7 @@ def test_the_restricted_key_cannot_remove_data(borg_lab: Settings, targets: dict
         )
     # Append-only: the repository cannot be deleted, and deleting an archive removes no data.
     second = backup(settings)
-    before = segments(settings, targets)
+    before = segments(settings, machines)
     with pytest.raises(BorgError):
         run_borg(
             ["borg", "delete", access.url],
@@ -109,14 +109,14 @@ def test_the_restricted_key_cannot_remove_data(borg_lab: Settings, targets: dict
         )
     run_borg(borg.delete_argv(access.url, [second.archive]), secret, client, env=access.env)
     run_borg(borg.compact_argv(access.url), secret, client, env=access.env)
-    after = segments(settings, targets)
+    after = segments(settings, machines)
     assert {path: after.get(path) for path in before} == before  # every byte still on the server
     assert second.archive not in {a.name for a in list_archives(access, secret)}  # hidden, not removed
 
     # The server itself removes data: rotation keeps one archive and compaction frees the rest.
     rotation = rotate(settings, scheme="fifo", last=1)
     assert len(rotation.kept) == 1
-    compacted = segments(settings, targets)
+    compacted = segments(settings, machines)
     assert set(before) - set(compacted), "server-side compaction removed no segment"
 
 

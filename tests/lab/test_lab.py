@@ -26,9 +26,9 @@ def test_two_vms_run_and_answer_ssh(lab: LabStatus, lab_settings: LabSettings) -
 
 
 def test_each_vm_has_its_hostname_and_extra_disk(
-    targets: dict[str, SshTarget], lab_settings: LabSettings
+    machines: dict[str, SshTarget], lab_settings: LabSettings
 ) -> None:
-    for node, target in targets.items():
+    for node, target in machines.items():
         assert run(target, "hostname").strip() == node
         disks = json.loads(run(target, "lsblk", "--json", "--bytes", "--nodeps", "-o", "NAME,SIZE,TYPE"))
         sizes = {d["name"]: int(d["size"]) for d in disks["blockdevices"]}
@@ -37,28 +37,28 @@ def test_each_vm_has_its_hostname_and_extra_disk(
 
 
 def test_vms_reach_each_other_on_the_lab_network(
-    targets: dict[str, SshTarget], lab_settings: LabSettings
+    machines: dict[str, SshTarget], lab_settings: LabSettings
 ) -> None:
     nodes = list(lab_settings.machines)
     for node in nodes:
         for peer in nodes:
             if peer != node:
-                out = run(targets[node], "ping", "-c", "2", "-W", "3", str(lab_settings.address_of(peer)))
+                out = run(machines[node], "ping", "-c", "2", "-W", "3", str(lab_settings.address_of(peer)))
                 assert " 0% packet loss" in out, out
 
 
-def test_drbd_tools_and_module_load(targets: dict[str, SshTarget]) -> None:
-    for target in targets.values():
+def test_drbd_tools_and_module_load(machines: dict[str, SshTarget]) -> None:
+    for target in machines.values():
         assert "DRBDADM_VERSION" in run(target, "drbdadm", "--version")
         run(target, "modprobe", "drbd")
         assert run(target, "cat", "/proc/drbd").startswith("version: 8.4")
 
 
-def test_each_vm_has_its_own_host_key(targets: dict[str, SshTarget]) -> None:
+def test_each_vm_has_its_own_host_key(machines: dict[str, SshTarget]) -> None:
     fingerprints = {
-        run(t, "ssh-keygen", "-lf", "/etc/ssh/ssh_host_ed25519_key.pub").split()[1] for t in targets.values()
+        run(t, "ssh-keygen", "-lf", "/etc/ssh/ssh_host_ed25519_key.pub").split()[1] for t in machines.values()
     }
-    assert len(fingerprints) == len(targets)
+    assert len(fingerprints) == len(machines)
 
 
 def test_second_up_changes_nothing(lab: LabStatus, lab_settings: LabSettings) -> None:
