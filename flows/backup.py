@@ -129,7 +129,7 @@ def check(access: RepoAccess, secret: str, verify_data: bool, last: int | None =
     _borg(access, borg.check_argv(access.url, repository_only=True), secret, read_only=True, timeout=7200)
     _borg(
         access,
-        borg.check_argv(access.url, archives_only=not verify_data, verify_data=verify_data, last=last),
+        borg.check_argv(access.url, archives_only=True, verify_data=verify_data, last=last),
         secret,
         read_only=True,
         timeout=7200,
