@@ -103,7 +103,7 @@ def _cat(target: LocalTarget | SshTarget, path: str) -> str | None:
 
 def _has_borg(target: LocalTarget | SshTarget) -> bool:
     run = default_executor().run
-    return run(["sh", "-c", "command -v borg"], target, read_only=True, ok_codes=(0, 1, 127)).exit_code == 0
+    return run(["which", "borg"], target, read_only=True, ok_codes=(0, 1)).exit_code == 0
 
 
 def probe_server(
@@ -173,7 +173,10 @@ def prepare_backup_server(
                 run(ssh_keygen_argv(Path(backup.client_key), f"{CLIENT_KEY_COMMENT}@{client.name}"), client)
                 public_key = (_cat(client, f"{backup.client_key}.pub") or "").strip()
             case "authorize_client_key":
-                assert public_key, "the client key exists once generate_client_key ran"
+                if not public_key:
+                    if default_executor().dry_run:  # the key was not generated: nothing to authorize
+                        continue
+                    raise RuntimeError(f"{client.name}: no public key at {backup.client_key}.pub")
                 run(["install", "-d", "-m", "700", "-o", server.user, f"{home}/.ssh"], admin)
                 line = authorized_key_line(backup.repository, backup.append_only, public_key)
                 others = [k for k in probe.authorized_keys.splitlines() if not k.endswith(CLIENT_KEY_COMMENT)]
