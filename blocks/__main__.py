@@ -17,12 +17,13 @@ def main(argv: list[str] | None = None) -> int:
     except SettingsError as exc:
         print(exc, file=sys.stderr)
         return 2
-    from blocks.prefect_blocks import borg_passphrase_name, drbd_secret_name, register
+    from blocks.prefect_blocks import register
+    from tasks.cluster import borg_passphrase_block_name, secret_block_name
 
     for slug, name in register(settings).items():
         print(f"saved {name}  ({slug} block)")
     print(
-        f"secrets: secret/{drbd_secret_name(settings)}, secret/{borg_passphrase_name(settings)} "
+        f"secrets: secret/{secret_block_name(settings)}, secret/{borg_passphrase_block_name(settings)} "
         "(generated once, never overwritten)"
     )
     return 0

@@ -12,7 +12,6 @@ named after the cluster, from the current settings.
 
 from __future__ import annotations
 
-import secrets
 from typing import Any, ClassVar, Literal
 
 from prefect.blocks.core import Block
@@ -26,6 +25,7 @@ from blocks.settings import (
     LabSettings,
     Settings,
 )
+from tasks.cluster import borg_passphrase_block_name, secret_block, secret_block_name
 
 
 class HsfCluster(Block):
@@ -85,27 +85,6 @@ class HsfLab(Block):
 BLOCK_TYPES: tuple[type[Block], ...] = (HsfCluster, HsfBackupRepository, HsfLab)
 
 
-def drbd_secret_name(settings: Settings) -> str:
-    """The DRBD secret's block name, as the setup flow uses it (tasks.cluster.secret_block_name)."""
-    return f"{settings.cluster_name}-drbd-{settings.drbd.resource}".replace("_", "-").lower()
-
-
-def borg_passphrase_name(settings: Settings) -> str:
-    """The Borg passphrase's block name, as the backup flows use it."""
-    return settings.backup.passphrase_block or f"{settings.cluster_name}-borg-passphrase"
-
-
-def secret_once(name: str) -> Secret[str]:
-    """The saved ``Secret`` block ``name``; generated (and saved) only if it does not exist yet."""
-    try:
-        block = Secret.load(name)
-    except ValueError:  # no such block: a new random secret, never overwriting an existing one
-        block = Secret(value=secrets.token_urlsafe(24))
-        block.save(name, overwrite=False)
-    assert isinstance(block, Secret)  # sync context: never a coroutine
-    return block
-
-
 def register(settings: Settings) -> dict[str, str]:
     """Register the block types and save one block of each from ``settings``; returns slug → name."""
     for block_type in BLOCK_TYPES:
@@ -117,10 +96,10 @@ def register(settings: Settings) -> dict[str, str]:
             inventory=settings.inventory,
             primary_node=settings.primary_node,
             drbd=settings.drbd,
-            drbd_secret=secret_once(drbd_secret_name(settings)),
+            drbd_secret=secret_block(secret_block_name(settings)),
         ),
         "hsf-backup-repository": HsfBackupRepository(
-            backup=settings.backup, passphrase=secret_once(borg_passphrase_name(settings))
+            backup=settings.backup, passphrase=secret_block(borg_passphrase_block_name(settings))
         ),
         "hsf-lab": HsfLab(lab=settings.lab),
     }

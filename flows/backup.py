@@ -43,7 +43,7 @@ from tasks.borg.remote import RepoAccess, backup_server, client_access, server_a
 from tasks.borg.rotation import Archive, fifo, gfs, hanoi
 from tasks.borg.run import run_borg
 from tasks.borg.server import prepare_backup_server
-from tasks.cluster import shared_secret
+from tasks.cluster import borg_passphrase_block_name, shared_secret
 from tasks.events import (
     BACKUP_FAILED,
     BACKUP_VERIFIED,
@@ -58,7 +58,7 @@ Scheme = Literal["gfs", "fifo", "hanoi"]
 
 
 def passphrase(settings: Settings) -> str:
-    value = shared_secret(settings.backup.passphrase_block or f"{settings.cluster_name}-borg-passphrase")
+    value = shared_secret(borg_passphrase_block_name(settings))
     default_executor().add_secret(value)
     return value
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+from typing import TYPE_CHECKING
 
 from pydantic import SecretStr
 
@@ -11,6 +12,9 @@ from tasks.drbd.model import DrbdNode, DrbdResource
 from tasks.executor import SshTarget
 from tasks.lab.state import lab_targets
 from tasks.ocfs2.model import O2cbCluster, O2cbNode
+
+if TYPE_CHECKING:
+    from prefect.blocks.system import Secret
 
 
 def node_targets(settings: Settings) -> dict[str, SshTarget]:
@@ -44,20 +48,31 @@ def node_addresses(settings: Settings) -> dict[str, str]:
 
 
 def secret_block_name(settings: Settings) -> str:
+    """Name of the Prefect ``Secret`` block holding the cluster's DRBD shared secret."""
     return f"{settings.cluster_name}-drbd-{settings.drbd.resource}".replace("_", "-").lower()
 
 
-def shared_secret(block_name: str) -> str:
-    """The cluster's DRBD secret from its Prefect ``Secret`` block, generated once if absent."""
+def borg_passphrase_block_name(settings: Settings) -> str:
+    """Name of the Prefect ``Secret`` block holding the Borg repository's passphrase."""
+    return settings.backup.passphrase_block or f"{settings.cluster_name}-borg-passphrase"
+
+
+def secret_block(block_name: str) -> Secret[str]:
+    """The saved ``Secret`` block ``block_name``; a random secret is generated and saved only if absent."""
     from prefect.blocks.system import Secret
 
     try:
-        block: Secret[str] = Secret.load(block_name)  # type: ignore[assignment]  # sync context: no coroutine
-        return str(block.get())
-    except ValueError:  # no such block yet
-        value = secrets.token_urlsafe(24)
-        Secret(value=value).save(block_name, overwrite=False)
-        return value
+        block = Secret.load(block_name)
+    except ValueError:  # no such block yet: never overwrite an existing one
+        block = Secret(value=secrets.token_urlsafe(24))
+        block.save(block_name, overwrite=False)
+    assert isinstance(block, Secret)  # sync context: never a coroutine
+    return block
+
+
+def shared_secret(block_name: str) -> str:
+    """The value of the ``Secret`` block ``block_name`` (generated once if absent)."""
+    return str(secret_block(block_name).get())
 
 
 def drbd_resource(settings: Settings, secret: str, dual_primary: bool = False) -> DrbdResource:

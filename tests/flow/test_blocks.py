@@ -13,13 +13,11 @@ from blocks.prefect_blocks import (
     HsfBackupRepository,
     HsfCluster,
     HsfLab,
-    borg_passphrase_name,
-    drbd_secret_name,
     register,
 )
 from blocks.settings import Settings, load_settings
 from flows.backup import passphrase
-from tasks.cluster import secret_block_name
+from tasks.cluster import borg_passphrase_block_name, secret_block_name
 
 
 @pytest.fixture
@@ -53,18 +51,17 @@ def test_secrets_are_referenced_secret_blocks_generated_once(
     prefect_harness: None, settings: Settings
 ) -> None:
     register(settings)
-    drbd = Secret.load(drbd_secret_name(settings)).get()
-    borg = Secret.load(borg_passphrase_name(settings)).get()
+    drbd = Secret.load(secret_block_name(settings)).get()
+    borg = Secret.load(borg_passphrase_block_name(settings)).get()
     assert len(drbd) >= 32 and len(borg) >= 32 and drbd != borg
-    # The names are the ones the flows use, so the flows and the blocks share one secret.
-    assert drbd_secret_name(settings) == secret_block_name(settings)
+    # The blocks reference the very Secret blocks the flows read.
     assert passphrase(settings) == borg
     register(settings)  # a second registration keeps the secrets
     cluster, repo = HsfCluster.load(settings.cluster_name), HsfBackupRepository.load(settings.cluster_name)
     assert (cluster.drbd_secret.get(), repo.passphrase.get()) == (drbd, borg)
     with get_client(sync_client=True) as client:
         document = client.read_block_document_by_name(settings.cluster_name, "hsf-cluster")
-        secret_doc = client.read_block_document_by_name(drbd_secret_name(settings), "secret")
+        secret_doc = client.read_block_document_by_name(secret_block_name(settings), "secret")
     assert document.block_document_references["drbd_secret"]["block_document"]["id"] == str(secret_doc.id)
 
 
