@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -15,19 +16,36 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = REPO_ROOT / "docker-compose.yml"
 
 
+PASSWORD = "test-only-3f9c1a"
+
+
 def compose_argv(*args: str) -> list[str]:
     return ["docker-compose", "-f", str(COMPOSE), *args]
+
+
+def compose(*args: str, password: str | None = PASSWORD) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k != "POSTGRES_PASSWORD"}
+    if password is not None:
+        env["POSTGRES_PASSWORD"] = password
+    return subprocess.run(compose_argv(*args), capture_output=True, text=True, cwd=REPO_ROOT, env=env)
 
 
 @pytest.fixture(scope="module")
 def config() -> dict[str, Any]:
     """The file as docker-compose resolves it (anchors merged, variables substituted)."""
-    checked = subprocess.run(compose_argv("config", "-q"), capture_output=True, text=True, cwd=REPO_ROOT)
+    checked = compose("config", "-q")
     assert checked.returncode == 0, checked.stderr
-    resolved = subprocess.run(
-        compose_argv("config"), capture_output=True, text=True, cwd=REPO_ROOT, check=True
-    )
+    resolved = compose("config")
+    assert resolved.returncode == 0, resolved.stderr
     return dict(yaml.safe_load(resolved.stdout))
+
+
+def test_the_database_password_has_no_default(config: dict[str, Any]) -> None:
+    missing = compose("config", "-q", password=None)
+    assert missing.returncode != 0 and "set POSTGRES_PASSWORD" in missing.stderr
+    server, postgres = config["services"]["server"], config["services"]["postgres"]
+    assert postgres["environment"]["POSTGRES_PASSWORD"] == PASSWORD
+    assert f"prefect:{PASSWORD}@postgres" in server["environment"]["PREFECT_API_DATABASE_CONNECTION_URL"]
 
 
 def test_server_uses_postgres_and_listens_only_on_localhost(config: dict[str, Any]) -> None:
