@@ -17,11 +17,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from blocks.settings import Settings, load_settings
 from flows.backup import backup, extract, init, passphrase
 from tasks.borg.commands import in_directory, with_passphrase_on_stdin
 from tasks.borg.remote import client_access
 from tasks.executor import default_executor
+from tasks.settings import Settings, load_settings
 
 
 def make_data(root: Path, mib: int) -> None:

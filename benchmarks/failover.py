@@ -16,12 +16,12 @@ import sys
 import time
 from pathlib import Path
 
-from blocks.settings import Settings, load_settings
 from flows.failover import failover_drill
 from flows.setup import setup
 from tasks.cluster import drbd_resource, secret_block_name, shared_secret
 from tasks.executor import default_executor
 from tasks.lab.state import LabLayout, in_netns
+from tasks.settings import Settings, load_settings
 
 SHELL_DRILL = Path(__file__).with_name("failover_shell.sh")
 

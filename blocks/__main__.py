@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from blocks.settings import SettingsError, load_settings
+from tasks.settings import SettingsError, load_settings
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,6 +1,6 @@
 """The project's Prefect block types: the cluster, the backup repository, the lab.
 
-Settings (``blocks/settings.py``) stay the source the flows read; these blocks publish the same
+Settings (``tasks/settings.py``) stay the source the flows read; these blocks publish the same
 configuration to the Prefect server, so the team sees and edits it in the UI (Blocks) and any process
 can turn a saved block back into settings overrides. Each block holds the settings model itself, so
 its fields, descriptions and validation are exactly the settings'. Secrets are Prefect ``Secret``
@@ -18,14 +18,14 @@ from prefect.blocks.core import Block
 from prefect.blocks.system import Secret
 from pydantic import Field
 
-from blocks.settings import (
+from tasks.cluster import borg_passphrase_block_name, secret_block, secret_block_name
+from tasks.settings import (
     BackupSettings,
     DrbdSettings,
     InventoryHost,
     LabSettings,
     Settings,
 )
-from tasks.cluster import borg_passphrase_block_name, secret_block, secret_block_name
 
 
 class HsfCluster(Block):

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from blocks.settings import DeploymentSettings
+from tasks.settings import DeploymentSettings
 
 if TYPE_CHECKING:
     from prefect import Flow

@@ -33,7 +33,6 @@ from prefect.cache_policies import NO_CACHE
 from prefect.logging import get_run_logger
 from pydantic import BaseModel, Field
 
-from blocks.settings import BackupSettings, Settings, load_settings
 from flows.cli import run_cli
 from tasks.borg import commands as borg
 from tasks.borg.manifest import Entry, differences, find_argv, hash_argv, parse_manifest
@@ -53,6 +52,7 @@ from tasks.events import (
     emit,
 )
 from tasks.executor import LOCAL, Target, default_executor
+from tasks.settings import BackupSettings, Settings, load_settings
 
 Scheme = Literal["gfs", "fifo", "hanoi"]
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 
-from blocks.settings import Settings, SettingsError, load_settings
 from tasks.borg.outcome import BorgError
 from tasks.drbd.plan import Refused
 from tasks.executor import TransportError, default_executor
 from tasks.lab.host import LibvirtUnreachable
+from tasks.settings import Settings, SettingsError, load_settings
 
 EXIT_BAD_SETTINGS = 2
 EXIT_REFUSED = 3

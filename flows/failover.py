@@ -20,7 +20,6 @@ from prefect.cache_policies import NO_CACHE
 from prefect.logging import get_run_logger
 from pydantic import BaseModel, Field
 
-from blocks.settings import Settings, load_settings
 from flows.cli import run_cli
 from flows.setup import setup
 from tasks.cluster import drbd_resource, node_targets, secret_block_name, shared_secret
@@ -30,6 +29,7 @@ from tasks.events import DATA_LOST, FAILOVER_COMPLETED, cluster_resource, emit
 from tasks.executor import SshTarget, TransportError, default_executor
 from tasks.lab import host
 from tasks.lab import steps as lab_steps
+from tasks.settings import Settings, load_settings
 
 
 class FileCheck(BaseModel):

@@ -16,7 +16,6 @@ from prefect.cache_policies import NO_CACHE
 from prefect.logging import get_run_logger
 from pydantic import BaseModel, Field
 
-from blocks.settings import Settings, load_settings
 from flows.cli import run_cli
 from flows.failover import kill_node, restart_node
 from flows.ha_upgrade import probe_all
@@ -26,6 +25,7 @@ from tasks.drbd.plan import Refused
 from tasks.events import DATA_LOST, HA_NODE_LOSS_COMPLETED, cluster_resource, emit
 from tasks.executor import SshTarget, default_executor
 from tasks.ocfs2 import steps as ocfs2
+from tasks.settings import Settings, load_settings
 
 
 class NodeLossReport(BaseModel):

@@ -17,7 +17,6 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.logging import get_run_logger
 from pydantic import BaseModel, Field
 
-from blocks.settings import Settings, load_settings
 from flows.cli import run_cli
 from tasks.cluster import drbd_resource, node_targets, o2cb_cluster, secret_block_name, shared_secret
 from tasks.drbd import steps
@@ -25,6 +24,7 @@ from tasks.drbd.plan import NodeProbe, Refused
 from tasks.events import DATA_LOST, HA_UPGRADED, cluster_resource, emit
 from tasks.executor import SshTarget, default_executor
 from tasks.ocfs2 import steps as ocfs2
+from tasks.settings import Settings, load_settings
 
 
 class CrossNodeCheck(BaseModel):

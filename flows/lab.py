@@ -17,13 +17,13 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.logging import get_run_logger
 from pydantic import BaseModel, Field
 
-from blocks.settings import LabSettings, Settings, load_settings
 from flows.cli import run_cli
 from tasks.executor import TransportError, default_executor
 from tasks.lab import host, steps
 from tasks.lab.image import GuestImage
 from tasks.lab.state import Action, LabLayout, LabProbe, in_netns, lab_targets, plan_down, plan_up
 from tasks.lab.xml import DomainSpec
+from tasks.settings import LabSettings, Settings, load_settings
 
 DAEMON_ACTIONS = ("create_netns", "start_daemons")
 

@@ -15,13 +15,13 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.logging import get_run_logger
 from pydantic import BaseModel, Field
 
-from blocks.settings import Settings, load_settings
 from flows.cli import run_cli
 from tasks.cluster import drbd_resource, node_targets, secret_block_name, shared_secret
 from tasks.drbd import steps
 from tasks.drbd.model import DrbdResource
 from tasks.drbd.plan import NodeProbe, Refused, Step, plan_bring_up, plan_filesystem, plan_replicate
 from tasks.executor import SshTarget, default_executor
+from tasks.settings import Settings, load_settings
 
 
 class SetupReport(BaseModel):

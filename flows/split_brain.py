@@ -18,7 +18,6 @@ from prefect.cache_policies import NO_CACHE
 from prefect.logging import get_run_logger
 from pydantic import BaseModel, Field
 
-from blocks.settings import Settings, load_settings
 from flows.cli import run_cli
 from flows.setup import setup
 from tasks.cluster import drbd_resource, node_targets, secret_block_name, shared_secret
@@ -30,6 +29,7 @@ from tasks.events import DATA_LOST, SPLIT_BRAIN_RESOLVED, cluster_resource, emit
 from tasks.executor import SshTarget, default_executor
 from tasks.lab.host import wait_until
 from tasks.ocfs2 import steps as files
+from tasks.settings import Settings, load_settings
 
 CUT_TABLE = "hsf_split_brain"
 

@@ -7,11 +7,11 @@ from typing import TYPE_CHECKING
 
 from pydantic import SecretStr
 
-from blocks.settings import Settings
 from tasks.drbd.model import DrbdNode, DrbdResource
 from tasks.executor import SshTarget
 from tasks.lab.state import lab_targets
 from tasks.ocfs2.model import O2cbCluster, O2cbNode
+from tasks.settings import Settings
 
 if TYPE_CHECKING:
     from prefect.blocks.system import Secret
@@ -27,17 +27,7 @@ def host_targets(settings: Settings) -> dict[str, SshTarget]:
     """How to reach every host of the cluster, by name: storage nodes and (lab) the backup server."""
     if settings.target == "lab":
         return lab_targets(settings.lab)
-    return {
-        host.name: SshTarget(
-            name=host.name,
-            address=host.address,
-            port=host.port,
-            user=host.user,
-            key_file=host.key_file,
-            known_hosts=host.known_hosts,
-        )
-        for host in settings.inventory
-    }
+    return {host.name: SshTarget.of(host) for host in settings.inventory}
 
 
 def node_addresses(settings: Settings) -> dict[str, str]:
@@ -96,15 +86,9 @@ def drbd_resource(settings: Settings, secret: str, dual_primary: bool = False) -
             "after_sb_1pri": settings.ha.after_sb_1pri,
             "after_sb_2pri": settings.ha.after_sb_2pri,
         }
+    tuning = {**drbd.tuning(), **({"protocol": "C"} if dual_primary else {})}
     return DrbdResource(
-        name=drbd.resource,
-        protocol="C" if dual_primary else drbd.protocol,
-        nodes=tuple(nodes),
-        shared_secret=SecretStr(secret),
-        ping_int_s=drbd.ping_int_s,
-        ping_timeout_ds=drbd.ping_timeout_ds,
-        resync_rate=drbd.resync_rate,
-        **ha,
+        name=drbd.resource, nodes=tuple(nodes), shared_secret=SecretStr(secret), **tuning, **ha
     )
 
 

@@ -32,6 +32,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from tasks.fields import Port
+
 MASK = "******"
 STDERR_TAIL_LINES = 15
 
@@ -48,24 +50,34 @@ class LocalTarget(BaseModel):
         return "local"
 
 
-class SshTarget(BaseModel):
-    """A host reached over SSH with a pinned host key."""
+class SshAccess(BaseModel):
+    """How to log in to a host over SSH: what a user writes for each host of an inventory."""
 
     model_config = ConfigDict(frozen=True)
 
     name: str = Field(description="Node name (the host's hostname), used in logs and reports.")
     address: str = Field(description="IP address or DNS name to connect to.")
-    port: int = Field(22, ge=1, le=65535, description="SSH port.")
+    port: Port = Field(22, description="SSH port.")
     user: str = Field("root", description="Remote user; the storage steps need root.")
     key_file: Path | None = Field(None, description="Private key; None uses the SSH agent/default keys.")
     known_hosts: Path | None = Field(
         None,
         description="known_hosts file whose keys are the only ones accepted; None uses ~/.ssh/known_hosts.",
     )
+    connect_timeout_s: float = Field(10.0, gt=0, description="TCP + SSH handshake timeout.")
+
+
+class SshTarget(SshAccess):
+    """A host reached over SSH with a pinned host key."""
+
     netns: str | None = Field(
         None, description="Network namespace the host lives in (the embedded lab); None = this namespace."
     )
-    connect_timeout_s: float = Field(10.0, gt=0, description="TCP + SSH handshake timeout.")
+
+    @classmethod
+    def of(cls, access: SshAccess) -> SshTarget:
+        """The target for a host described by its SSH access (an inventory host, say)."""
+        return cls.model_validate({name: getattr(access, name) for name in SshAccess.model_fields})
 
     @property
     def key(self) -> str:

@@ -18,10 +18,10 @@ import shlex
 
 from pydantic import BaseModel, Field
 
-from blocks.settings import Settings
 from tasks.borg.commands import serve_restricted_argv
 from tasks.cluster import host_targets
 from tasks.executor import LOCAL, LocalTarget, SshTarget
+from tasks.settings import Settings
 
 CLIENT_KEY_COMMENT = "hsf-borg-client"  # marks the entry this project manages in authorized_keys
 

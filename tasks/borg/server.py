@@ -16,10 +16,10 @@ from prefect.cache_policies import NO_CACHE
 from prefect.logging import get_run_logger
 from pydantic import BaseModel, Field
 
-from blocks.settings import BackupSettings
 from tasks.borg.remote import CLIENT_KEY_COMMENT, BackupServer, authorized_key_line, client_known_hosts
 from tasks.executor import LocalTarget, SshTarget, default_executor
 from tasks.lab.seed import known_hosts_line, ssh_keygen_argv
+from tasks.settings import BackupSettings
 
 SERVER_HOST_KEY = "/etc/ssh/ssh_host_ed25519_key.pub"
 

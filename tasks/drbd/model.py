@@ -8,13 +8,35 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
-from blocks.settings import Hostname, check_resync_rate
+from tasks.fields import Hostname, Port
 
-RESOURCE_NAME_RE = r"^[a-z][a-z0-9_-]{0,31}$"
+RESYNC_RATE_RE = re.compile(r"^(\d+)([KMG]?)$")
+RESYNC_RATE_MAX_KIB = 8 * 1024 * 1024  # drbdadm's own limit (measured: 8G passes, 8388609 fails)
+
+
+def check_resync_rate(value: str) -> str:
+    """A DRBD rate (KiB/s, or with K/M/G suffix) within what drbdadm accepts: 1 KiB/s to 8 GiB/s."""
+    match = RESYNC_RATE_RE.match(value)
+    if not match:
+        raise ValueError(f"{value!r} is not a rate like 100M (digits, optional K/M/G)")
+    kib = int(match[1]) * {"": 1, "K": 1, "M": 1024, "G": 1024**2}[match[2]]
+    if not 1 <= kib <= RESYNC_RATE_MAX_KIB:
+        raise ValueError(f"{value!r} is outside DRBD's range of 1K to 8G (bytes/s)")
+    return value
+
+
+# The resource's own field types; the settings reuse them, so each bound lives here only.
+ResourceName = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_-]{0,31}$")]
+Protocol = Literal["A", "B", "C"]
+BackingDisk = Annotated[str, Field(pattern=r"^/dev/\S+$")]
+Minor = Annotated[int, Field(ge=0, le=1048575)]
+PingIntervalS = Annotated[int, Field(ge=1, le=120)]
+PingTimeoutDs = Annotated[int, Field(ge=1, le=300)]
+ResyncRate = Annotated[str, AfterValidator(check_resync_rate)]
 
 
 class DrbdNode(BaseModel):
@@ -24,11 +46,9 @@ class DrbdNode(BaseModel):
 
     name: Hostname = Field(description="The node's hostname: DRBD matches 'on <name>' against `uname -n`.")
     address: ipaddress.IPv4Address | ipaddress.IPv6Address = Field(description="Replication address.")
-    port: int = Field(7789, ge=1, le=65535, description="Replication TCP port.")
-    disk: str = Field("/dev/vdb", pattern=r"^/dev/\S+$", description="Backing block device.")
-    minor: int = Field(
-        0, ge=0, le=1048575, description="Device minor: the resource appears as /dev/drbd<minor>."
-    )
+    port: Port = Field(7789, description="Replication TCP port.")
+    disk: BackingDisk = Field("/dev/vdb", description="Backing block device.")
+    minor: Minor = Field(0, description="Device minor: the resource appears as /dev/drbd<minor>.")
 
     @property
     def device(self) -> str:
@@ -52,32 +72,35 @@ AfterSb1 = Literal["disconnect", "consensus", "violently-as0p", "discard-seconda
 AfterSb2 = Literal["disconnect", "violently-as0p", "call-pri-lost-after-sb"]
 
 
-class DrbdResource(BaseModel):
-    """A replicated block device between two nodes."""
+class DrbdTuning(BaseModel):
+    """How a resource replicates: the options the settings expose as they are (``[drbd]``)."""
 
     model_config = ConfigDict(frozen=True)
 
-    name: str = Field(
-        "r0", pattern=RESOURCE_NAME_RE, description="Resource name (file /etc/drbd.d/<name>.res)."
-    )
-    protocol: Literal["A", "B", "C"] = Field(
+    protocol: Protocol = Field(
         "C", description="C: a write completes when both disks have it (no loss on failover); A/B: async."
     )
+    ping_int_s: PingIntervalS = Field(3, description="Keep-alive interval; lower = faster loss detection.")
+    ping_timeout_ds: PingTimeoutDs = Field(10, description="Keep-alive answer timeout in tenths of a second.")
+    resync_rate: ResyncRate = Field(
+        "100M", description="Fixed resync rate (bytes/s, K/M/G suffix; 1K to 8G as drbdadm accepts)."
+    )
+
+    def tuning(self) -> dict[str, object]:
+        """Just the replication options (a settings object carries more fields)."""
+        return {name: getattr(self, name) for name in DrbdTuning.model_fields}
+
+
+class DrbdResource(DrbdTuning):
+    """A replicated block device between two nodes."""
+
+    name: ResourceName = Field("r0", description="Resource name (file /etc/drbd.d/<name>.res).")
     nodes: tuple[DrbdNode, ...] = Field(
         min_length=2, max_length=2, description="Exactly two nodes (DRBD 8.4)."
     )
     meta_disk: Literal["internal"] = Field("internal", description="Metadata at the end of the backing disk.")
     shared_secret: SecretStr = Field(description="Peer authentication secret (cram-hmac-alg sha256).")
     cram_hmac_alg: Literal["sha1", "sha256"] = Field("sha256", description="Peer authentication HMAC.")
-    ping_int_s: int = Field(
-        3, ge=1, le=120, description="Keep-alive interval; lower = faster peer-loss detection."
-    )
-    ping_timeout_ds: int = Field(
-        10, ge=1, le=300, description="Keep-alive answer timeout in tenths of a second."
-    )
-    resync_rate: str = Field(
-        "100M", description="Fixed resync rate (bytes/s, K/M/G suffix; 1K to 8G as drbdadm accepts)."
-    )
     c_plan_ahead: int = Field(
         0, ge=0, le=300, description="0 = fixed resync rate instead of the dynamic controller."
     )
@@ -85,11 +108,6 @@ class DrbdResource(BaseModel):
     after_sb_0pri: AfterSb0 = Field("disconnect", description="Split-brain policy with no primary.")
     after_sb_1pri: AfterSb1 = Field("disconnect", description="Split-brain policy with one primary.")
     after_sb_2pri: AfterSb2 = Field("disconnect", description="Split-brain policy with two primaries.")
-
-    @field_validator("resync_rate")
-    @classmethod
-    def _rate(cls, value: str) -> str:
-        return check_resync_rate(value)
 
     @field_validator("shared_secret")
     @classmethod

@@ -15,12 +15,12 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from blocks.settings import LabSettings
 from tasks import netns
 from tasks.executor import SshTarget
 from tasks.lab import host
 from tasks.lab.image import GuestImage
 from tasks.lab.xml import DATA_DISK_TARGET, DomainSpec, disk_sources, mac_for, spec_id_of
+from tasks.settings import LabSettings
 
 
 class LabLayout:

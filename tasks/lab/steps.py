@@ -16,7 +16,6 @@ from prefect.artifacts import create_progress_artifact, update_progress_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.logging import get_run_logger
 
-from blocks.settings import LabSettings
 from tasks import netns
 from tasks.executor import CommandError, TransportError, default_executor
 from tasks.lab import host
@@ -31,6 +30,7 @@ from tasks.lab.image import (
 from tasks.lab.seed import build_seed_disk, ensure_key, known_hosts_line
 from tasks.lab.state import LabLayout, LabProbe, probe_lab
 from tasks.lab.xml import DomainSpec, render_data_disk, render_domain, render_network
+from tasks.settings import LabSettings
 
 SYSTEM_URI = host.SYSTEM_URI
 

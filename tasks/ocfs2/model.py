@@ -7,10 +7,16 @@ tab, node names equal to the hosts' hostnames and ``node_count`` equal to the nu
 from __future__ import annotations
 
 import ipaddress
+from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from blocks.settings import Hostname
+from tasks.fields import Hostname, Port
+
+# The cluster's own field types; the settings reuse them.
+ClusterName = Annotated[str, Field(pattern=r"^[A-Za-z0-9_]{1,16}$")]
+HeartbeatThreshold = Annotated[int, Field(ge=3, le=600)]
+IdleTimeoutMs = Annotated[int, Field(ge=5000, le=120000)]
 
 
 class O2cbNode(BaseModel):
@@ -26,11 +32,11 @@ class O2cbCluster(BaseModel):
 
     model_config = ConfigDict(frozen=True)
 
-    name: str = Field(pattern=r"^[A-Za-z0-9_]{1,16}$", description="Cluster name (at most 16 characters).")
+    name: ClusterName = Field(description="Cluster name (at most 16 characters).")
     nodes: tuple[O2cbNode, ...] = Field(min_length=1, max_length=255)
-    port: int = Field(7777, ge=1, le=65535, description="o2net TCP port.")
-    heartbeat_threshold: int = Field(31, ge=3, le=600, description="Disk heartbeat iterations (2 s each).")
-    idle_timeout_ms: int = Field(30000, ge=5000, le=120000, description="o2net idle timeout.")
+    port: Port = Field(7777, description="o2net TCP port.")
+    heartbeat_threshold: HeartbeatThreshold = Field(31, description="Disk heartbeat iterations (2 s each).")
+    idle_timeout_ms: IdleTimeoutMs = Field(30000, description="o2net idle timeout.")
     keepalive_delay_ms: int = Field(2000, ge=1000, le=60000, description="o2net keepalive delay.")
     reconnect_delay_ms: int = Field(2000, ge=1000, le=60000, description="o2net reconnect delay.")
 

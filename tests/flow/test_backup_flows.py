@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 
-from blocks.settings import Settings, load_settings
 from flows.backup import (
     backup,
     extract,
@@ -26,6 +25,7 @@ from tasks.borg.manifest import differences
 from tasks.borg.remote import client_access
 from tasks.borg.rotation import fifo, gfs, hanoi
 from tasks.borg.run import run_borg
+from tasks.settings import Settings, load_settings
 
 pytestmark = pytest.mark.skipif(
     subprocess.run(["which", "borg"], capture_output=True).returncode, reason="no borg"

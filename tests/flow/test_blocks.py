@@ -15,9 +15,9 @@ from blocks.prefect_blocks import (
     HsfLab,
     register,
 )
-from blocks.settings import Settings, load_settings
 from flows.backup import passphrase
 from tasks.cluster import borg_passphrase_block_name, secret_block_name
+from tasks.settings import Settings, load_settings
 
 
 @pytest.fixture

@@ -5,8 +5,8 @@ from __future__ import annotations
 from prefect import flow
 from prefect.blocks.system import Secret
 
-from blocks.settings import load_settings
 from tasks.cluster import drbd_resource, secret_block_name, shared_secret
+from tasks.settings import load_settings
 
 
 @flow

@@ -5,9 +5,9 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-from blocks.settings import LabSettings
 from flows.lab import lab_down, lab_status
 from tasks.lab.state import LabLayout
+from tasks.settings import LabSettings
 
 
 def _ghost_lab(tmp_path: Path) -> LabSettings:

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from blocks.settings import LabSettings, Settings, load_settings
 from flows.lab import LabStatus, lab_down, lab_targets, lab_up
 from tasks.executor import SshTarget, default_executor
 from tasks.lab.state import LabLayout
+from tasks.settings import LabSettings, Settings, load_settings
 
 # The lab tests share one lab and build on each other's state: basics, the fault-tolerant volume and its
 # drills, then the one-way upgrade to high availability. Backups use the backup VM and nodea's /home.

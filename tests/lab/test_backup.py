@@ -10,7 +10,6 @@ from typing import Literal
 
 import pytest
 
-from blocks.settings import Settings, load_settings
 from flows.backup import backup, init, list_archives, passphrase, restore_drill, rotate
 from flows.lab import LabStatus
 from tasks.borg import commands as borg
@@ -19,6 +18,7 @@ from tasks.borg.remote import backup_server, client_access, client_known_hosts
 from tasks.borg.run import run_borg
 from tasks.borg.server import prepare_backup_server
 from tasks.executor import SshTarget, default_executor
+from tasks.settings import Settings, load_settings
 
 pytestmark = pytest.mark.lab
 

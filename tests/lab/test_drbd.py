@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from blocks.settings import Settings, load_settings
 from flows.failover import failover_drill
 from flows.lab import LabStatus
 from flows.setup import setup
 from tasks.drbd.plan import Refused
 from tasks.executor import SshTarget, default_executor
+from tasks.settings import Settings, load_settings
 
 pytestmark = pytest.mark.lab
 

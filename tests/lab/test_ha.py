@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 
-from blocks.settings import Settings
 from flows.ha_node_loss import ha_node_loss
 from flows.ha_upgrade import ha_upgrade
 from flows.lab import LabStatus
@@ -12,6 +11,7 @@ from tasks.drbd.plan import Refused
 from tasks.drbd.probes import parse_proc_drbd
 from tasks.executor import SshTarget, default_executor
 from tasks.lab.host import wait_until
+from tasks.settings import Settings
 
 pytestmark = pytest.mark.lab
 

@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from blocks.settings import LabSettings
 from flows.lab import LabStatus, lab_status, lab_up
 from tasks.executor import SshTarget, default_executor
+from tasks.settings import LabSettings
 
 pytestmark = pytest.mark.lab
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from blocks.settings import Settings
 from flows.lab import LabStatus
 from flows.split_brain import split_brain_drill
 from tasks.executor import SshTarget, default_executor
+from tasks.settings import Settings
 
 pytestmark = pytest.mark.lab
 

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 
-from blocks.settings import SettingsError, load_settings
 from tasks.borg import commands as borg
 from tasks.borg.commands import as_account_argv, serve_restricted_argv
 from tasks.borg.outcome import BorgError, RepositoryMissing
@@ -24,6 +23,7 @@ from tasks.borg.remote import (
 from tasks.borg.run import run_borg
 from tasks.borg.server import ServerProbe, plan_server
 from tasks.lab.seed import known_hosts_line
+from tasks.settings import SettingsError, load_settings
 
 needs_borg = pytest.mark.skipif(shutil.which("borg") is None, reason="borg is installed by make deps")
 PUB = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIMi3c0IqHjN5yq0a2b4bb6Qb7l2YxjPpC0lJ7lq9T3wK hsf-borg-client@nodea"

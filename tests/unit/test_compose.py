@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import yaml
 
-from blocks.settings import DeploymentSettings
+from tasks.settings import DeploymentSettings
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = REPO_ROOT / "docker-compose.yml"

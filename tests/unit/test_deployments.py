@@ -13,9 +13,9 @@ from typing import Any
 import pytest
 import yaml
 
-from blocks.settings import DeploymentSettings, load_settings
 from deployments.__main__ import main, render_yaml
 from deployments.definitions import load_flow, next_runs, prefect_yaml, runner_deployments, specs
+from tasks.settings import DeploymentSettings, load_settings
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 

@@ -5,13 +5,13 @@ from __future__ import annotations
 import pydantic
 import pytest
 
-from blocks.settings import load_settings
 from flows.ha_node_loss import NodeLossReport
 from flows.ha_upgrade import CrossNodeCheck, HaUpgradeReport
 from flows.split_brain import SideChanges, changes_between, cut_ruleset
 from tasks.cluster import drbd_resource, o2cb_cluster
 from tasks.ocfs2.model import O2cbCluster, O2cbNode, render_cluster_conf, render_o2cb_defaults
 from tasks.ocfs2.steps import manifest_argv, mkfs_ocfs2_argv, parse_manifest, sync_tree_argv
+from tasks.settings import load_settings
 
 SECRET = "A" * 32
 

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from blocks.settings import LabSettings
 from tasks.lab.image import GuestImage
 from tasks.lab.state import Action, LabLayout, LabProbe, VmProbe, plan_down, plan_up
 from tasks.lab.xml import DomainSpec
+from tasks.settings import LabSettings
 
 NODES = ("nodea", "nodeb")
 PER_NODE_CREATE = ["prepare_vm_files", "define_vm", "attach_data_disk", "start_vm"]

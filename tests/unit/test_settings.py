@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from blocks.settings import (
+from tasks.settings import (
     DrbdSettings,
     FailoverSettings,
     InventoryHost,

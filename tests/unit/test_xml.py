@@ -9,7 +9,6 @@ from typing import Literal
 
 import pytest
 
-from blocks.settings import LabSettings
 from tasks.executor import CommandError, Executor
 from tasks.lab.image import GuestImage
 from tasks.lab.state import LabLayout
@@ -23,6 +22,7 @@ from tasks.lab.xml import (
     render_network,
     spec_id_of,
 )
+from tasks.settings import LabSettings
 
 DomainType = Literal["kvm", "qemu"]
 

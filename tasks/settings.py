@@ -36,35 +36,12 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-HOSTNAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,30}$")
+from tasks.drbd.model import AfterSb0, BackingDisk, DrbdTuning, Minor, ResourceName
+from tasks.executor import SshAccess
+from tasks.fields import AbsolutePath, Hostname, Port, check_hostname
+from tasks.ocfs2.model import ClusterName, HeartbeatThreshold, IdleTimeoutMs
+
 EMBEDDED = "embedded"
-
-
-RESYNC_RATE_RE = re.compile(r"^(\d+)([KMG]?)$")
-RESYNC_RATE_MAX_KIB = 8 * 1024 * 1024  # drbdadm's own limit (measured: 8G passes, 8388609 fails)
-
-
-def check_resync_rate(value: str) -> str:
-    """A DRBD rate (KiB/s, or with K/M/G suffix) within what drbdadm accepts: 1 KiB/s to 8 GiB/s."""
-    match = RESYNC_RATE_RE.match(value)
-    if not match:
-        raise ValueError(f"{value!r} is not a rate like 100M (digits, optional K/M/G)")
-    kib = int(match[1]) * {"": 1, "K": 1, "M": 1024, "G": 1024**2}[match[2]]
-    if not 1 <= kib <= RESYNC_RATE_MAX_KIB:
-        raise ValueError(f"{value!r} is outside DRBD's range of 1K to 8G (bytes/s)")
-    return value
-
-
-def _check_hostname(value: str) -> str:
-    if not HOSTNAME_RE.match(value):
-        raise ValueError(
-            f"{value!r} is not a valid node name (lowercase letters, digits, '-'; starts with a letter)"
-        )
-    return value
-
-
-# A node's hostname: DRBD ('on <name>') and o2cb match it against `uname -n`.
-Hostname = Annotated[str, AfterValidator(_check_hostname)]
 
 
 class LabSettings(BaseModel):
@@ -124,7 +101,7 @@ class LabSettings(BaseModel):
     @classmethod
     def _valid_nodes(cls, nodes: tuple[str, ...]) -> tuple[str, ...]:
         for node in nodes:  # checked as a whole: one clear line per bad setting
-            _check_hostname(node)
+            check_hostname(node)
         duplicates = sorted({n for n in nodes if nodes.count(n) > 1})
         if duplicates:
             raise ValueError(f"duplicate node names: {', '.join(duplicates)}")
@@ -138,7 +115,7 @@ class LabSettings(BaseModel):
     @model_validator(mode="after")
     def _backup_server_apart(self) -> LabSettings:
         if self.backup_server is not None:
-            _check_hostname(self.backup_server)
+            check_hostname(self.backup_server)
             if self.backup_server in self.nodes:
                 raise ValueError(f"backup_server {self.backup_server!r} is also a storage node")
         return self
@@ -180,36 +157,25 @@ class LabSettings(BaseModel):
             raise UnknownNodeError(machine, self.machines) from None
 
 
-class InventoryHost(BaseModel):
-    """A real host of the user's cluster, reached over SSH."""
+class InventoryHost(SshAccess):
+    """A real host of the user's cluster, reached over SSH (the fields of :class:`SshAccess`)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     name: Hostname = Field(description="The host's hostname (DRBD and OCFS2 match nodes by it).")
-    address: str = Field(description="Address the flows connect to over SSH (and replicate on).")
-    port: int = Field(22, ge=1, le=65535, description="SSH port.")
-    user: str = Field("root", description="SSH user; storage steps need root.")
-    key_file: Path | None = Field(None, description="SSH private key; None uses the agent / default keys.")
-    known_hosts: Path | None = Field(
-        None, description="Pinned known_hosts file; None uses ~/.ssh/known_hosts."
-    )
 
 
-class DrbdSettings(BaseModel):
-    """The replicated volume the setup and failover flows build."""
+class DrbdSettings(DrbdTuning):
+    """The replicated volume the setup and failover flows build (and how it replicates)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    resource: str = Field("r0", pattern=r"^[a-z][a-z0-9_-]{0,31}$", description="DRBD resource name.")
-    protocol: Literal["A", "B", "C"] = Field("C", description="Replication protocol; C is synchronous.")
-    port: int = Field(7789, ge=1, le=65535, description="Replication TCP port on every node.")
-    disk: str = Field("/dev/vdb", pattern=r"^/dev/\S+$", description="Backing disk on every node.")
-    minor: int = Field(0, ge=0, le=255, description="The volume is /dev/drbd<minor>.")
+    resource: ResourceName = Field("r0", description="DRBD resource name.")
+    port: Port = Field(7789, description="Replication TCP port on every node.")
+    disk: BackingDisk = Field("/dev/vdb", description="Backing disk on every node.")
+    minor: Minor = Field(0, description="The volume is /dev/drbd<minor>.")
     fstype: Literal["ext4", "xfs"] = Field("ext4", description="Filesystem made on the replicated volume.")
-    mountpoint: str = Field("/mnt/r0", pattern=r"^/\S+$", description="Where the primary mounts the volume.")
-    ping_int_s: int = Field(3, ge=1, le=120, description="DRBD keep-alive interval (peer-loss detection).")
-    ping_timeout_ds: int = Field(10, ge=1, le=300, description="Keep-alive timeout, tenths of a second.")
-    resync_rate: str = Field("100M", description="Fixed (re)sync rate in bytes/s (K/M/G suffix; 1K to 8G).")
+    mountpoint: AbsolutePath = Field("/mnt/r0", description="Where the primary mounts the volume.")
     initial_sync: Literal["full", "skip"] = Field(
         "full",
         description=(
@@ -223,47 +189,31 @@ class DrbdSettings(BaseModel):
     connect_timeout_s: float = Field(120.0, gt=0, description="How long to wait for the peers to connect.")
     sync_timeout_s: float = Field(1800.0, gt=0, description="How long to wait for a (re)sync to finish.")
 
-    @field_validator("resync_rate")
-    @classmethod
-    def _rate(cls, value: str) -> str:
-        return check_resync_rate(value)
-
 
 class HaSettings(BaseModel):
     """Dual-primary DRBD with OCFS2 on top (the high-availability mode)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    cluster_name: str = Field("hsfcl", pattern=r"^[A-Za-z0-9_]{1,16}$", description="o2cb cluster name.")
-    o2cb_port: int = Field(7777, ge=1, le=65535, description="o2net interconnect TCP port.")
-    heartbeat_threshold: int = Field(
-        7,
-        ge=3,
-        le=600,
-        description="o2cb disk heartbeat iterations (2 s each); default 31 stalls ~67 s on node loss.",
+    cluster_name: ClusterName = Field("hsfcl", description="o2cb cluster name.")
+    o2cb_port: Port = Field(7777, description="o2net interconnect TCP port.")
+    heartbeat_threshold: HeartbeatThreshold = Field(
+        7, description="o2cb disk heartbeat iterations (2 s each); default 31 stalls ~67 s on node loss."
     )
-    idle_timeout_ms: int = Field(
-        10000,
-        ge=5000,
-        le=120000,
-        description="o2net idle timeout; default 30000. Lower = shorter stall, more false alarms.",
+    idle_timeout_ms: IdleTimeoutMs = Field(
+        10000, description="o2net idle timeout; default 30000. Lower = shorter stall, more false alarms."
     )
-    after_sb_0pri: Literal[
-        "disconnect",
-        "discard-younger-primary",
-        "discard-older-primary",
-        "discard-zero-changes",
-        "discard-least-changes",
-    ] = Field("discard-zero-changes", description="Split-brain auto-recovery when neither node is primary.")
+    after_sb_0pri: AfterSb0 = Field(
+        "discard-zero-changes", description="Split-brain auto-recovery when neither node is primary."
+    )
     after_sb_1pri: Literal["disconnect", "consensus", "discard-secondary"] = Field(
         "discard-secondary", description="Split-brain auto-recovery when one node is primary."
     )
     after_sb_2pri: Literal["disconnect"] = Field(
         "disconnect", description="Both primary: never resolved automatically (data on both sides)."
     )
-    staging_dir: str = Field(
+    staging_dir: AbsolutePath = Field(
         "/var/lib/hsf/upgrade-staging",
-        pattern=r"^/\S+$",
         description="Where the primary keeps the ext4 volume's files while the volume becomes OCFS2.",
     )
 
@@ -280,9 +230,8 @@ class SplitBrainSettings(BaseModel):
             "secondary before the split, i.e. the one promoted while the link was down."
         ),
     )
-    rescue_dir: str = Field(
+    rescue_dir: AbsolutePath = Field(
         "/var/lib/hsf/split-brain",
-        pattern=r"^/\S+$",
         description="Where the victim's diverged files are saved before DRBD discards them.",
     )
     detect_timeout_s: float = Field(
@@ -322,14 +271,12 @@ class BackupSettings(BaseModel):
             "the server itself."
         ),
     )
-    client_key: str = Field(
+    client_key: AbsolutePath = Field(
         "/root/.ssh/hsf-borg",
-        pattern=r"^/\S+$",
         description="The client's SSH key for the server (generated on the client if absent).",
     )
-    repository: str = Field(
+    repository: AbsolutePath = Field(
         "/var/backups/hsf-borg",
-        pattern=r"^/\S+$",
         description="Path of the Borg repository: on the server when one is set, else on the client.",
     )
     sources: tuple[str, ...] = Field(("/home",), min_length=1, description="Paths backed up.")
@@ -340,8 +287,8 @@ class BackupSettings(BaseModel):
     passphrase_block: str | None = Field(
         None, description="Prefect Secret block holding the passphrase; default '<cluster>-borg-passphrase'."
     )
-    key_export_path: str = Field(
-        "/var/backups/hsf-borg.key", pattern=r"^/\S+$", description="Where `borg key export` writes the key."
+    key_export_path: AbsolutePath = Field(
+        "/var/backups/hsf-borg.key", description="Where `borg key export` writes the key."
     )
 
 
