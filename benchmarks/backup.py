@@ -20,7 +20,7 @@ from pathlib import Path
 from flows.backup import backup, extract, init, passphrase
 from tasks.borg.commands import in_directory, with_passphrase_on_stdin
 from tasks.borg.remote import client_access
-from tasks.executor import default_executor
+from tasks.context import current_executor
 from tasks.settings import Settings, load_settings
 
 
@@ -40,7 +40,7 @@ def raw_borg(args: list[str], secret: str, env: dict[str, str], cwd: str | None 
     """Plain borg, passphrase on stdin as the flow does, no interpretation, no Prefect."""
     argv = ["borg", *args] if cwd is None else in_directory(cwd, ["borg", *args])
     started = time.monotonic()
-    default_executor().run(with_passphrase_on_stdin(argv), stdin=secret, env=env, timeout=3600)
+    current_executor().run(with_passphrase_on_stdin(argv), stdin=secret, env=env, timeout=3600)
     return time.monotonic() - started
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 from flows.failover import failover_drill
 from flows.setup import setup
 from tasks.cluster import drbd_resource, secret_block_name, shared_secret
-from tasks.executor import default_executor
+from tasks.context import current_executor
 from tasks.lab.state import LabLayout, in_netns
 from tasks.settings import Settings, load_settings
 
@@ -45,7 +45,7 @@ def shell_drill(settings: Settings) -> dict[str, float]:
         "MIB": str(settings.failover.file_mib),
     }
     started = time.monotonic()
-    out = default_executor().run(["bash", str(SHELL_DRILL)], env=env, timeout=1800).stdout
+    out = current_executor().run(["bash", str(SHELL_DRILL)], env=env, timeout=1800).stdout
     figures = {k: float(v) for k, v in re.findall(r"^TIMING (\w+)=([\d.]+)$", out, re.MULTILINE)}
     figures["wall"] = time.monotonic() - started
     figures["lost"] = 0.0 if "LOST 0" in out else float("nan")
@@ -80,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
         shell_runs.append(shell_drill(settings))
         flow_rto, shell_rto = flow_runs[-1]["rto"], shell_runs[-1]["rto"]
         print(f"round {round_no}: flow RTO {flow_rto:.1f} s, shell RTO {shell_rto:.1f} s")
-    default_executor().close()
+    current_executor().close()
 
     def median(runs: list[dict[str, float]], key: str) -> float:
         return statistics.median(r[key] for r in runs)

@@ -27,22 +27,21 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
-from prefect import flow, task
+from prefect import flow
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
-from prefect.cache_policies import NO_CACHE
 from prefect.logging import get_run_logger
 from pydantic import BaseModel, Field
 
-from flows.cli import run_cli
 from tasks.borg import commands as borg
-from tasks.borg.manifest import Entry, differences, find_argv, hash_argv, parse_manifest
 from tasks.borg.outcome import BorgOutcome, RepositoryMissing
 from tasks.borg.preview import preview
 from tasks.borg.remote import RepoAccess, backup_server, client_access, server_access
 from tasks.borg.rotation import Archive, fifo, gfs, hanoi
 from tasks.borg.run import run_borg
 from tasks.borg.server import prepare_backup_server
+from tasks.cli import run_cli
 from tasks.cluster import borg_passphrase_block_name, shared_secret
+from tasks.context import current_executor, refuse_dry_run, run_context
 from tasks.events import (
     BACKUP_FAILED,
     BACKUP_VERIFIED,
@@ -51,15 +50,17 @@ from tasks.events import (
     backup_resource,
     emit,
 )
-from tasks.executor import LOCAL, Target, default_executor
+from tasks.executor import LOCAL, Target
+from tasks.manifest import Entry, differences, tree_manifest
 from tasks.settings import BackupSettings, Settings, load_settings
+from tasks.step import step
 
 Scheme = Literal["gfs", "fifo", "hanoi"]
 
 
 def passphrase(settings: Settings) -> str:
     value = shared_secret(borg_passphrase_block_name(settings))
-    default_executor().add_secret(value)
+    current_executor().add_secret(value)
     return value
 
 
@@ -95,7 +96,7 @@ def _borg(access: RepoAccess, argv: list[str], secret: str, **kwargs: Any) -> Bo
     return run_borg(argv, secret, access.target, env=access.env, account=access.account, **kwargs)
 
 
-@task(name="borg-init", cache_policy=NO_CACHE, timeout_seconds=600)
+@step(name="borg-init", timeout_seconds=600)
 def init_repository(backup: BackupSettings, access: RepoAccess, secret: str) -> str:
     """Create the repository (refusing if one exists) and export its key; returns the key file path."""
     try:
@@ -105,11 +106,11 @@ def init_repository(backup: BackupSettings, access: RepoAccess, secret: str) -> 
         pass
     _borg(access, borg.init_argv(access.url, backup.encryption), secret)
     _borg(access, borg.key_export_argv(access.url, backup.key_export_path), secret)
-    default_executor().run(["chmod", "600", backup.key_export_path], access.target)
+    current_executor().run(["chmod", "600", backup.key_export_path], access.target)
     return backup.key_export_path
 
 
-@task(name="borg-create", cache_policy=NO_CACHE, timeout_seconds=7200)
+@step(name="borg-create", timeout_seconds=7200)
 def create_archive(backup: BackupSettings, access: RepoAccess, secret: str) -> BackupReport:
     archive = f"{backup.archive_prefix}-{datetime.now(UTC):%Y-%m-%dT%H:%M:%S}"
     outcome = _borg(access, borg.create_argv(access.url, archive, backup.sources), secret)
@@ -123,7 +124,7 @@ def create_archive(backup: BackupSettings, access: RepoAccess, secret: str) -> B
     )
 
 
-@task(name="borg-check", cache_policy=NO_CACHE, timeout_seconds=7200)
+@step(name="borg-check", timeout_seconds=7200)
 def check(access: RepoAccess, secret: str, verify_data: bool, last: int | None = 1) -> list[str]:
     """Repository consistency, then the newest archive's (or every archive's) metadata, and data if asked."""
     _borg(access, borg.check_argv(access.url, repository_only=True), secret, read_only=True, timeout=7200)
@@ -138,44 +139,36 @@ def check(access: RepoAccess, secret: str, verify_data: bool, last: int | None =
     return ["repository", f"{archives} (data verified)" if verify_data else archives]
 
 
-@task(name="borg-list", cache_policy=NO_CACHE, timeout_seconds=600)
+@step(name="borg-list", timeout_seconds=600)
 def list_archives(access: RepoAccess, secret: str) -> list[Archive]:
     listing = json.loads(_borg(access, borg.list_argv(access.url), secret, read_only=True).stdout)
     return [Archive(name=a["name"], time=datetime.fromisoformat(a["time"])) for a in listing["archives"]]
 
 
-@task(name="tree-manifest", cache_policy=NO_CACHE, timeout_seconds=3600)
-def tree_manifest(root: str, target: Target = LOCAL) -> dict[str, Entry]:
-    run = default_executor().run
-    listing = run(find_argv(root), target, read_only=True, timeout=3000).stdout
-    hashes = run(hash_argv(root), target, read_only=True, timeout=3000).stdout
-    return parse_manifest(listing, hashes, root)
-
-
-@task(name="damage-tree", cache_policy=NO_CACHE, timeout_seconds=600)
+@step(name="damage-tree", timeout_seconds=600)
 def damage_tree(root: str, how: Literal["remove", "encrypt"], target: Target = LOCAL) -> None:
     """What the drill recovers from: everything removed, or every file overwritten with noise in place."""
-    run = default_executor().run
+    run = current_executor().run
     if how == "remove":
         run(["find", root, "-mindepth", "1", "-delete"], target)
     else:
         run(["find", root, "-type", "f", "-exec", "shred", "--iterations=1", "--exact", "{}", "+"], target)
 
 
-@task(name="borg-extract", cache_policy=NO_CACHE, timeout_seconds=7200)
+@step(name="borg-extract", timeout_seconds=7200)
 def extract(access: RepoAccess, secret: str, archive: str) -> None:
     """Restore in place: archives hold paths relative to /, so extract from /."""
     _borg(access, borg.extract_argv(access.url, archive), secret, cwd="/", timeout=7200)
 
 
-@task(name="prove-editable", cache_policy=NO_CACHE, timeout_seconds=120)
+@step(name="prove-editable", timeout_seconds=120)
 def prove_editable(root: str, manifest: dict[str, Entry], target: Target = LOCAL) -> bool:
     files = sorted(path for path, entry in manifest.items() if entry.kind == "f")
     if not files:
         return False
     path = f"{root.rstrip('/')}/{files[0]}"
     marker = f"edited after restore {datetime.now(UTC).isoformat()}\n"
-    run = default_executor().run
+    run = current_executor().run
     run(["dd", f"of={path}", "oflag=append", "conv=notrunc", "status=none"], target, stdin=marker)
     edited = run(["tail", "-c", str(len(marker.encode())), path], target, read_only=True).stdout == marker
     original = manifest[files[0]]  # leave the user's file as it was restored
@@ -198,6 +191,11 @@ def _emit(settings: Settings, event: str, payload: dict[str, Any]) -> None:
 def init(settings: Settings | None = None) -> str:
     """Prepare the backup server (account, restricted client key, pinned host key), create the repository."""
     settings = settings or load_settings()
+    with run_context(settings, changes_state=True):
+        return _init(settings)
+
+
+def _init(settings: Settings) -> str:
     server = backup_server(settings)
     access = client_access(settings)
     if server is not None:
@@ -215,6 +213,12 @@ def init(settings: Settings | None = None) -> str:
 @flow(name="borg-backup")
 def backup(settings: Settings | None = None, verify_data: bool = False) -> BackupReport:
     settings = settings or load_settings()
+    refuse_dry_run(settings, "the backup", "its archive and its check are the result; run it for real")
+    with run_context(settings, changes_state=True):
+        return _backup(settings, verify_data)
+
+
+def _backup(settings: Settings, verify_data: bool) -> BackupReport:
     secret, access = passphrase(settings), client_access(settings)
     try:
         report = create_archive(settings.backup, access, secret)
@@ -243,6 +247,11 @@ def backup(settings: Settings | None = None, verify_data: bool = False) -> Backu
 def verify(settings: Settings | None = None) -> list[str]:
     """The weekly deep check: the repository, then every archive with every chunk's data read back."""
     settings = settings or load_settings()
+    with run_context(settings, changes_state=False):
+        return _verify(settings)
+
+
+def _verify(settings: Settings) -> list[str]:
     access = client_access(settings)
     try:
         checked = check(access, passphrase(settings), verify_data=True, last=None)
@@ -264,16 +273,22 @@ def restore_drill(
     settings: Settings | None = None, damage: Literal["remove", "encrypt"] = "remove"
 ) -> RestoreReport:
     settings = settings or load_settings()
+    refuse_dry_run(settings, "the restore drill", "its proof is a real damage and restore of the sources")
+    with run_context(settings, changes_state=True):
+        return _restore_drill(settings, damage)
+
+
+def _restore_drill(settings: Settings, damage: Literal["remove", "encrypt"]) -> RestoreReport:
     secret, access = passphrase(settings), client_access(settings)
     client = access.target
     root = settings.backup.sources[0]
     # The drill restores an archive it takes itself, right after recording the tree: a comparison with
     # last night's archive would report every change made since as a failed restore.
-    before = tree_manifest(root, client)
+    before = tree_manifest(client, root)
     fresh = create_archive(settings.backup, access, secret)
     damage_tree(root, damage, client)
     extract(access, secret, fresh.archive)
-    after = tree_manifest(root, client)
+    after = tree_manifest(client, root)
     report = RestoreReport(
         archive=fresh.archive,
         damage=damage,
@@ -309,6 +324,14 @@ def rotate(
 ) -> RotationReport:
     """Keep what the scheme selects, delete the rest and compact — on the server, where data is removed."""
     settings = settings or load_settings()
+    refuse_dry_run(settings, "rotation", "it deletes archives and cannot yet list them without deleting")
+    with run_context(settings, changes_state=True):
+        return _rotate(settings, scheme, daily, weekly, monthly, last, levels)
+
+
+def _rotate(
+    settings: Settings, scheme: Scheme, daily: int, weekly: int, monthly: int, last: int, levels: int
+) -> RotationReport:
     secret, access = passphrase(settings), server_access(settings)
     repo = access.url
     archives = list_archives(access, secret)

@@ -9,33 +9,30 @@ had to be done on the other node. Exits 1 if any byte was lost.
 
 from __future__ import annotations
 
-import contextlib
 import sys
 import time
 from datetime import UTC, datetime
 
-from prefect import flow, task
+from prefect import flow
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
-from prefect.cache_policies import NO_CACHE
 from prefect.logging import get_run_logger
 from pydantic import BaseModel, Field
 
-from flows.cli import run_cli
 from flows.setup import setup
+from tasks.cli import run_cli
 from tasks.cluster import drbd_resource, node_targets, secret_block_name, shared_secret
+from tasks.context import current_executor, refuse_dry_run, run_context
 from tasks.drbd import steps
 from tasks.drbd.model import DrbdResource
+from tasks.drbd.plan import Refused
+from tasks.drbd.roles import rejoin, switch_primary
 from tasks.events import DATA_LOST, FAILOVER_COMPLETED, cluster_resource, emit
-from tasks.executor import SshTarget, TransportError, default_executor
-from tasks.lab import host
-from tasks.lab import steps as lab_steps
+from tasks.executor import SshTarget
+from tasks.lab.host import wait_until
+from tasks.manifest import Entry, contents, lost_files, tree_manifest
+from tasks.nodes import kill_node
 from tasks.settings import Settings, load_settings
-
-
-class FileCheck(BaseModel):
-    name: str
-    size: int
-    sha256: str
+from tasks.step import step
 
 
 class Verification(BaseModel):
@@ -109,47 +106,31 @@ class FailoverReport(BaseModel):
         )
 
 
-@task(name="write-dataset", cache_policy=NO_CACHE, timeout_seconds=900)
-def write_dataset(target: SshTarget, directory: str, files: int, file_mib: int) -> list[FileCheck]:
-    """Random files plus a sha256 manifest on the volume, flushed to disk; returns the manifest."""
-    run = default_executor().run
+@step(name="write-dataset", timeout_seconds=900)
+def write_dataset(target: SshTarget, directory: str, files: int, file_mib: int) -> None:
+    """Random files on the volume, flushed to disk (their manifest is read afterwards)."""
+    run = current_executor().run
     run(["mkdir", "-p", directory], target)
-    names = [f"{directory}/f{i:04d}.bin" for i in range(1, files + 1)]
-    for name in names:
-        run(
-            ["dd", "if=/dev/urandom", f"of={name}", "bs=1M", f"count={file_mib}", "status=none"],
-            target,
-            timeout=600,
-        )
-    sums = run(["sha256sum", *names], target, read_only=True, timeout=600).stdout
-    run(["dd", f"of={directory}/MANIFEST.sha256", "status=none"], target, stdin=sums)
+    for i in range(1, files + 1):
+        argv = ["dd", "if=/dev/urandom", f"of={directory}/f{i:04d}.bin", "bs=1M", f"count={file_mib}"]
+        run([*argv, "status=none"], target, timeout=600)
     run(["sync"], target, timeout=300)
-    return [
-        FileCheck(name=name, size=file_mib * 1024 * 1024, sha256=digest)
-        for digest, name in (line.split(maxsplit=1) for line in sums.splitlines())
-    ]
 
 
-@task(name="verify-dataset", cache_policy=NO_CACHE, timeout_seconds=900)
-def verify_dataset(target: SshTarget, manifest: list[FileCheck]) -> Verification:
+def verify_dataset(target: SshTarget, directory: str, manifest: dict[str, Entry]) -> Verification:
     """Hash every file on ``target`` and compare with the manifest kept by the flow (not the volume's)."""
-    names = [f.name for f in manifest]
-    result = default_executor().run(
-        ["sha256sum", *names], target, read_only=True, ok_codes=(0, 1), timeout=600
-    )
-    found = {name: digest for digest, name in (line.split(maxsplit=1) for line in result.stdout.splitlines())}
-    lost = [f for f in manifest if found.get(f.name) != f.sha256]
-    ok = [f for f in manifest if f not in lost]
+    lost = lost_files(manifest, tree_manifest(target, directory))
+    files = contents(manifest)
     return Verification(
         node=target.name,
-        files_ok=len(ok),
-        bytes_ok=sum(f.size for f in ok),
-        bytes_lost=sum(f.size for f in lost),
-        lost_files=[f.name for f in lost],
+        files_ok=len(files) - len(lost),
+        bytes_ok=sum(manifest[p].size for p in files if p not in lost),
+        bytes_lost=sum(manifest[p].size for p in lost),
+        lost_files=lost,
     )
 
 
-@task(name="remove-old-datasets", cache_policy=NO_CACHE, timeout_seconds=300)
+@step(name="remove-old-datasets", timeout_seconds=300)
 def remove_old_datasets(target: SshTarget, mountpoint: str) -> None:
     argv = [
         "find",
@@ -166,29 +147,15 @@ def remove_old_datasets(target: SshTarget, mountpoint: str) -> None:
         "{}",
         "+",
     ]
-    default_executor().run(argv, target, timeout=240)
+    current_executor().run(argv, target, timeout=240)
 
 
-@task(name="kill-node", cache_policy=NO_CACHE, timeout_seconds=120)
-def kill_node(settings: Settings, target: SshTarget, fault: str) -> None:
-    if fault == "destroy":
-        lab_steps.power_off_vm.fn(settings.lab, target.name)
-    elif fault == "sysrq-poweroff":
-        with contextlib.suppress(TransportError):  # immediate power-off: the host dies mid-command
-            default_executor().run(
-                ["dd", "of=/proc/sysrq-trigger", "status=none"], target, stdin="o", timeout=15
-            )
-    else:
-        raise ValueError(f"fault {fault!r} kills nothing")
-    default_executor().drop_connection(target)
-
-
-@task(name="wait-peer-lost", cache_policy=NO_CACHE)
+@step(name="wait-peer-lost")
 def wait_peer_lost(target: SshTarget, resource: DrbdResource, timeout_s: float) -> str:
     """Poll the survivor's own DRBD state until it reports the connection to the peer gone."""
     minor = resource.node(target.name).minor
-    state = host.wait_until(
-        lambda: (s := steps.drbd_state(target, minor)).connection not in ("Connected",) and s,
+    state = wait_until(
+        lambda: (s := steps.drbd_state(target, minor)).connection != "Connected" and s,
         timeout_s,
         "the survivor to notice the peer is gone",
         interval_s=0.2,
@@ -196,98 +163,73 @@ def wait_peer_lost(target: SshTarget, resource: DrbdResource, timeout_s: float) 
     return state.summary()
 
 
-@task(name="restart-node", cache_policy=NO_CACHE)
-def restart_node(settings: Settings, target: SshTarget) -> float:
-    """Lab: start the VM again; real host: wait for someone/something to power it on. Returns seconds."""
-    started = time.monotonic()
-    if settings.target == "lab":
-        lab_steps.start_vm.fn(settings.lab, target.name)
-        lab_steps.wait_for_ssh.fn(settings.lab, target.name, target.netns is not None)
-    else:
-        host.wait_until(
-            lambda: _answers(target), settings.failover.boot_timeout_s, f"{target.name} to return"
-        )
-    return time.monotonic() - started
-
-
-def _answers(target: SshTarget) -> bool:
-    try:
-        default_executor().run(["true"], target, timeout=15, read_only=True, quiet=True)
-        return True
-    except TransportError:
-        return False
-
-
 @flow(name="failover-drill")
 def failover_drill(settings: Settings | None = None) -> FailoverReport:
     settings = settings or load_settings()
+    if settings.fault == "none":
+        raise Refused("failover.fault is 'none': the drill kills a node, so it must be enabled explicitly")
+    refuse_dry_run(
+        settings,
+        "the failover drill",
+        "its proof is a real kill of the primary (HSF_DRY_RUN=true python -m flows.setup shows the plan)",
+    )
+    with run_context(settings, changes_state=True):
+        return _drill(settings)
+
+
+def _drill(settings: Settings) -> FailoverReport:
     log = get_run_logger()
-    fault = settings.fault
-    if fault == "none":
-        raise RuntimeError(
-            "failover.fault is 'none': the drill kills a node, so it must be enabled explicitly"
-        )
+    executor = current_executor()
+    drbd = settings.drbd
+
+    # Phase 1: the volume, and a dataset whose every byte is recorded.
     setup(settings)
     targets = node_targets(settings)
     resource = drbd_resource(settings, shared_secret(secret_block_name(settings)))
-    drbd = settings.drbd
-    device = resource.node(settings.primary).device
     primary, survivor = settings.primary, resource.peer_of(settings.primary).name
-    executor = default_executor()
-
     remove_old_datasets(targets[primary], drbd.mountpoint)
     started_at = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     directory = f"{drbd.mountpoint}/drill-{started_at.replace(':', '')}"
-    manifest = write_dataset(
-        targets[primary], directory, settings.failover.dataset_files, settings.failover.file_mib
-    )
-    log.info(
-        "wrote %d files (%d bytes) with their sha256 on %s",
-        len(manifest),
-        sum(f.size for f in manifest),
-        primary,
-    )
+    write_dataset(targets[primary], directory, settings.failover.dataset_files, settings.failover.file_mib)
+    manifest = tree_manifest(targets[primary], directory)
+    dataset = contents(manifest)
+    dataset_bytes = sum(manifest[p].size for p in dataset)
+    log.info("wrote %d files (%d bytes) with their sha256 on %s", len(dataset), dataset_bytes, primary)
 
+    # Phase 2: kill the primary; the survivor takes over (every state-changing command is recorded).
     with executor.recording() as commands:
         killed_at = time.monotonic()
-        kill_node(settings, targets[primary], fault)
+        kill_node(settings, targets[primary])
         seen = wait_peer_lost(targets[survivor], resource, timeout_s=120)
         detected_at = time.monotonic()
         log.info("%s lost its peer after %.1f s: %s", survivor, detected_at - killed_at, seen)
         promote_s = steps.promote(targets[survivor], resource)
-        mount_s = steps.mount(targets[survivor], device, drbd.mountpoint)
-        after_failover = verify_dataset(targets[survivor], manifest)
+        mount_s = steps.mount(targets[survivor], resource.node(survivor).device, drbd.mountpoint)
+        after_failover = verify_dataset(targets[survivor], directory, manifest)
         verified_at = time.monotonic()
     survivor_commands = [c.command for c in commands if c.target == survivor]
 
-    returned_s = restart_node(settings, targets[primary])
-    steps.load_module(targets[primary])
-    steps.up(targets[primary], resource)
-    steps.wait_connected(targets[survivor], resource, drbd.connect_timeout_s)
-    resync_s = steps.wait_synced(targets[survivor], resource, drbd.sync_timeout_s)
-    on_survivor = verify_dataset(targets[survivor], manifest)
-    # Back to the original layout: the old primary takes over again and proves its copy byte for byte.
-    steps.umount(targets[survivor], drbd.mountpoint)
-    steps.demote(targets[survivor], resource)
-    steps.promote(targets[primary], resource)
-    steps.mount(targets[primary], device, drbd.mountpoint)
-    on_returned = verify_dataset(targets[primary], manifest)
+    # Phase 3: the old primary rejoins as secondary, takes over again, and proves its copy.
+    rejoined = rejoin(settings, targets, resource, primary)
+    on_survivor = verify_dataset(targets[survivor], directory, manifest)
+    switch_primary(targets, resource, drbd.mountpoint, old=survivor, new=primary)
+    on_returned = verify_dataset(targets[primary], directory, manifest)
 
     report = FailoverReport(
         resource=resource.name,
         killed=primary,
         survivor=survivor,
-        fault=fault,
-        dataset_files=len(manifest),
-        dataset_bytes=sum(f.size for f in manifest),
+        fault=settings.fault,
+        dataset_files=len(dataset),
+        dataset_bytes=dataset_bytes,
         detection_s=round(detected_at - killed_at, 2),
         promote_s=round(promote_s, 2),
         mount_s=round(mount_s, 2),
         rto_s=round(verified_at - killed_at, 2),
         after_failover=after_failover,
         survivor_commands=survivor_commands,
-        returned_s=round(returned_s, 1),
-        resync_s=round(resync_s, 1),
+        returned_s=round(rejoined.returned_s, 1),
+        resync_s=round(rejoined.resync_s, 1),
         after_rejoin=[on_survivor, on_returned],
         started_at=started_at,
     )

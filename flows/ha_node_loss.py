@@ -10,22 +10,24 @@ from __future__ import annotations
 
 import time
 
-from prefect import flow, task
+from prefect import flow
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
-from prefect.cache_policies import NO_CACHE
 from prefect.logging import get_run_logger
 from pydantic import BaseModel, Field
 
-from flows.cli import run_cli
-from flows.failover import kill_node, restart_node
-from flows.ha_upgrade import probe_all
+from tasks.cli import run_cli
 from tasks.cluster import drbd_resource, node_targets, o2cb_cluster, secret_block_name, shared_secret
+from tasks.context import current_executor, refuse_dry_run, run_context
 from tasks.drbd import steps
 from tasks.drbd.plan import Refused
+from tasks.drbd.roles import rejoin
 from tasks.events import DATA_LOST, HA_NODE_LOSS_COMPLETED, cluster_resource, emit
-from tasks.executor import SshTarget, default_executor
+from tasks.executor import SshTarget
+from tasks.manifest import contents, tree_manifest
+from tasks.nodes import kill_node
 from tasks.ocfs2 import steps as ocfs2
 from tasks.settings import Settings, load_settings
+from tasks.step import step
 
 
 class NodeLossReport(BaseModel):
@@ -61,18 +63,24 @@ class NodeLossReport(BaseModel):
         )
 
 
-@task(name="timed-sync-write", cache_policy=NO_CACHE)
+@step(name="timed-sync-write")
 def timed_sync_write(target: SshTarget, path: str, timeout_s: float) -> float:
     """One synchronous 4 KiB write; returns how long it took (it blocks while the cluster recovers)."""
     started = time.monotonic()
     argv = ["dd", "if=/dev/urandom", f"of={path}", "bs=4k", "count=1", "oflag=sync", "status=none"]
-    default_executor().run(argv, target, timeout=timeout_s)
+    current_executor().run(argv, target, timeout=timeout_s)
     return time.monotonic() - started
 
 
 @flow(name="ha-node-loss")
 def ha_node_loss(settings: Settings | None = None, writes_after: int = 5) -> NodeLossReport:
     settings = settings or load_settings()
+    refuse_dry_run(settings, "the HA node-loss drill", "its proof is a real node loss under load")
+    with run_context(settings, changes_state=True):
+        return _drill(settings, writes_after)
+
+
+def _drill(settings: Settings, writes_after: int) -> NodeLossReport:
     log = get_run_logger()
     targets = node_targets(settings)
     resource = drbd_resource(settings, shared_secret(secret_block_name(settings)), dual_primary=True)
@@ -80,7 +88,9 @@ def ha_node_loss(settings: Settings | None = None, writes_after: int = 5) -> Nod
     drbd = settings.drbd
     survivor, killed = settings.primary, resource.peer_of(settings.primary).name
     device = resource.node(survivor).device
-    probes = probe_all(targets, settings, dual=True)
+
+    # Phase 1: refuse unless both nodes are Primary with OCFS2 mounted.
+    probes = steps.probe_nodes(targets, resource, drbd.mountpoint)
     for node, probe in probes.items():
         if not (
             probe.state.healthy
@@ -90,11 +100,12 @@ def ha_node_loss(settings: Settings | None = None, writes_after: int = 5) -> Nod
         ):
             raise Refused(f"{node}: not in HA mode ({probe.state.summary()}); run flows.ha_upgrade first")
 
+    # Phase 2: the survivor writes while its peer is destroyed; how long did its writes stall?
     writes = f"{drbd.mountpoint}/ha-writes"
-    default_executor().run(["mkdir", "-p", writes], targets[survivor])
+    current_executor().run(["mkdir", "-p", writes], targets[survivor])
     baseline = max(timed_sync_write(targets[survivor], f"{writes}/before-{i}", 60) for i in range(3))
     killed_at = time.monotonic()
-    kill_node(settings, targets[killed], settings.fault)
+    kill_node(settings, targets[killed])
     stall = timed_sync_write(targets[survivor], f"{writes}/after-0", 600)
     stall_s = time.monotonic() - killed_at
     log.info(
@@ -106,19 +117,16 @@ def ha_node_loss(settings: Settings | None = None, writes_after: int = 5) -> Nod
     )
     for i in range(1, writes_after):
         timed_sync_write(targets[survivor], f"{writes}/after-{i}", 60)
-    before_rejoin = ocfs2.file_manifest(targets[survivor], drbd.mountpoint)
+    before_rejoin = contents(tree_manifest(targets[survivor], drbd.mountpoint))
 
-    returned_s = restart_node(settings, targets[killed])
-    steps.load_module(targets[killed])
+    # Phase 3: the lost node rejoins (DRBD resync, then o2cb, promote, mount); every file on both.
+    rejoined = rejoin(settings, targets, resource, killed)
     ocfs2.start_o2cb(targets[killed], cluster)
-    steps.up(targets[killed], resource)
-    steps.wait_connected(targets[survivor], resource, drbd.connect_timeout_s)
-    resync_s = steps.wait_synced(targets[survivor], resource, drbd.sync_timeout_s)
     steps.promote(targets[killed], resource)
     ocfs2.mount_ocfs2(targets[killed], device, drbd.mountpoint)
     verified = {}
     for node, target in targets.items():
-        found = ocfs2.file_manifest(target, drbd.mountpoint)
+        found = contents(tree_manifest(target, drbd.mountpoint))
         verified[node] = sum(1 for path, digest in before_rejoin.items() if found.get(path) == digest)
     report = NodeLossReport(
         killed=killed,
@@ -128,8 +136,8 @@ def ha_node_loss(settings: Settings | None = None, writes_after: int = 5) -> Nod
         baseline_write_s=round(baseline, 3),
         stall_s=round(stall_s, 1),
         writes_after_kill=writes_after,
-        returned_s=round(returned_s, 1),
-        resync_s=round(resync_s, 1),
+        returned_s=round(rejoined.returned_s, 1),
+        resync_s=round(rejoined.resync_s, 1),
         files_checked=len(before_rejoin),
         files_verified_on=verified,
     )

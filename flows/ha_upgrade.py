@@ -17,12 +17,14 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.logging import get_run_logger
 from pydantic import BaseModel, Field
 
-from flows.cli import run_cli
+from tasks.cli import run_cli
 from tasks.cluster import drbd_resource, node_targets, o2cb_cluster, secret_block_name, shared_secret
+from tasks.context import current_executor, refuse_dry_run, run_context
 from tasks.drbd import steps
-from tasks.drbd.plan import NodeProbe, Refused
+from tasks.drbd.plan import Refused
 from tasks.events import DATA_LOST, HA_UPGRADED, cluster_resource, emit
-from tasks.executor import SshTarget, default_executor
+from tasks.executor import SshTarget
+from tasks.manifest import contents, tree_manifest
 from tasks.ocfs2 import steps as ocfs2
 from tasks.settings import Settings, load_settings
 
@@ -74,15 +76,9 @@ class HaUpgradeReport(BaseModel):
         return "\n".join(lines)
 
 
-def probe_all(targets: dict[str, SshTarget], settings: Settings, dual: bool) -> dict[str, NodeProbe]:
-    resource = drbd_resource(settings, shared_secret(secret_block_name(settings)), dual_primary=dual)
-    futures = {n: steps.probe_node.submit(t, resource, settings.drbd.mountpoint) for n, t in targets.items()}
-    return {n: f.result() for n, f in futures.items()}
-
-
 def cross_node_proof(targets: dict[str, SshTarget], mountpoint: str) -> list[CrossNodeCheck]:
     """Write on each node, read on the other, recording every state-changing command in between."""
-    run = default_executor().run
+    run = current_executor().run
     checks = []
     nodes = list(targets)
     for writer, reader in ((nodes[0], nodes[1]), (nodes[1], nodes[0])):
@@ -93,7 +89,7 @@ def cross_node_proof(targets: dict[str, SshTarget], mountpoint: str) -> list[Cro
             targets[writer],
         )
         written = run(["sha256sum", path], targets[writer], read_only=True).stdout.split()[0]
-        with default_executor().recording() as between:
+        with current_executor().recording() as between:
             read = run(["sha256sum", path], targets[reader], read_only=True).stdout.split()[0]
         checks.append(
             CrossNodeCheck(
@@ -111,11 +107,21 @@ def cross_node_proof(targets: dict[str, SshTarget], mountpoint: str) -> list[Cro
 @flow(name="ha-upgrade")
 def ha_upgrade(settings: Settings | None = None) -> HaUpgradeReport:
     settings = settings or load_settings()
+    refuse_dry_run(
+        settings,
+        "the HA upgrade",
+        "it proves each phase (staged files, OCFS2 on both nodes) before the next; run it for real",
+    )
+    with run_context(settings, changes_state=True):
+        return _upgrade(settings)
+
+
+def _upgrade(settings: Settings) -> HaUpgradeReport:
     log = get_run_logger()
     started = time.monotonic()
     targets = node_targets(settings)
     resource = drbd_resource(settings, shared_secret(secret_block_name(settings)), dual_primary=True)
-    default_executor().add_secret(resource.shared_secret.get_secret_value())
+    current_executor().add_secret(resource.shared_secret.get_secret_value())
     cluster = o2cb_cluster(settings)
     drbd, ha = settings.drbd, settings.ha
     device = resource.node(settings.primary).device
@@ -125,7 +131,8 @@ def ha_upgrade(settings: Settings | None = None) -> HaUpgradeReport:
         log.info("%s", text)
         report.steps.append(text)
 
-    probes = probe_all(targets, settings, dual=True)
+    # Phase 1: probe; nothing to do, or refuse unless healthy with exactly one primary.
+    probes = steps.probe_nodes(targets, resource, drbd.mountpoint)
     already = all(
         p.config_current and p.state.role == "Primary" and p.mount is not None and p.mount.fstype == "ocfs2"
         for p in probes.values()
@@ -147,6 +154,8 @@ def ha_upgrade(settings: Settings | None = None) -> HaUpgradeReport:
         raise Refused(f"expected exactly one primary before the upgrade, found {primaries or 'none'}")
     primary = primaries[0]
     source = probes[primary]
+
+    # Phase 2: the volume's files copied aside on the primary, verified, then the volume unmounted.
     staged: dict[str, str] = {}
     staged_fs: str | None = None  # the filesystem whose files are safe in the staging copy
     if source.mount is not None:
@@ -154,9 +163,9 @@ def ha_upgrade(settings: Settings | None = None) -> HaUpgradeReport:
         have = ocfs2.free_bytes(targets[primary], "/")
         if need * 1.1 > have:
             raise Refused(f"{primary}: {need} bytes to stage but only {have} free on / ; nothing was changed")
-        original = ocfs2.file_manifest(targets[primary], drbd.mountpoint)
+        original = contents(tree_manifest(targets[primary], drbd.mountpoint))
         ocfs2.copy_tree(targets[primary], drbd.mountpoint, ha.staging_dir, delete=True)
-        staged = ocfs2.file_manifest(targets[primary], ha.staging_dir)
+        staged = contents(tree_manifest(targets[primary], ha.staging_dir))
         if staged != original:
             raise Refused(f"{primary}: the staging copy differs from the volume; nothing was changed")
         staged_fs = source.mount.fstype
@@ -165,6 +174,8 @@ def ha_upgrade(settings: Settings | None = None) -> HaUpgradeReport:
         )
         steps.umount(targets[primary], drbd.mountpoint)
         step(f"unmounted {source.mount.fstype} on {primary}")
+
+    # Phase 3: dual-primary DRBD, the o2cb cluster, both nodes Primary.
     for target in targets.values():
         steps.write_config(target, resource)
         steps.adjust(target, resource)
@@ -183,6 +194,8 @@ def ha_upgrade(settings: Settings | None = None) -> HaUpgradeReport:
         if probes[node].state.role != "Primary":
             steps.promote(target, resource)
     step("both nodes Primary")
+
+    # Phase 4: OCFS2 (only over the filesystem just staged), mounted on both nodes.
     volume_type = steps.filesystem_type(targets[primary], device)
     if volume_type != "ocfs2":
         if volume_type is not None and volume_type != staged_fs:
@@ -196,17 +209,19 @@ def ha_upgrade(settings: Settings | None = None) -> HaUpgradeReport:
     for target in targets.values():
         ocfs2.mount_ocfs2(target, device, drbd.mountpoint)
     step(f"OCFS2 mounted at {drbd.mountpoint} on both nodes")
+
+    # Phase 5: the staged files back, verified from every node; then the cross-node proof.
     if staged:
         ocfs2.copy_tree(targets[primary], ha.staging_dir, drbd.mountpoint)
         report.files_preserved = len(staged)
         for node, target in targets.items():
-            found = ocfs2.file_manifest(target, drbd.mountpoint)
+            found = contents(tree_manifest(target, drbd.mountpoint))
             report.files_verified_on[node] = sum(
                 1 for path, digest in staged.items() if found.get(path) == digest
             )
         if any(count != len(staged) for count in report.files_verified_on.values()):
             raise RuntimeError(f"restored files differ: {report.files_verified_on}; the staging copy is kept")
-        default_executor().run(["rm", "-rf", ha.staging_dir], targets[primary])
+        current_executor().run(["rm", "-rf", ha.staging_dir], targets[primary])
         step(f"restored {len(staged)} files onto OCFS2, verified on every node; staging copy removed")
     report.cross_node = cross_node_proof(targets, drbd.mountpoint)
     report.seconds = round(time.monotonic() - started, 1)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from prefect import flow, unmapped
@@ -17,12 +18,13 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.logging import get_run_logger
 from pydantic import BaseModel, Field
 
-from flows.cli import run_cli
-from tasks.executor import TransportError, default_executor
+from tasks.cli import run_cli
+from tasks.context import run_context
 from tasks.lab import host, steps
-from tasks.lab.image import GuestImage
-from tasks.lab.state import Action, LabLayout, LabProbe, in_netns, lab_targets, plan_down, plan_up
+from tasks.lab.state import LabLayout, LabProbe, in_netns, lab_targets, plan_down, plan_up
 from tasks.lab.xml import DomainSpec
+from tasks.nodes import answers_ssh
+from tasks.plan import Handler, PlannedStep, apply
 from tasks.settings import LabSettings, Settings, load_settings
 
 DAEMON_ACTIONS = ("create_netns", "start_daemons")
@@ -44,6 +46,7 @@ class LabStatus(BaseModel):
     network: str
     vms: list[VmStatus]
     actions: list[str] = Field(default_factory=list, description="What this run changed.")
+    dry_run: bool = Field(False, description="The actions were planned, not applied.")
     seconds: float = 0.0
 
     @property
@@ -72,11 +75,7 @@ def _status(lab: LabSettings, probe: LabProbe, check_ssh: bool) -> LabStatus:
         state = "running" if vm.active else ("defined" if vm.defined else "absent")
         ssh = None
         if check_ssh and vm.active:
-            try:
-                default_executor().run(["true"], targets[node], timeout=15, read_only=True, quiet=True)
-                ssh = True
-            except TransportError:
-                ssh = False
+            ssh = answers_ssh(targets[node])
         vms.append(
             VmStatus(node=node, domain=vm.domain, state=state, address=str(lab.address_of(node)), ssh=ssh)
         )
@@ -114,9 +113,14 @@ def _publish(status: LabStatus, title: str) -> None:
 
 
 @flow(name="lab-up", log_prints=True)
-def lab_up(lab: LabSettings | None = None) -> LabStatus:
+def lab_up(settings: Settings | None = None) -> LabStatus:
     """Bring the lab to 'every VM running and answering SSH', doing only what is missing."""
-    lab = lab or load_settings().lab
+    settings = settings or load_settings()
+    with run_context(settings, changes_state=True):
+        return _up(settings.lab, settings.dry_run)
+
+
+def _up(lab: LabSettings, dry_run: bool) -> LabStatus:
     log = get_run_logger()
     started = time.monotonic()
     layout = LabLayout(lab)
@@ -129,66 +133,61 @@ def lab_up(lab: LabSettings | None = None) -> LabStatus:
     if not lab.embedded and not probe.libvirt_reachable:
         host.open_libvirt(lab.libvirt_uri)  # raises LibvirtUnreachable with libvirt's own reason
     mask_kvm = domain_type == "qemu"
+
+    def lab_step(apply_step: Callable[[PlannedStep], object]) -> Handler:
+        return Handler(apply_step, commands_only=False)  # libvirt and local files: only logged in a dry run
+
+    handlers = {
+        "create_netns": lab_step(lambda _: steps.create_namespace(lab)),
+        "start_daemons": lab_step(lambda _: steps.start_libvirt(lab, mask_kvm)),
+        "define_network": lab_step(lambda _: steps.ensure_network(lab)),
+        "start_network": lab_step(lambda _: steps.ensure_network(lab)),
+        "remove_vm": lab_step(lambda a: steps.remove_vm(lab, _domain(layout, a.node or ""))),
+        "prepare_vm_files": lab_step(lambda a: steps.prepare_vm_files(lab, a.node or "", image)),
+        "define_vm": lab_step(lambda a: steps.define_vm(lab, specs[a.node or ""])),
+        "attach_data_disk": lab_step(lambda a: steps.attach_data_disk(lab, a.node or "")),
+        "start_vm": lab_step(lambda a: steps.start_vm(lab, a.node or "")),
+    }
     actions = plan_up(layout, probe, specs, lab.embedded)
-    daemon_actions = [a for a in actions if a.kind in DAEMON_ACTIONS]
-    if daemon_actions:
+    daemons = [a for a in actions if a.kind in DAEMON_ACTIONS]
+    if daemons:
         # libvirt objects are only visible once the daemon answers: start it, then probe and plan again.
-        for action in daemon_actions:
-            log.info("%s", action)
-            _execute_up(lab, action, image, specs, mask_kvm)
-        actions = daemon_actions + plan_up(layout, steps.probe(lab), specs, lab.embedded)
-    if not actions:
-        log.info("nothing to do: %s already run as specified", ", ".join(lab.machines))
-    for action in actions:
-        if action.kind not in DAEMON_ACTIONS:
-            log.info("%s", action)
-            _execute_up(lab, action, image, specs, mask_kvm)
-    inside = in_netns(lab)
-    waits = steps.wait_for_ssh.map(
-        lab=unmapped(lab), node=list(lab.machines), in_netns=unmapped(inside)
-    ).result()
+        done = apply(daemons, handlers, nothing_to_do="")
+        rest = actions if dry_run else plan_up(layout, steps.probe(lab), specs, lab.embedded)
+        done += apply([a for a in rest if a.kind not in DAEMON_ACTIONS], handlers, nothing_to_do="")
+    else:
+        done = apply(actions, handlers, nothing_to_do=f"{', '.join(lab.machines)} already run as specified")
     status = _status(lab, steps.probe(lab), check_ssh=False)
-    for vm in status.vms:
-        vm.ssh = True
-    status.actions = [str(a) for a in actions]
+    status.actions, status.dry_run = done, dry_run
+    if dry_run and done:
+        log.info("dry run: the lab is not up; %d steps would bring it up", len(done))
+    else:
+        inside = in_netns(lab)
+        waits = steps.wait_for_ssh.map(
+            lab=unmapped(lab), node=list(lab.machines), in_netns=unmapped(inside)
+        ).result()
+        for vm in status.vms:
+            vm.ssh = True
+        log.info("SSH waits: %s", ", ".join(f"{w:.0f} s" for w in waits))
     status.seconds = round(time.monotonic() - started, 1)
-    log.info("lab up in %.1f s (SSH waits: %s)", status.seconds, ", ".join(f"{w:.0f} s" for w in waits))
+    log.info("lab up in %.1f s", status.seconds)
     _publish(status, "Lab up")
     return status
 
 
-def _execute_up(
-    lab: LabSettings, action: Action, image: GuestImage, specs: dict[str, DomainSpec], mask_kvm: bool
-) -> None:
-    node = action.node or ""
-    match action.kind:
-        case "create_netns":
-            steps.create_namespace(lab)
-        case "start_daemons":
-            steps.start_libvirt(lab, mask_kvm)
-        case "define_network" | "start_network":
-            steps.ensure_network(lab)
-        case "remove_vm":
-            steps.remove_vm(lab, LabLayout(lab).domain(node) if node in lab.machines else node)
-        case "prepare_vm_files":
-            steps.prepare_vm_files(lab, node, image)
-        case "define_vm":
-            steps.define_vm(lab, specs[node])
-        case "attach_data_disk":
-            steps.attach_data_disk(lab, node)
-        case "start_vm":
-            steps.start_vm(lab, node)
-        case _:
-            raise ValueError(f"not an 'up' action: {action.kind}")
+def _domain(layout: LabLayout, node: str) -> str:
+    """A node of the lab is removed by its domain name; a stray domain is named as it is."""
+    return layout.domain(node) if node in layout.lab.machines else node
 
 
 @flow(name="lab-status")
-def lab_status(lab: LabSettings | None = None) -> LabStatus:
+def lab_status(settings: Settings | None = None) -> LabStatus:
     """What runs now, with an SSH check of every running VM."""
-    lab = lab or load_settings().lab
-    status = _status(lab, steps.probe(lab), check_ssh=True)
-    _publish(status, "Lab status")
-    return status
+    settings = settings or load_settings()
+    with run_context(settings, changes_state=False):
+        status = _status(settings.lab, steps.probe(settings.lab), check_ssh=True)
+        _publish(status, "Lab status")
+        return status
 
 
 def _libvirt_has_lab_definitions(layout: LabLayout) -> bool:
@@ -201,43 +200,51 @@ def _libvirt_has_lab_definitions(layout: LabLayout) -> bool:
 
 
 @flow(name="lab-down")
-def lab_down(lab: LabSettings | None = None) -> list[str]:
+def lab_down(settings: Settings | None = None) -> list[str]:
     """Remove every VM, disk, network, namespace and daemon the lab created; return what was removed."""
-    lab = lab or load_settings().lab
+    settings = settings or load_settings()
+    with run_context(settings, changes_state=True):
+        return _down(settings.lab, settings.dry_run)
+
+
+def _down(lab: LabSettings, dry_run: bool) -> list[str]:
     log = get_run_logger()
     layout = LabLayout(lab)
     probe = steps.probe(lab)
     if lab.embedded and not probe.libvirt_reachable and _libvirt_has_lab_definitions(layout):
-        log.info("libvirtd is not running but lab definitions remain: starting it to remove them")
-        steps.start_libvirt(lab, mask_kvm=lab.accel != "kvm")  # removing VMs never needs KVM
-        probe = steps.probe(lab)
+        if dry_run:
+            log.info("(dry run; not starting libvirtd) lab definitions remain but libvirtd is not running")
+        else:
+            log.info("libvirtd is not running but lab definitions remain: starting it to remove them")
+            steps.start_libvirt(lab, mask_kvm=lab.accel != "kvm")  # removing VMs never needs KVM
+            probe = steps.probe(lab)
+    stopped: list[str] = []
+
+    def delete_netns(_: PlannedStep) -> None:
+        if probe.own_daemons == {}:
+            steps.stop_libvirt(lab)  # processes left in the namespace by a killed run
+        steps.delete_namespace(lab)
+
+    def lab_step(apply_step: Callable[[PlannedStep], object]) -> Handler:
+        return Handler(apply_step, commands_only=False)
+
+    handlers: dict[str, Handler | Callable[[PlannedStep], object]] = {
+        "destroy_vm": lambda _: None,  # undefine_vm destroys and undefines in one step
+        "undefine_vm": lab_step(lambda a: steps.remove_vm(lab, layout.domain(a.node or ""))),
+        "remove_vm": lab_step(lambda a: steps.remove_vm(lab, a.node or "")),
+        "remove_network": lab_step(lambda _: steps.remove_network(lab)),
+        "stop_daemons": lab_step(lambda _: stopped.extend(steps.stop_libvirt(lab))),
+        "delete_netns": lab_step(delete_netns),
+        "remove_state_dir": lab_step(lambda _: steps.remove_state_dir(lab)),
+    }
     actions = plan_down(layout, probe, lab.embedded)
-    if not actions:
-        log.info("nothing to do: no VM, network, daemon, namespace or state of lab %s exists", lab.name)
-    done: list[str] = []
-    for action in actions:
-        log.info("%s", action)
-        node = action.node or ""
-        match action.kind:
-            case "destroy_vm":
-                continue  # remove_vm destroys and undefines in one step
-            case "undefine_vm":
-                steps.remove_vm(lab, layout.domain(node))
-            case "remove_vm":
-                steps.remove_vm(lab, node)
-            case "remove_network":
-                steps.remove_network(lab)
-            case "stop_daemons":
-                done.extend(f"stopped {p}" for p in steps.stop_libvirt(lab))
-                continue
-            case "delete_netns":
-                if probe.own_daemons == {}:
-                    steps.stop_libvirt(lab)  # processes left in the namespace by a killed run
-                steps.delete_namespace(lab)
-            case "remove_state_dir":
-                steps.remove_state_dir(lab)
-        done.append(str(action))
-    return done
+    done = apply(
+        actions,
+        handlers,
+        nothing_to_do=f"no VM, network, daemon, namespace or state of lab {lab.name} exists",
+    )
+    removed = [line for line in done if not line.startswith(("destroy_vm", "stop_daemons"))]
+    return [f"stopped {p}" for p in stopped] + removed if not dry_run else done
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -250,13 +257,13 @@ def main(argv: list[str] | None = None) -> int:
         if not lab.embedded:
             host.open_libvirt(lab.libvirt_uri).close()  # one clear line before any flow starts
         if command == "up":
-            status = lab_up(lab)
+            status = lab_up(settings)
             print(status.render())
             print(f"lab up in {status.seconds:.1f} s; changes: {len(status.actions) or 'none'}")
         elif command == "status":
-            print(lab_status(lab).render())
+            print(lab_status(settings).render())
         else:
-            removed = lab_down(lab)
+            removed = lab_down(settings)
             print("\n".join(removed) if removed else "nothing to remove")
         return 0
 

@@ -9,18 +9,22 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Callable
 
 from prefect import flow
 from prefect.artifacts import create_markdown_artifact
-from prefect.logging import get_run_logger
 from pydantic import BaseModel, Field
 
-from flows.cli import run_cli
+from flows.lab import lab_up
+from tasks.cli import run_cli
 from tasks.cluster import drbd_resource, node_targets, secret_block_name, shared_secret
+from tasks.context import DryRunRefused, current_executor, run_context
 from tasks.drbd import steps
 from tasks.drbd.model import DrbdResource
-from tasks.drbd.plan import NodeProbe, Refused, Step, plan_bring_up, plan_filesystem, plan_replicate
-from tasks.executor import SshTarget, default_executor
+from tasks.drbd.plan import Refused, plan_bring_up, plan_filesystem, plan_replicate
+from tasks.drbd.roles import switch_primary
+from tasks.executor import SshTarget
+from tasks.plan import PlannedStep, apply
 from tasks.settings import Settings, load_settings
 
 
@@ -31,6 +35,7 @@ class SetupReport(BaseModel):
     fstype: str
     mountpoint: str
     steps: list[str] = Field(default_factory=list, description="What this run did, in order.")
+    dry_run: bool = Field(False, description="Nothing was changed: the steps are what a real run would do.")
     filesystem_seen: dict[str, str] = Field(
         default_factory=dict, description="Filesystem type each node found on the volume (role-switch check)."
     )
@@ -44,7 +49,9 @@ class SetupReport(BaseModel):
     def render(self) -> str:
         lines = [
             f"DRBD {self.resource}: {self.device} {self.fstype} on {self.primary}:{self.mountpoint}",
-            "changes: " + ("none (already set up)" if not self.steps else f"{len(self.steps)} steps"),
+            "changes: "
+            + ("none (already set up)" if not self.steps else f"{len(self.steps)} steps")
+            + (" (dry run: planned, none applied)" if self.dry_run and self.steps else ""),
             *(f"  - {s}" for s in self.steps),
         ]
         if self.filesystem_seen:
@@ -54,15 +61,6 @@ class SetupReport(BaseModel):
             lines.append(f"initial sync: {self.initial_sync_s:.1f} s")
         lines.append(f"took {self.seconds:.1f} s")
         return "\n".join(lines)
-
-
-def _probe_all(
-    targets: dict[str, SshTarget], resource: DrbdResource, mountpoint: str
-) -> dict[str, NodeProbe]:
-    futures = {
-        node: steps.probe_node.submit(target, resource, mountpoint) for node, target in targets.items()
-    }
-    return {node: future.result() for node, future in futures.items()}
 
 
 def verify_every_node(
@@ -76,17 +74,10 @@ def verify_every_node(
     device = resource.node(primary).device
     seen = {primary: steps.filesystem_type(targets[primary], device) or "none"}
     for node in targets:
-        if node == primary:
-            continue
-        steps.umount(targets[primary], mountpoint)
-        steps.demote(targets[primary], resource)
-        steps.promote(targets[node], resource)
-        seen[node] = steps.filesystem_type(targets[node], device) or "none"
-        steps.mount(targets[node], device, mountpoint)  # a real mount: the journal and tree are readable
-        steps.umount(targets[node], mountpoint)
-        steps.demote(targets[node], resource)
-        steps.promote(targets[primary], resource)
-        steps.mount(targets[primary], device, mountpoint)
+        if node != primary:
+            switch_primary(targets, resource, mountpoint, old=primary, new=node)  # a real mount: readable
+            seen[node] = steps.filesystem_type(targets[node], device) or "none"
+            switch_primary(targets, resource, mountpoint, old=node, new=primary)
     return seen
 
 
@@ -94,79 +85,83 @@ def verify_every_node(
 def setup(settings: Settings | None = None) -> SetupReport:
     """Build (or confirm) the replicated volume; raises :class:`Refused` rather than destroy data."""
     settings = settings or load_settings()
-    log = get_run_logger()
+    with run_context(settings, changes_state=True):
+        return _build(settings)
+
+
+def _build(settings: Settings) -> SetupReport:
     started = time.monotonic()
     drbd = settings.drbd
     if settings.target == "lab":
-        from flows.lab import lab_up
-
-        lab_up(settings.lab)
+        lab = lab_up(settings)
+        if lab.dry_run and lab.actions:
+            raise DryRunRefused(
+                f"the lab is not up, so a dry run has no nodes to probe; bringing it up takes "
+                f"{len(lab.actions)} steps (HSF_DRY_RUN=true python -m flows.lab up lists them). "
+                "Nothing was changed."
+            )
     targets = node_targets(settings)
     resource = drbd_resource(settings, shared_secret(secret_block_name(settings)))
-    default_executor().add_secret(resource.shared_secret.get_secret_value())
+    current_executor().add_secret(resource.shared_secret.get_secret_value())
     primary = settings.primary
     device = resource.node(primary).device
     report = SetupReport(
-        resource=resource.name, primary=primary, device=device, fstype=drbd.fstype, mountpoint=drbd.mountpoint
+        resource=resource.name,
+        primary=primary,
+        device=device,
+        fstype=drbd.fstype,
+        mountpoint=drbd.mountpoint,
+        dry_run=settings.dry_run,
     )
 
-    def execute(step: Step) -> None:
-        log.info("%s", step)
-        report.steps.append(str(step))
-        target = targets[step.node]
-        match step.kind:
-            case "install_tools":
-                steps.install_tools(target)
-            case "write_config":
-                steps.write_config(target, resource)
-            case "load_module":
-                steps.load_module(target)
-            case "create_md":
-                steps.create_md(target, resource, step.force)
-            case "up":
-                steps.up(target, resource)
-            case "adjust":
-                steps.adjust(target, resource)
-            case "wait_connected":
-                steps.wait_connected(target, resource, drbd.connect_timeout_s)
-            case "skip_initial_sync":
-                steps.skip_initial_sync(target, resource)
-            case "initial_promote" | "promote":
-                steps.promote(target, resource, force=step.force)
-            case "wait_synced":
-                report.initial_sync_s = steps.wait_synced(target, resource, drbd.sync_timeout_s)
-            case "mkfs":
-                steps.mkfs(target, device, drbd.fstype, label=resource.name)
-            case "mount":
-                steps.mount(target, device, drbd.mountpoint)
+    def on(step: PlannedStep) -> SshTarget:
+        return targets[step.node or primary]
 
-    probes = _probe_all(targets, resource, drbd.mountpoint)
+    def wait_synced(step: PlannedStep) -> None:
+        report.initial_sync_s = steps.wait_synced(on(step), resource, drbd.sync_timeout_s)
+
+    handlers: dict[str, Callable[[PlannedStep], object]] = {
+        "install_tools": lambda s: steps.install_tools(on(s)),
+        "write_config": lambda s: steps.write_config(on(s), resource),
+        "load_module": lambda s: steps.load_module(on(s)),
+        "create_md": lambda s: steps.create_md(on(s), resource, s.force),
+        "up": lambda s: steps.up(on(s), resource),
+        "adjust": lambda s: steps.adjust(on(s), resource),
+        "wait_connected": lambda s: steps.wait_connected(on(s), resource, drbd.connect_timeout_s),
+        "skip_initial_sync": lambda s: steps.skip_initial_sync(on(s), resource),
+        "initial_promote": lambda s: steps.promote(on(s), resource, force=s.force),
+        "promote": lambda s: steps.promote(on(s), resource, force=s.force),
+        "wait_synced": wait_synced,
+        "mkfs": lambda s: steps.mkfs(on(s), device, drbd.fstype, label=resource.name),
+        "mount": lambda s: steps.mount(on(s), device, drbd.mountpoint),
+    }
+
+    # Phase 1: configuration, module, metadata, attach — per node.
+    probes = steps.probe_nodes(targets, resource, drbd.mountpoint)
     if any(p.dual_primary_config for p in probes.values()):
         raise Refused(
             f"{resource.name} runs in high-availability mode (dual-primary, OCFS2): the fault-tolerant setup "
             "manages single-primary volumes and changes nothing here"
         )
     bring_up = plan_bring_up(probes, drbd.disk, drbd.force_create_md)
-    fresh_metadata = any(s.kind == "create_md" for s in bring_up)
-    for step in bring_up:
-        execute(step)
+    report.steps += apply(bring_up, handlers, nothing_to_do=f"{resource.name} is configured on every node")
+
+    # Phase 2: connect, the one initial promotion, the initial sync.
     if bring_up:
-        probes = _probe_all(targets, resource, drbd.mountpoint)
+        probes = steps.probe_nodes(targets, resource, drbd.mountpoint)
+    fresh_metadata = any(s.kind == "create_md" for s in bring_up)
     replicate = plan_replicate(probes, primary, drbd.initial_sync, fresh_metadata)
-    for step in replicate:
-        execute(step)
+    report.steps += apply(replicate, handlers, nothing_to_do="connected, one primary, both disks UpToDate")
+
+    # Phase 3: the filesystem on the primary, then proof that every node can read it.
     if replicate:
-        probes = _probe_all(targets, resource, drbd.mountpoint)
+        probes = steps.probe_nodes(targets, resource, drbd.mountpoint)
     filesystem = plan_filesystem(probes[primary], drbd.fstype, drbd.mountpoint, device)
-    for step in filesystem:
-        execute(step)
-    if any(s.kind == "mkfs" for s in filesystem) and not default_executor().dry_run:
+    report.steps += apply(filesystem, handlers, nothing_to_do=f"{drbd.fstype} mounted on {primary}")
+    if any(s.kind == "mkfs" for s in filesystem) and not current_executor().dry_run:
         report.filesystem_seen = verify_every_node(targets, resource, primary, drbd.mountpoint)
         report.steps.append("verified the filesystem on every node by a controlled role switch")
-    if not report.steps:
-        log.info(
-            "nothing to do: %s is connected, UpToDate, %s mounted on %s", resource.name, drbd.fstype, primary
-        )
+
     report.seconds = round(time.monotonic() - started, 1)
     create_markdown_artifact(
         key=f"drbd-setup-{resource.name}", markdown=f"# DRBD setup\n\n```\n{report.render()}\n```"

@@ -12,24 +12,26 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from prefect import flow, task
+from prefect import flow
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
-from prefect.cache_policies import NO_CACHE
 from prefect.logging import get_run_logger
 from pydantic import BaseModel, Field
 
-from flows.cli import run_cli
 from flows.setup import setup
+from tasks.cli import run_cli
 from tasks.cluster import drbd_resource, node_targets, secret_block_name, shared_secret
+from tasks.context import current_executor, refuse_dry_run, run_context
 from tasks.drbd import commands as cmd
 from tasks.drbd import steps
 from tasks.drbd.model import DrbdResource
 from tasks.drbd.probes import DrbdState
+from tasks.drbd.roles import switch_primary
 from tasks.events import DATA_LOST, SPLIT_BRAIN_RESOLVED, cluster_resource, emit
-from tasks.executor import SshTarget, default_executor
+from tasks.executor import SshTarget
 from tasks.lab.host import wait_until
-from tasks.ocfs2 import steps as files
+from tasks.manifest import contents, tree_manifest
 from tasks.settings import Settings, load_settings
+from tasks.step import step
 
 CUT_TABLE = "hsf_split_brain"
 
@@ -94,19 +96,19 @@ class SplitBrainReport(BaseModel):
         return "\n".join(lines)
 
 
-@task(name="cut-replication-link", cache_policy=NO_CACHE, timeout_seconds=60)
+@step(name="cut-replication-link", timeout_seconds=60)
 def cut_link(target: SshTarget, port: int) -> None:
-    default_executor().run(["nft", "-f", "-"], target, stdin=cut_ruleset(port))
+    current_executor().run(["nft", "-f", "-"], target, stdin=cut_ruleset(port))
 
 
-@task(name="restore-replication-link", cache_policy=NO_CACHE, timeout_seconds=60)
+@step(name="restore-replication-link", timeout_seconds=60)
 def restore_link(target: SshTarget) -> None:
-    default_executor().run(["nft", "delete", "table", "inet", CUT_TABLE], target, ok_codes=(0, 1))
+    current_executor().run(["nft", "delete", "table", "inet", CUT_TABLE], target, ok_codes=(0, 1))
 
 
-@task(name="write-diverging-data", cache_policy=NO_CACHE, timeout_seconds=300)
+@step(name="write-diverging-data", timeout_seconds=300)
 def write_side(target: SshTarget, mountpoint: str, node: str, delete: str | None) -> None:
-    run = default_executor().run
+    run = current_executor().run
     run(
         [
             "dd",
@@ -135,6 +137,12 @@ def _state(target: SshTarget, resource: DrbdResource) -> DrbdState:
 @flow(name="split-brain-drill")
 def split_brain_drill(settings: Settings | None = None) -> SplitBrainReport:
     settings = settings or load_settings()
+    refuse_dry_run(settings, "the split-brain drill", "its proof is a real split of the replication link")
+    with run_context(settings, changes_state=True):
+        return _drill(settings)
+
+
+def _drill(settings: Settings) -> SplitBrainReport:
     log = get_run_logger()
     setup(settings)  # the healthy single-primary volume (refuses on an HA volume)
     targets = node_targets(settings)
@@ -144,14 +152,17 @@ def split_brain_drill(settings: Settings | None = None) -> SplitBrainReport:
     victim = sb.victim or secondary
     survivor = resource.peer_of(victim).name
     device, mp = resource.node(primary).device, drbd.mountpoint
-    run = default_executor().run
+    run = current_executor().run
 
+    def files_on(node: str, root: str = mp) -> dict[str, str]:
+        return contents(tree_manifest(targets[node], root))
+
+    # Phase 1: a baseline, then the link cut and the secondary promoted as an operator would.
     run(["mkdir", "-p", f"{mp}/split"], targets[primary])
     run(["dd", f"of={mp}/split/shared.txt", "status=none"], targets[primary], stdin="before the split\n")
     run(["dd", f"of={mp}/split/doomed.txt", "status=none"], targets[primary], stdin="deleted on one side\n")
     run(["sync"], targets[primary])
-    baseline = files.file_manifest(targets[primary], mp)
-
+    baseline = files_on(primary)
     for target in targets.values():
         cut_link(target, resource.node(target.name).port)
     wait_until(
@@ -160,11 +171,12 @@ def split_brain_drill(settings: Settings | None = None) -> SplitBrainReport:
     log.info("replication link cut: %s", {n: _state(t, resource).summary() for n, t in targets.items()})
     steps.promote(targets[secondary], resource)  # what an operator does when the primary "looks dead"
     steps.mount(targets[secondary], device, mp)
+
+    # Phase 2: both sides write different data; the link comes back; DRBD detects the split-brain.
     write_side(targets[primary], mp, primary, delete=None)
     write_side(targets[secondary], mp, secondary, delete="split/doomed.txt")
-    sides = {node: files.file_manifest(target, mp) for node, target in targets.items()}
+    sides = {node: files_on(node) for node in targets}
     changes = {node: changes_between(baseline, manifest) for node, manifest in sides.items()}
-
     for target in targets.values():
         restore_link(target)
     wait_until(
@@ -181,7 +193,7 @@ def split_brain_drill(settings: Settings | None = None) -> SplitBrainReport:
     ]
     log.info("split-brain detected: %s", detection)
 
-    # Save what the victim would lose, then discard its side.
+    # Phase 3: save what the victim would lose, then discard its side and resync.
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     rescue = f"{sb.rescue_dir}/{stamp}"
     diverged = changes[victim].diverged
@@ -192,7 +204,7 @@ def split_brain_drill(settings: Settings | None = None) -> SplitBrainReport:
             targets[victim],
             stdin="\n".join(diverged) + "\n",
         )
-    rescued = files.file_manifest(targets[victim], rescue)
+    rescued = files_on(victim, rescue)
     if any(rescued.get(p) != sides[victim][p] for p in diverged):
         raise RuntimeError(f"saving the victim's files failed; nothing was discarded ({rescue})")
     steps.umount(targets[victim], mp)
@@ -204,22 +216,13 @@ def split_brain_drill(settings: Settings | None = None) -> SplitBrainReport:
     steps.wait_connected(targets[survivor], resource, drbd.connect_timeout_s)
     resync_s = steps.wait_synced(targets[survivor], resource, drbd.sync_timeout_s)
 
-    # Do the nodes agree? The survivor's files, then the victim's copy read after a role switch.
-    if survivor != primary:  # the survivor must be the one serving the volume
-        steps.umount(targets[primary], mp)
-        steps.demote(targets[primary], resource)
-        steps.promote(targets[survivor], resource)
-        steps.mount(targets[survivor], device, mp)
-    on_survivor = files.file_manifest(targets[survivor], mp)
-    steps.umount(targets[survivor], mp)
-    steps.demote(targets[survivor], resource)
-    steps.promote(targets[victim], resource)
-    steps.mount(targets[victim], device, mp)
-    on_victim = files.file_manifest(targets[victim], mp)
-    steps.umount(targets[victim], mp)
-    steps.demote(targets[victim], resource)
-    steps.promote(targets[primary], resource)
-    steps.mount(targets[primary], device, mp)
+    # Phase 4: do the nodes agree? The survivor's files, then the victim's copy after a role switch;
+    # the original primary serves the volume again at the end.
+    on_survivor = files_on(survivor)
+    switch_primary(targets, resource, mp, old=survivor, new=victim)
+    on_victim = files_on(victim)
+    if victim != primary:
+        switch_primary(targets, resource, mp, old=victim, new=primary)
 
     report = SplitBrainReport(
         survivor=survivor,

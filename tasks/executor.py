@@ -455,14 +455,3 @@ def _open_connection(target: SshTarget) -> Any:
             sock.close()
         raise
     return conn
-
-
-_default: Executor | None = None
-
-
-def default_executor() -> Executor:
-    """The process-wide executor (one SSH connection per host, shared by all tasks)."""
-    global _default
-    if _default is None:
-        _default = Executor()
-    return _default

@@ -292,6 +292,21 @@ class BackupSettings(BaseModel):
     )
 
 
+class ClusterSettings(BaseModel):
+    """How flows share the cluster."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    lock_timeout_s: float = Field(
+        3600.0,
+        ge=0,
+        description=(
+            "How long a state-changing flow waits for another one on the same cluster to finish before "
+            "it gives up (they never act on the same nodes at once)."
+        ),
+    )
+
+
 class FailoverSettings(BaseModel):
     """The failover drill."""
 
@@ -386,6 +401,7 @@ class Settings(BaseSettings):
     primary_node: str | None = Field(
         None, description="Node that starts as DRBD primary; default: the first node."
     )
+    cluster: ClusterSettings = Field(default_factory=ClusterSettings, description="Sharing the cluster.")
     drbd: DrbdSettings = Field(default_factory=DrbdSettings, description="The replicated volume.")
     failover: FailoverSettings = Field(default_factory=FailoverSettings, description="The failover drill.")
     ha: HaSettings = Field(default_factory=HaSettings, description="Dual-primary DRBD + OCFS2.")

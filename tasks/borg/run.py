@@ -6,7 +6,8 @@ from collections.abc import Mapping, Sequence
 
 from tasks.borg.commands import as_account_argv, in_directory, with_passphrase_on_stdin
 from tasks.borg.outcome import BorgOutcome, interpret
-from tasks.executor import LOCAL, Target, default_executor
+from tasks.context import current_executor
+from tasks.executor import LOCAL, Target
 
 
 def run_borg(
@@ -32,7 +33,7 @@ def run_borg(
     full = with_passphrase_on_stdin(full)
     if account is not None:
         full = as_account_argv(account, account_home(account, target), full)
-    result = default_executor().run(
+    result = current_executor().run(
         full,
         target,
         stdin=passphrase,
@@ -47,7 +48,7 @@ def run_borg(
 
 def account_home(account: str, target: Target) -> str:
     """The account's home directory from the passwd database of ``target``."""
-    entry = default_executor().run(["getent", "passwd", account], target, read_only=True, ok_codes=(0, 2))
+    entry = current_executor().run(["getent", "passwd", account], target, read_only=True, ok_codes=(0, 2))
     if not entry.stdout.strip():
         raise RuntimeError(f"{target.name}: no account {account!r}: prepare the backup server first")
     return entry.stdout.split(":")[5]

@@ -11,15 +11,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from prefect import task
-from prefect.cache_policies import NO_CACHE
-from prefect.logging import get_run_logger
 from pydantic import BaseModel, Field
 
 from tasks.borg.remote import CLIENT_KEY_COMMENT, BackupServer, authorized_key_line, client_known_hosts
-from tasks.executor import LocalTarget, SshTarget, default_executor
+from tasks.context import current_executor
+from tasks.executor import LocalTarget, SshTarget
 from tasks.lab.seed import known_hosts_line, ssh_keygen_argv
+from tasks.plan import PlannedStep, apply
 from tasks.settings import BackupSettings
+from tasks.step import step
 
 SERVER_HOST_KEY = "/etc/ssh/ssh_host_ed25519_key.pub"
 
@@ -48,12 +48,8 @@ StepKind = Literal[
 ]
 
 
-class Step(BaseModel):
+class Step(PlannedStep):
     kind: StepKind
-    reason: str
-
-    def __str__(self) -> str:
-        return f"{self.kind}: {self.reason}"
 
 
 def useradd_argv(account: str, home: str) -> list[str]:
@@ -97,19 +93,19 @@ def plan_server(probe: ServerProbe, backup: BackupSettings, server: BackupServer
 
 def _cat(target: LocalTarget | SshTarget, path: str) -> str | None:
     """A file's text, or None when it does not exist."""
-    result = default_executor().run(["cat", path], target, read_only=True, ok_codes=(0, 1))
+    result = current_executor().run(["cat", path], target, read_only=True, ok_codes=(0, 1))
     return result.stdout if result.exit_code == 0 else None
 
 
 def _has_borg(target: LocalTarget | SshTarget) -> bool:
-    run = default_executor().run
+    run = current_executor().run
     return run(["which", "borg"], target, read_only=True, ok_codes=(0, 1)).exit_code == 0
 
 
 def probe_server(
     backup: BackupSettings, server: BackupServer, client: LocalTarget | SshTarget
 ) -> ServerProbe:
-    run = default_executor().run
+    run = current_executor().run
     admin = server.admin
     entry = run(["getent", "passwd", server.user], admin, read_only=True, ok_codes=(0, 2)).stdout
     home = entry.split(":")[5] if entry.strip() else None
@@ -132,57 +128,63 @@ def probe_server(
 def _write(
     target: LocalTarget | SshTarget, path: str, text: str, mode: str, owner: str | None = None
 ) -> None:
-    run = default_executor().run
+    run = current_executor().run
     run(["dd", f"of={path}", "status=none"], target, stdin=text)
     run(["chmod", mode, path], target)
     if owner:
         run(["chown", f"{owner}:", path], target)
 
 
-@task(name="prepare-backup-server", cache_policy=NO_CACHE, timeout_seconds=900, retries=1)
+@step(name="prepare-backup-server", timeout_seconds=900, retries=1)
 def prepare_backup_server(
     backup: BackupSettings, server: BackupServer, client: LocalTarget | SshTarget
 ) -> list[str]:
     """Make the server accept the client's restricted key for the repository; return what was done."""
-    log = get_run_logger()
-    run = default_executor().run
+    run = current_executor().run
     probe = probe_server(backup, server, client)
-    steps = plan_server(probe, backup, server)
-    if not steps:
-        log.info(
-            "backup server %s already accepts %s's restricted key: nothing to do",
-            server.admin.name,
-            client.name,
-        )
     admin = server.admin
     home = probe.account_home or account_home_for(server.user)
     public_key = probe.client_public_key
-    for step in steps:
-        log.info("%s", step)
-        match step.kind:
-            case "install_borg_server" | "install_borg_client":
-                where = admin if step.kind == "install_borg_server" else client
-                run(["apt-get", "install", "-y", "-q", "borgbackup"], where, timeout=600,
-                    env={"DEBIAN_FRONTEND": "noninteractive"})  # fmt: skip
-            case "create_account":
-                run(useradd_argv(server.user, home), admin)
-            case "create_repository_dir":  # borg init accepts an empty directory
-                run(["install", "-d", "-m", "700", "-o", server.user, backup.repository], admin)
-            case "generate_client_key":
-                run(["mkdir", "-p", "-m", "700", backup.client_key.rsplit("/", 1)[0]], client)
-                run(ssh_keygen_argv(Path(backup.client_key), f"{CLIENT_KEY_COMMENT}@{client.name}"), client)
-                public_key = (_cat(client, f"{backup.client_key}.pub") or "").strip()
-            case "authorize_client_key":
-                if not public_key:
-                    if default_executor().dry_run:  # the key was not generated: nothing to authorize
-                        continue
-                    raise RuntimeError(f"{client.name}: no public key at {backup.client_key}.pub")
-                run(["install", "-d", "-m", "700", "-o", server.user, f"{home}/.ssh"], admin)
-                line = authorized_key_line(backup.repository, backup.append_only, public_key)
-                others = [k for k in probe.authorized_keys.splitlines() if not k.endswith(CLIENT_KEY_COMMENT)]
-                text = "\n".join([*others, line]) + "\n"  # other keys of the account stay
-                _write(admin, f"{home}/.ssh/authorized_keys", text, "600", owner=server.user)
-            case "pin_server_host_key":
-                pinned = known_hosts_line(server.address, server.port, probe.server_host_key)
-                _write(client, client_known_hosts(backup.client_key), pinned + "\n", "644")
-    return [str(step) for step in steps]
+
+    def install_borg(step: PlannedStep) -> None:
+        where = admin if step.kind == "install_borg_server" else client
+        run(["apt-get", "install", "-y", "-q", "borgbackup"], where, timeout=600,
+            env={"DEBIAN_FRONTEND": "noninteractive"})  # fmt: skip
+
+    def generate_client_key(_: PlannedStep) -> None:
+        nonlocal public_key
+        run(["mkdir", "-p", "-m", "700", backup.client_key.rsplit("/", 1)[0]], client)
+        run(ssh_keygen_argv(Path(backup.client_key), f"{CLIENT_KEY_COMMENT}@{client.name}"), client)
+        public_key = (_cat(client, f"{backup.client_key}.pub") or "").strip()
+
+    def authorize_client_key(_: PlannedStep) -> None:
+        if not public_key:
+            if current_executor().dry_run:  # the key was not generated: nothing to authorize
+                return
+            raise RuntimeError(f"{client.name}: no public key at {backup.client_key}.pub")
+        run(["install", "-d", "-m", "700", "-o", server.user, f"{home}/.ssh"], admin)
+        line = authorized_key_line(backup.repository, backup.append_only, public_key)
+        others = [k for k in probe.authorized_keys.splitlines() if not k.endswith(CLIENT_KEY_COMMENT)]
+        text = "\n".join([*others, line]) + "\n"  # other keys of the account stay
+        _write(admin, f"{home}/.ssh/authorized_keys", text, "600", owner=server.user)
+
+    def pin_server_host_key(_: PlannedStep) -> None:
+        pinned = known_hosts_line(server.address, server.port, probe.server_host_key)
+        _write(client, client_known_hosts(backup.client_key), pinned + "\n", "644")
+
+    return apply(
+        plan_server(probe, backup, server),
+        {
+            "install_borg_server": install_borg,
+            "install_borg_client": install_borg,
+            "create_account": lambda _: run(useradd_argv(server.user, home), admin),
+            # borg init accepts an empty directory
+            "create_repository_dir": lambda _: run(
+                ["install", "-d", "-m", "700", "-o", server.user, backup.repository], admin
+            ),
+            "generate_client_key": generate_client_key,
+            "authorize_client_key": authorize_client_key,
+            "pin_server_host_key": pin_server_host_key,
+        },
+        nothing_to_do=f"backup server {admin.name} already accepts {client.name}'s restricted key",
+    )

@@ -15,6 +15,7 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 from tasks.drbd.probes import BlockSignature, DrbdState, Mount
+from tasks.plan import PlannedStep
 
 
 class Refused(Exception):
@@ -52,14 +53,9 @@ StepKind = Literal[
 ]
 
 
-class Step(BaseModel):
+class Step(PlannedStep):
     kind: StepKind
     node: str
-    reason: str
-    force: bool = False
-
-    def __str__(self) -> str:
-        return f"{self.kind}({self.node}{', force' if self.force else ''}): {self.reason}"
 
 
 def plan_bring_up(probes: dict[str, NodeProbe], disk: str, force_create_md: bool) -> list[Step]:

@@ -1,52 +1,36 @@
 """Prefect tasks, one per DRBD / filesystem step, each a builder from ``commands`` run by the executor.
 
-Tasks take node targets and models (never a connection) and are not cached: every one acts on live
-state. Only SSH transport errors are retried; waits poll DRBD's own state with a deadline.
+Tasks take node targets and models (never a connection) and act on live state (``tasks.step``). Only
+SSH transport errors are retried; waits poll DRBD's own state with a deadline.
 """
 
 from __future__ import annotations
 
 import hashlib
 import time
+from collections.abc import Mapping
 from typing import Any
 
-from prefect import task
 from prefect.artifacts import create_progress_artifact, update_progress_artifact
-from prefect.cache_policies import NO_CACHE
 from prefect.logging import get_run_logger
 
+from tasks.context import current_executor
 from tasks.drbd import commands as cmd
 from tasks.drbd.model import DrbdResource, render_resource
 from tasks.drbd.plan import NodeProbe
 from tasks.drbd.probes import DrbdState, parse_blkid_export, parse_findmnt, parse_proc_drbd
-from tasks.executor import CommandResult, SshTarget, default_executor, is_transport_error
+from tasks.executor import CommandResult, SshTarget
 from tasks.lab.host import wait_until
-
-
-def _retry_on_transport(task: Any, task_run: Any, state: Any) -> bool:
-    """Retry only when the SSH link failed (the command may not have run); never on a real error."""
-    try:
-        state.result()
-    except Exception as exc:  # the failed state re-raises its exception
-        return is_transport_error(exc)
-    return False
-
-
-STEP: dict[str, Any] = {
-    "cache_policy": NO_CACHE,
-    "retries": 2,
-    "retry_delay_seconds": 3,
-    "retry_condition_fn": _retry_on_transport,
-}
+from tasks.step import step
 
 
 def run(target: SshTarget, argv: list[str], **kwargs: Any) -> CommandResult:
-    return default_executor().run(argv, target, **kwargs)
+    return current_executor().run(argv, target, **kwargs)
 
 
 def _dry_run_skips(what: str) -> bool:
     """In a dry run nothing changed, so there is no state transition to wait for."""
-    if default_executor().dry_run:
+    if current_executor().dry_run:
         get_run_logger().info("(dry run; not waiting for %s)", what)
         return True
     return False
@@ -58,7 +42,7 @@ def drbd_state(target: SshTarget, minor: int) -> DrbdState:
     return parse_proc_drbd(result.stdout).get(minor, DrbdState(minor=minor, connection="Unconfigured"))
 
 
-@task(name="probe-drbd-node", **STEP)  # submitted: the executor's own timeouts apply
+@step(name="probe-drbd-node", retry_transport=True)  # submitted: the executor's own timeouts apply
 def probe_node(target: SshTarget, resource: DrbdResource, mountpoint: str) -> NodeProbe:
     node = resource.node(target.name)
     tools = run(target, ["sh", "-c", "command -v drbdadm"], read_only=True, ok_codes=(0, 1, 127)).ok
@@ -95,13 +79,21 @@ def probe_node(target: SshTarget, resource: DrbdResource, mountpoint: str) -> No
     )
 
 
-@task(name="install-drbd-tools", timeout_seconds=900, **STEP)
+def probe_nodes(
+    targets: Mapping[str, SshTarget], resource: DrbdResource, mountpoint: str
+) -> dict[str, NodeProbe]:
+    """Every node probed at once (read-only)."""
+    futures = {node: probe_node.submit(target, resource, mountpoint) for node, target in targets.items()}
+    return {node: future.result() for node, future in futures.items()}
+
+
+@step(name="install-drbd-tools", timeout_seconds=900, retry_transport=True)
 def install_tools(target: SshTarget) -> None:
     run(target, ["apt-get", "update", "-q"], timeout=600)
     run(target, cmd.install_packages_argv(["drbd-utils", "xfsprogs"]), timeout=600)
 
 
-@task(name="write-drbd-config", timeout_seconds=120, **STEP)
+@step(name="write-drbd-config", timeout_seconds=120, retry_transport=True)
 def write_config(target: SshTarget, resource: DrbdResource) -> None:
     """Atomically replace the resource file (mode 0600: it holds the shared secret)."""
     temporary = f"{resource.config_path}.hsf-new"
@@ -111,27 +103,27 @@ def write_config(target: SshTarget, resource: DrbdResource) -> None:
     run(target, cmd.rename_argv(temporary, resource.config_path))
 
 
-@task(name="load-drbd-module", timeout_seconds=120, **STEP)
+@step(name="load-drbd-module", timeout_seconds=120, retry_transport=True)
 def load_module(target: SshTarget) -> None:
     run(target, cmd.modprobe_argv("drbd"))
 
 
-@task(name="create-md", timeout_seconds=300, **STEP)
+@step(name="create-md", timeout_seconds=300, retry_transport=True)
 def create_md(target: SshTarget, resource: DrbdResource, force: bool) -> None:
     run(target, cmd.create_md_argv(resource.name, force=force), timeout=240)
 
 
-@task(name="drbd-up", timeout_seconds=120, **STEP)
+@step(name="drbd-up", timeout_seconds=120, retry_transport=True)
 def up(target: SshTarget, resource: DrbdResource) -> None:
     run(target, cmd.up_argv(resource.name))
 
 
-@task(name="drbd-adjust", timeout_seconds=120, **STEP)
+@step(name="drbd-adjust", timeout_seconds=120, retry_transport=True)
 def adjust(target: SshTarget, resource: DrbdResource) -> None:
     run(target, cmd.adjust_argv(resource.name))
 
 
-@task(name="wait-connected", **STEP)
+@step(name="wait-connected", retry_transport=True)
 def wait_connected(target: SshTarget, resource: DrbdResource, timeout_s: float) -> DrbdState:
     minor = resource.node(target.name).minor
     if _dry_run_skips("the peers to connect"):
@@ -141,13 +133,13 @@ def wait_connected(target: SshTarget, resource: DrbdResource, timeout_s: float) 
     )
 
 
-@task(name="skip-initial-sync", timeout_seconds=120, **STEP)
+@step(name="skip-initial-sync", timeout_seconds=120, retry_transport=True)
 def skip_initial_sync(target: SshTarget, resource: DrbdResource) -> None:
     """Declare blank disks identical instead of copying them (only planned for fresh metadata)."""
     run(target, cmd.new_current_uuid_clear_bitmap_argv(resource.name))
 
 
-@task(name="promote", timeout_seconds=180, **STEP)
+@step(name="promote", timeout_seconds=180, retry_transport=True)
 def promote(target: SshTarget, resource: DrbdResource, force: bool = False) -> float:
     """``drbdadm primary`` and wait until this node reports Primary; returns seconds taken."""
     started = time.monotonic()
@@ -159,12 +151,12 @@ def promote(target: SshTarget, resource: DrbdResource, force: bool = False) -> f
     return time.monotonic() - started
 
 
-@task(name="demote", timeout_seconds=180, **STEP)
+@step(name="demote", timeout_seconds=180, retry_transport=True)
 def demote(target: SshTarget, resource: DrbdResource) -> None:
     run(target, cmd.secondary_argv(resource.name), timeout=120)
 
 
-@task(name="wait-synced", **STEP)
+@step(name="wait-synced", retry_transport=True)
 def wait_synced(target: SshTarget, resource: DrbdResource, timeout_s: float) -> float:
     """Poll /proc/drbd until both disks are UpToDate, publishing the resync progress; returns seconds."""
     log = get_run_logger()
@@ -190,7 +182,7 @@ def wait_synced(target: SshTarget, resource: DrbdResource, timeout_s: float) -> 
     return time.monotonic() - started
 
 
-@task(name="mkfs", timeout_seconds=600, **STEP)
+@step(name="mkfs", timeout_seconds=600, retry_transport=True)
 def mkfs(target: SshTarget, device: str, fstype: cmd.FsType, label: str) -> None:
     """Make a filesystem — refusing, by a fresh probe, if the device already holds anything."""
     found = parse_blkid_export(run(target, cmd.blkid_argv(device), read_only=True, ok_codes=(0, 2)).stdout)
@@ -199,7 +191,7 @@ def mkfs(target: SshTarget, device: str, fstype: cmd.FsType, label: str) -> None
     run(target, cmd.mkfs_argv(fstype, device, label), timeout=540)
 
 
-@task(name="mount", timeout_seconds=300, **STEP)
+@step(name="mount", timeout_seconds=300, retry_transport=True)
 def mount(target: SshTarget, device: str, mountpoint: str) -> float:
     started = time.monotonic()
     run(target, cmd.mkdir_argv(mountpoint))
@@ -207,12 +199,12 @@ def mount(target: SshTarget, device: str, mountpoint: str) -> float:
     return time.monotonic() - started
 
 
-@task(name="umount", timeout_seconds=300, **STEP)
+@step(name="umount", timeout_seconds=300, retry_transport=True)
 def umount(target: SshTarget, mountpoint: str) -> None:
     run(target, cmd.umount_argv(mountpoint), timeout=240)
 
 
-@task(name="filesystem-type", timeout_seconds=60, **STEP)
+@step(name="filesystem-type", timeout_seconds=60, retry_transport=True)
 def filesystem_type(target: SshTarget, device: str) -> str | None:
     return parse_blkid_export(
         run(target, cmd.blkid_argv(device), read_only=True, ok_codes=(0, 2)).stdout

@@ -83,7 +83,10 @@ def choose_accel(
     cache_dir: Path,
     executor: Executor,
 ) -> AccelChoice:
-    """KVM where it demonstrably boots the guest kernel, else TCG; the probe's verdict is cached."""
+    """KVM where it demonstrably boots the guest kernel, else TCG; the probe's verdict is cached.
+
+    In a dry run (``executor.dry_run``) without a cached verdict nothing is booted: TCG is assumed.
+    """
     if setting == "tcg":
         return AccelChoice(domain_type="qemu", reason="accel = tcg in settings")
     if setting == "kvm":
@@ -99,6 +102,8 @@ def choose_accel(
             return AccelChoice.model_validate(cached["choice"])
     except (FileNotFoundError, ValueError, KeyError):
         pass
+    if executor.dry_run:
+        return AccelChoice(domain_type="qemu", reason="dry run: KVM not probed, TCG assumed")
     serial_log = cache_dir / "kvm-probe.console"
     serial_log.unlink(missing_ok=True)
     started = time.monotonic()

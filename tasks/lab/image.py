@@ -177,6 +177,11 @@ def cached_image(cache_dir: Path, recipe: ImageRecipe) -> GuestImage | None:
     return image if complete else None
 
 
+def planned_image(cache_dir: Path, recipe: ImageRecipe) -> GuestImage:
+    """Where the image for ``recipe`` is (or would be) kept, built or not."""
+    return _image_at(cache_dir / recipe.digest(), recipe.digest())
+
+
 def _image_at(directory: Path, digest: str) -> GuestImage:
     return GuestImage(
         directory=directory,

@@ -20,6 +20,7 @@ from tasks.executor import SshTarget
 from tasks.lab import host
 from tasks.lab.image import GuestImage
 from tasks.lab.xml import DATA_DISK_TARGET, DomainSpec, disk_sources, mac_for, spec_id_of
+from tasks.plan import PlannedStep
 from tasks.settings import LabSettings
 
 
@@ -218,13 +219,8 @@ ActionKind = Literal[
 ]
 
 
-class Action(BaseModel):
+class Action(PlannedStep):
     kind: ActionKind
-    node: str | None = None
-    reason: str
-
-    def __str__(self) -> str:
-        return f"{self.kind}{f'({self.node})' if self.node else ''}: {self.reason}"
 
 
 def plan_up(layout: LabLayout, probe: LabProbe, specs: dict[str, DomainSpec], embedded: bool) -> list[Action]:

@@ -11,19 +11,19 @@ import time
 from pathlib import Path
 from typing import Any, Literal
 
-from prefect import task
 from prefect.artifacts import create_progress_artifact, update_progress_artifact
-from prefect.cache_policies import NO_CACHE
 from prefect.logging import get_run_logger
 
 from tasks import netns
-from tasks.executor import CommandError, TransportError, default_executor
+from tasks.context import current_executor
+from tasks.executor import CommandError, TransportError
 from tasks.lab import host
 from tasks.lab.image import (
     GuestImage,
     ImageRecipe,
     build_image,
     cached_image,
+    planned_image,
     qemu_img_overlay_argv,
     qemu_img_raw_argv,
 )
@@ -31,6 +31,7 @@ from tasks.lab.seed import build_seed_disk, ensure_key, known_hosts_line
 from tasks.lab.state import LabLayout, LabProbe, probe_lab
 from tasks.lab.xml import DomainSpec, render_data_disk, render_domain, render_network
 from tasks.settings import LabSettings
+from tasks.step import step
 
 SYSTEM_URI = host.SYSTEM_URI
 
@@ -39,7 +40,7 @@ def libvirt_uri(lab: LabSettings) -> str:
     return SYSTEM_URI if lab.embedded else lab.libvirt_uri
 
 
-@task(name="build-guest-image", cache_policy=NO_CACHE, timeout_seconds=3600)
+@step(name="build-guest-image", timeout_seconds=3600)
 def build_guest_image(lab: LabSettings) -> GuestImage:
     """The cached guest image for the current recipe, building it (with progress) when absent."""
     log = get_run_logger()
@@ -48,43 +49,47 @@ def build_guest_image(lab: LabSettings) -> GuestImage:
     if image is not None:
         log.info("guest image %s is cached in %s: nothing to build", image.digest, image.directory)
         return image
+    if current_executor().dry_run:
+        image = planned_image(lab.image_cache_dir, recipe)
+        log.info("(dry run; not building) guest image %s would be built in %s", image.digest, image.directory)
+        return image
     artifact = create_progress_artifact(progress=0.0, description="Building the lab's guest image")
 
     def on_progress(percent: float, text: str) -> None:
         log.info("image build %3.0f%%: %s", percent, text)
         update_progress_artifact(artifact_id=artifact, progress=percent)  # type: ignore[arg-type]
 
-    return build_image(recipe, lab.image_cache_dir, default_executor(), on_progress=on_progress)
+    return build_image(recipe, lab.image_cache_dir, current_executor(), on_progress=on_progress)
 
 
-@task(name="choose-accelerator", cache_policy=NO_CACHE, timeout_seconds=120)
+@step(name="choose-accelerator", timeout_seconds=120)
 def choose_accelerator(lab: LabSettings, image: GuestImage) -> Literal["kvm", "qemu"]:
-    choice = host.choose_accel(lab.accel, image.kernel, image.initrd, lab.image_cache_dir, default_executor())
+    choice = host.choose_accel(lab.accel, image.kernel, image.initrd, lab.image_cache_dir, current_executor())
     get_run_logger().info("domain type %s (%s)", choice.domain_type, choice.reason)
     return choice.domain_type
 
 
-@task(name="probe-lab", cache_policy=NO_CACHE, timeout_seconds=60)
+@step(name="probe-lab", timeout_seconds=60)
 def probe(lab: LabSettings) -> LabProbe:
     return probe_lab(LabLayout(lab), libvirt_uri(lab))
 
 
-@task(name="create-namespace", cache_policy=NO_CACHE, timeout_seconds=60)
+@step(name="create-namespace", timeout_seconds=60)
 def create_namespace(lab: LabSettings) -> None:
     layout = LabLayout(lab)
-    executor = default_executor()
+    executor = current_executor()
     executor.run(netns.add_argv(layout.netns), timeout=30)
     executor.run(netns.link_up_argv(layout.netns, "lo"), timeout=30)
 
 
-@task(name="start-libvirt", cache_policy=NO_CACHE, timeout_seconds=120)
+@step(name="start-libvirt", timeout_seconds=120)
 def start_libvirt(lab: LabSettings, mask_kvm: bool) -> dict[str, int]:
     """The lab's own virtlogd + libvirtd inside its namespace; waits until libvirt answers."""
     layout = LabLayout(lab)
     if not netns.exists(layout.netns):
         create_namespace.fn(lab)
     pids = host.start_daemons(
-        layout.netns, default_executor(), mask_kvm=mask_kvm, config_dir=layout.root / "libvirt"
+        layout.netns, current_executor(), mask_kvm=mask_kvm, config_dir=layout.root / "libvirt"
     )
     conn = host.wait_until(lambda: host.try_libvirt(SYSTEM_URI), 60, "libvirtd to answer")
     conn.close()
@@ -98,7 +103,7 @@ def start_libvirt(lab: LabSettings, mask_kvm: bool) -> dict[str, int]:
     return pids
 
 
-@task(name="ensure-network", cache_policy=NO_CACHE, timeout_seconds=120)
+@step(name="ensure-network", timeout_seconds=120)
 def ensure_network(lab: LabSettings) -> None:
     layout = LabLayout(lab)
     import libvirt
@@ -113,11 +118,11 @@ def ensure_network(lab: LabSettings) -> None:
             net.create()
 
 
-@task(name="prepare-vm-files", cache_policy=NO_CACHE, timeout_seconds=300)
+@step(name="prepare-vm-files", timeout_seconds=300)
 def prepare_vm_files(lab: LabSettings, node: str, image: GuestImage) -> None:
     """Overlay over the base image, blank data disk, the VM's own host key and its seed disk."""
     layout = LabLayout(lab)
-    executor = default_executor()
+    executor = current_executor()
     vm_dir = layout.vm_dir(node)
     vm_dir.mkdir(parents=True, exist_ok=True)
     for directory in (layout.root, layout.root / "vms", vm_dir):
@@ -150,13 +155,13 @@ def write_known_hosts(lab: LabSettings) -> Path:
     return layout.known_hosts
 
 
-@task(name="define-vm", cache_policy=NO_CACHE, timeout_seconds=60)
+@step(name="define-vm", timeout_seconds=60)
 def define_vm(lab: LabSettings, spec: DomainSpec) -> None:
     with host.libvirt_connection(libvirt_uri(lab)) as conn:
         conn.defineXML(render_domain(spec))
 
 
-@task(name="attach-data-disk", cache_policy=NO_CACHE, timeout_seconds=60)
+@step(name="attach-data-disk", timeout_seconds=60)
 def attach_data_disk(lab: LabSettings, node: str) -> None:
     """``virsh attach-disk --persistent``: into the persistent definition, and live if running."""
     import libvirt
@@ -168,7 +173,7 @@ def attach_data_disk(lab: LabSettings, node: str) -> None:
         dom.attachDeviceFlags(render_data_disk(layout.data_disk(node)), flags)
 
 
-@task(name="start-vm", cache_policy=NO_CACHE, timeout_seconds=120)
+@step(name="start-vm", timeout_seconds=120)
 def start_vm(lab: LabSettings, node: str) -> None:
     layout = LabLayout(lab)
     layout.console(node).unlink(missing_ok=True)
@@ -178,7 +183,7 @@ def start_vm(lab: LabSettings, node: str) -> None:
             dom.create()
 
 
-@task(name="power-off-vm", cache_policy=NO_CACHE, timeout_seconds=60)
+@step(name="power-off-vm", timeout_seconds=60)
 def power_off_vm(lab: LabSettings, node: str) -> None:
     """Pull the plug: libvirt destroy kills qemu at once (no shutdown, no flush in the guest)."""
     layout = LabLayout(lab)
@@ -188,12 +193,12 @@ def power_off_vm(lab: LabSettings, node: str) -> None:
             dom.destroy()
 
 
-@task(name="wait-for-ssh", cache_policy=NO_CACHE)
+@step(name="wait-for-ssh")
 def wait_for_ssh(lab: LabSettings, node: str, in_netns: bool) -> float:
     """Poll until the VM answers a command over SSH with its pinned host key; returns seconds waited."""
     layout = LabLayout(lab)
     target = layout.target(node, in_netns)
-    executor = default_executor()
+    executor = current_executor()
     started = time.monotonic()
     last_error = ""
 
@@ -229,7 +234,7 @@ def _destroy_and_undefine(dom: Any) -> None:
     dom.undefine()
 
 
-@task(name="remove-vm", cache_policy=NO_CACHE, timeout_seconds=120)
+@step(name="remove-vm", timeout_seconds=120)
 def remove_vm(lab: LabSettings, domain: str) -> None:
     """Destroy and undefine one of the lab's domains and delete its files."""
     import libvirt
@@ -245,7 +250,7 @@ def remove_vm(lab: LabSettings, domain: str) -> None:
     shutil.rmtree(layout.vm_dir(node), ignore_errors=True)
 
 
-@task(name="remove-network", cache_policy=NO_CACHE, timeout_seconds=60)
+@step(name="remove-network", timeout_seconds=60)
 def remove_network(lab: LabSettings) -> None:
     import libvirt
 
@@ -261,7 +266,7 @@ def remove_network(lab: LabSettings) -> None:
                 raise
 
 
-@task(name="stop-libvirt", cache_policy=NO_CACHE, timeout_seconds=120)
+@step(name="stop-libvirt", timeout_seconds=120)
 def stop_libvirt(lab: LabSettings) -> list[str]:
     """Stop the lab's own daemons, then anything else still running in its namespace."""
     layout = LabLayout(lab)
@@ -272,7 +277,7 @@ def stop_libvirt(lab: LabSettings) -> list[str]:
             host.stop_process(pid)
             stopped.append(f"{name} ({pid})")
     if netns.exists(layout.netns):
-        leftover = default_executor().run(netns.pids_argv(layout.netns), read_only=True).stdout.split()
+        leftover = current_executor().run(netns.pids_argv(layout.netns), read_only=True).stdout.split()
         for leftover_pid in map(int, leftover):
             comm = _comm(leftover_pid)
             host.stop_process(leftover_pid, timeout_s=10)
@@ -287,16 +292,16 @@ def _comm(pid: int) -> str:
         return "?"
 
 
-@task(name="delete-namespace", cache_policy=NO_CACHE, timeout_seconds=60)
+@step(name="delete-namespace", timeout_seconds=60)
 def delete_namespace(lab: LabSettings) -> None:
     layout = LabLayout(lab)
     try:
-        default_executor().run(netns.delete_argv(layout.netns), timeout=30)
+        current_executor().run(netns.delete_argv(layout.netns), timeout=30)
     except CommandError:
         if netns.exists(layout.netns):
             raise
 
 
-@task(name="remove-state-dir", cache_policy=NO_CACHE, timeout_seconds=60)
+@step(name="remove-state-dir", timeout_seconds=60)
 def remove_state_dir(lab: LabSettings) -> None:
     shutil.rmtree(LabLayout(lab).root)

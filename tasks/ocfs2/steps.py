@@ -1,12 +1,11 @@
-"""Prefect tasks for the o2cb cluster stack, OCFS2, and file manifests used to prove data survived."""
+"""Prefect tasks for the o2cb cluster stack and OCFS2, and the file copies of the HA upgrade."""
 
 from __future__ import annotations
 
-from prefect import task
-
-from tasks.drbd.steps import STEP, run
+from tasks.drbd.steps import run
 from tasks.executor import SshTarget
 from tasks.ocfs2.model import O2cbCluster, render_cluster_conf, render_o2cb_defaults
+from tasks.step import step
 
 CLUSTER_CONF = "/etc/ocfs2/cluster.conf"
 O2CB_DEFAULTS = "/etc/default/o2cb"
@@ -32,11 +31,6 @@ def o2cb_status_argv(cluster: str) -> list[str]:
     return ["o2cb", "cluster-status", cluster]
 
 
-def manifest_argv(directory: str) -> list[str]:
-    """sha256 of every regular file under ``directory`` (absolute paths in the output)."""
-    return ["find", directory, "-type", "f", "-exec", "sha256sum", "{}", "+"]
-
-
 def sync_tree_argv(source: str, dest: str, delete: bool) -> list[str]:
     """Copy a tree with owners, modes, times, hard links, ACLs and xattrs."""
     return [
@@ -49,18 +43,7 @@ def sync_tree_argv(source: str, dest: str, delete: bool) -> list[str]:
     ]
 
 
-def parse_manifest(text: str, root: str) -> dict[str, str]:
-    """``sha256sum`` output → {path relative to ``root``: digest}."""
-    prefix = root.rstrip("/") + "/"
-    manifest = {}
-    for line in text.splitlines():
-        digest, _, path = line.partition("  ")
-        if path.startswith(prefix):
-            manifest[path[len(prefix) :]] = digest
-    return manifest
-
-
-@task(name="write-o2cb-config", timeout_seconds=120, **STEP)
+@step(name="write-o2cb-config", timeout_seconds=120, retry_transport=True)
 def write_o2cb_config(target: SshTarget, cluster: O2cbCluster) -> None:
     for path, text in (
         (CLUSTER_CONF, render_cluster_conf(cluster)),
@@ -70,7 +53,7 @@ def write_o2cb_config(target: SshTarget, cluster: O2cbCluster) -> None:
         run(target, ["dd", f"of={path}", "status=none"], stdin=text)
 
 
-@task(name="start-o2cb", timeout_seconds=180, **STEP)
+@step(name="start-o2cb", timeout_seconds=180, retry_transport=True)
 def start_o2cb(target: SshTarget, cluster: O2cbCluster) -> None:
     """(Re)start the o2cb stack with the written config and check the cluster is online."""
     run(target, o2cb_restart_argv(), timeout=120)
@@ -81,35 +64,29 @@ def start_o2cb(target: SshTarget, cluster: O2cbCluster) -> None:
         )
 
 
-@task(name="mkfs-ocfs2", timeout_seconds=600, **STEP)
+@step(name="mkfs-ocfs2", timeout_seconds=600, retry_transport=True)
 def mkfs_ocfs2(target: SshTarget, device: str, cluster: O2cbCluster, label: str, overwrite: bool) -> None:
     run(target, mkfs_ocfs2_argv(device, cluster, label, overwrite), timeout=540)
 
 
-@task(name="mount-ocfs2", timeout_seconds=300, **STEP)
+@step(name="mount-ocfs2", timeout_seconds=300, retry_transport=True)
 def mount_ocfs2(target: SshTarget, device: str, mountpoint: str) -> None:
     run(target, ["mkdir", "-p", mountpoint])
     run(target, mount_ocfs2_argv(device, mountpoint), timeout=240)
 
 
-@task(name="file-manifest", timeout_seconds=900, **STEP)
-def file_manifest(target: SshTarget, directory: str) -> dict[str, str]:
-    result = run(target, manifest_argv(directory), read_only=True, timeout=840)
-    return parse_manifest(result.stdout, directory)
-
-
-@task(name="copy-tree", timeout_seconds=1800, **STEP)
+@step(name="copy-tree", timeout_seconds=1800, retry_transport=True)
 def copy_tree(target: SshTarget, source: str, dest: str, delete: bool = False) -> None:
     run(target, ["mkdir", "-p", dest])
     run(target, sync_tree_argv(source, dest, delete), timeout=1740)
 
 
-@task(name="free-bytes", timeout_seconds=60, **STEP)
+@step(name="free-bytes", timeout_seconds=60, retry_transport=True)
 def free_bytes(target: SshTarget, path: str) -> int:
     out = run(target, ["df", "--output=avail", "-B1", path], read_only=True).stdout.split()
     return int(out[-1])
 
 
-@task(name="used-bytes", timeout_seconds=300, **STEP)
+@step(name="used-bytes", timeout_seconds=300, retry_transport=True)
 def used_bytes(target: SshTarget, path: str) -> int:
     return int(run(target, ["du", "-sb", path], read_only=True, timeout=240).stdout.split()[0])

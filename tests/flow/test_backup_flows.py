@@ -18,13 +18,13 @@ from flows.backup import (
     passphrase,
     restore_drill,
     rotate,
-    tree_manifest,
 )
 from tasks.borg import commands as borg
-from tasks.borg.manifest import differences
 from tasks.borg.remote import client_access
 from tasks.borg.rotation import fifo, gfs, hanoi
 from tasks.borg.run import run_borg
+from tasks.executor import LOCAL
+from tasks.manifest import differences, tree_manifest
 from tasks.settings import Settings, load_settings
 
 pytestmark = pytest.mark.skipif(
@@ -77,14 +77,14 @@ def test_a_corrupted_restore_is_detected(prefect_harness: None, settings: Settin
     init(settings)
     backup(settings)
     root = settings.backup.sources[0]
-    before = tree_manifest.fn(root)
+    before = tree_manifest.fn(LOCAL, root)
     access = client_access(settings)
     newest = max(list_archives.fn(access, passphrase(settings)), key=lambda a: a.time)
     extract.fn(access, passphrase(settings), newest.name)
     with (Path(root) / "alice" / "photo.raw").open("r+b") as photo:  # a restore that went wrong
         photo.seek(1000)
         photo.write(b"\0")
-    problems = differences(before, tree_manifest.fn(root))
+    problems = differences(before, tree_manifest.fn(LOCAL, root))
     assert (
         len(problems) == 1
         and problems[0].startswith("differs: alice/photo.raw (")

@@ -7,21 +7,21 @@ from pathlib import Path
 
 from flows.lab import lab_down, lab_status
 from tasks.lab.state import LabLayout
-from tasks.settings import LabSettings
+from tasks.settings import LabSettings, Settings, load_settings
 
 
-def _ghost_lab(tmp_path: Path) -> LabSettings:
+def _ghost_lab(tmp_path: Path) -> Settings:
     # An explicit URI that answers nothing keeps this flow away from any running libvirtd.
-    return LabSettings(
+    lab = LabSettings(
         name="ghost",
         state_dir=tmp_path / "state",
         libvirt_uri="qemu:///system?socket=/nonexistent/hsf-ghost-sock",
     )
+    return load_settings(lab=lab)
 
 
 def test_status_of_an_absent_lab_reports_absent_vms(prefect_harness: None, tmp_path: Path) -> None:
-    lab = _ghost_lab(tmp_path)
-    status = lab_status(lab)
+    status = lab_status(_ghost_lab(tmp_path))
     assert [(vm.node, vm.state, vm.ssh) for vm in status.vms] == [
         ("nodea", "absent", None),
         ("nodeb", "absent", None),
@@ -34,8 +34,9 @@ def test_status_of_an_absent_lab_reports_absent_vms(prefect_harness: None, tmp_p
 def test_down_of_an_absent_lab_plans_nothing_and_creates_nothing(
     prefect_harness: None, tmp_path: Path
 ) -> None:
-    lab = _ghost_lab(tmp_path)
-    assert lab_down(lab) == []
+    settings = _ghost_lab(tmp_path)
+    lab = settings.lab
+    assert lab_down(settings) == []
     namespaces = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=True).stdout
     assert LabLayout(lab).netns not in namespaces
     assert not lab.state_dir.exists()

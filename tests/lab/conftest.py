@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from flows.lab import LabStatus, lab_down, lab_targets, lab_up
-from tasks.executor import SshTarget, default_executor
+from tasks.context import close_standalone
+from tasks.executor import SshTarget
 from tasks.lab.state import LabLayout
 from tasks.settings import LabSettings, Settings, load_settings
 
@@ -38,17 +39,17 @@ def lab_settings(settings: Settings) -> LabSettings:
 
 
 @pytest.fixture(scope="session")
-def lab(prefect_harness: None, lab_settings: LabSettings) -> Iterator[LabStatus]:
+def lab(prefect_harness: None, settings: Settings, lab_settings: LabSettings) -> Iterator[LabStatus]:
     started = time.monotonic()
     try:
-        status = lab_up(lab_settings)
+        status = lab_up(settings)
     except BaseException:
-        lab_down(lab_settings)  # a lab that failed to come up is still taken down
+        lab_down(settings)  # a lab that failed to come up is still taken down
         raise
     print(f"\nlab up (first) in {time.monotonic() - started:.1f} s:\n{status.render()}")
     yield status
-    default_executor().close()
-    removed = lab_down(lab_settings)
+    close_standalone()
+    removed = lab_down(settings)
     print(f"\nlab down removed: {removed}")
     leftovers = assert_nothing_left(lab_settings)
     assert not leftovers, f"lab down left these behind: {leftovers}"

@@ -17,7 +17,8 @@ from tasks.borg.outcome import BorgError
 from tasks.borg.remote import backup_server, client_access, client_known_hosts
 from tasks.borg.run import run_borg
 from tasks.borg.server import prepare_backup_server
-from tasks.executor import SshTarget, default_executor
+from tasks.context import current_executor
+from tasks.executor import SshTarget
 from tasks.settings import Settings, load_settings
 
 pytestmark = pytest.mark.lab
@@ -26,7 +27,7 @@ CLIENT, SERVER = "nodea", "backup"
 
 
 def run(target: SshTarget, *argv: str, ok: tuple[int, ...] = (0,), stdin: str | None = None) -> str:
-    return default_executor().run(list(argv), target, timeout=120, ok_codes=ok, stdin=stdin).stdout
+    return current_executor().run(list(argv), target, timeout=120, ok_codes=ok, stdin=stdin).stdout
 
 
 @pytest.fixture(scope="module")
@@ -87,7 +88,7 @@ def test_the_restricted_key_cannot_remove_data(borg_lab: Settings, machines: dic
     # No shell: whatever the client asks for, the server runs only `borg serve`.
     address = str(settings.lab.address_of(SERVER))
     ssh = borg_ssh_argv(settings, address)
-    shell = default_executor().run([*ssh, "id; cat /etc/shadow"], client, ok_codes=range(256), stdin="")
+    shell = current_executor().run([*ssh, "id; cat /etc/shadow"], client, ok_codes=range(256), stdin="")
     assert "uid=" not in shell.stdout and "root:" not in shell.stdout
     # No other path than the repository.
     with pytest.raises(BorgError, match=r"not inside|not allowed|restrict"):

@@ -7,15 +7,16 @@ import pytest
 from flows.failover import failover_drill
 from flows.lab import LabStatus
 from flows.setup import setup
+from tasks.context import current_executor
 from tasks.drbd.plan import Refused
-from tasks.executor import SshTarget, default_executor
+from tasks.executor import SshTarget
 from tasks.settings import Settings, load_settings
 
 pytestmark = pytest.mark.lab
 
 
 def run(target: SshTarget, *argv: str, ok: tuple[int, ...] = (0,)) -> str:
-    return default_executor().run(list(argv), target, timeout=120, ok_codes=ok).stdout
+    return current_executor().run(list(argv), target, timeout=120, ok_codes=ok).stdout
 
 
 def test_setup_builds_the_volume_and_a_second_run_changes_nothing(

@@ -7,9 +7,10 @@ import pytest
 from flows.ha_node_loss import ha_node_loss
 from flows.ha_upgrade import ha_upgrade
 from flows.lab import LabStatus
+from tasks.context import current_executor
 from tasks.drbd.plan import Refused
 from tasks.drbd.probes import parse_proc_drbd
-from tasks.executor import SshTarget, default_executor
+from tasks.executor import SshTarget
 from tasks.lab.host import wait_until
 from tasks.settings import Settings
 
@@ -17,11 +18,11 @@ pytestmark = pytest.mark.lab
 
 
 def proc_drbd(target: SshTarget) -> str:
-    return default_executor().run(["cat", "/proc/drbd"], target).stdout
+    return current_executor().run(["cat", "/proc/drbd"], target).stdout
 
 
 def test_upgrade_refuses_an_unhealthy_resource(lab: LabStatus, targets: dict[str, SshTarget]) -> None:
-    run = default_executor().run
+    run = current_executor().run
     run(["drbdadm", "disconnect", "r0"], targets["nodeb"])
     try:
         with pytest.raises(
@@ -45,7 +46,7 @@ def test_upgrade_preserves_files_and_proves_cross_node_access(
     assert all(c.ok and c.commands_between == [] for c in report.cross_node)
     for target in targets.values():
         assert "ro:Primary/Primary ds:UpToDate/UpToDate" in proc_drbd(target)
-        mounts = default_executor().run(["findmnt", "-n", "-o", "FSTYPE", "/mnt/r0"], target).stdout
+        mounts = current_executor().run(["findmnt", "-n", "-o", "FSTYPE", "/mnt/r0"], target).stdout
         assert mounts.strip() == "ocfs2"
     again = ha_upgrade(settings)
     assert again.steps == []

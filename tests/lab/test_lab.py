@@ -7,20 +7,21 @@ import json
 import pytest
 
 from flows.lab import LabStatus, lab_status, lab_up
-from tasks.executor import SshTarget, default_executor
-from tasks.settings import LabSettings
+from tasks.context import current_executor
+from tasks.executor import SshTarget
+from tasks.settings import LabSettings, Settings
 
 pytestmark = pytest.mark.lab
 
 
 def run(target: SshTarget, *argv: str) -> str:
-    return default_executor().run(list(argv), target, timeout=60).stdout
+    return current_executor().run(list(argv), target, timeout=60).stdout
 
 
-def test_two_vms_run_and_answer_ssh(lab: LabStatus, lab_settings: LabSettings) -> None:
+def test_two_vms_run_and_answer_ssh(lab: LabStatus, settings: Settings, lab_settings: LabSettings) -> None:
     assert [vm.node for vm in lab.vms] == list(lab_settings.machines)  # storage nodes, backup server
     assert all(vm.state == "running" and vm.ssh for vm in lab.vms)
-    status = lab_status(lab_settings)
+    status = lab_status(settings)
     assert status.running == list(lab_settings.machines)
     assert all(vm.ssh for vm in status.vms)
 
@@ -61,7 +62,7 @@ def test_each_vm_has_its_own_host_key(machines: dict[str, SshTarget]) -> None:
     assert len(fingerprints) == len(machines)
 
 
-def test_second_up_changes_nothing(lab: LabStatus, lab_settings: LabSettings) -> None:
-    again = lab_up(lab_settings)
+def test_second_up_changes_nothing(lab: LabStatus, settings: Settings) -> None:
+    again = lab_up(settings)
     assert again.actions == []
     assert again.running == list(lab_settings.machines)

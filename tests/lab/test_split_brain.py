@@ -6,7 +6,8 @@ import pytest
 
 from flows.lab import LabStatus
 from flows.split_brain import split_brain_drill
-from tasks.executor import SshTarget, default_executor
+from tasks.context import current_executor
+from tasks.executor import SshTarget
 from tasks.settings import Settings
 
 pytestmark = pytest.mark.lab
@@ -26,10 +27,10 @@ def test_split_brain_is_detected_saved_and_resolved(
     assert "split/shared.txt" in report.changes["nodea"].modified
     # the victim's diverged files were saved (same content) before DRBD discarded them
     assert sorted(report.rescued) == report.changes["nodeb"].diverged
-    saved = default_executor().run(["cat", f"{report.rescue_dir}/split/shared.txt"], targets["nodeb"]).stdout
+    saved = current_executor().run(["cat", f"{report.rescue_dir}/split/shared.txt"], targets["nodeb"]).stdout
     assert saved == "written by nodeb during the split\n"
     assert report.nodes_agree
-    run = default_executor().run
+    run = current_executor().run
     assert (
         "cs:Connected ro:Primary/Secondary ds:UpToDate/UpToDate"
         in run(["cat", "/proc/drbd"], targets["nodea"]).stdout

@@ -10,7 +10,7 @@ from flows.ha_upgrade import CrossNodeCheck, HaUpgradeReport
 from flows.split_brain import SideChanges, changes_between, cut_ruleset
 from tasks.cluster import drbd_resource, o2cb_cluster
 from tasks.ocfs2.model import O2cbCluster, O2cbNode, render_cluster_conf, render_o2cb_defaults
-from tasks.ocfs2.steps import manifest_argv, mkfs_ocfs2_argv, parse_manifest, sync_tree_argv
+from tasks.ocfs2.steps import mkfs_ocfs2_argv, sync_tree_argv
 from tasks.settings import load_settings
 
 SECRET = "A" * 32
@@ -127,18 +127,10 @@ def test_mkfs_ocfs2_argv(overwrite: bool, expected: list[str]) -> None:
     assert mkfs_ocfs2_argv("/dev/drbd0", _cluster(), "r0", overwrite) == expected
 
 
-def test_tree_and_manifest_argv() -> None:
-    assert manifest_argv("/mnt/r0") == ["find", "/mnt/r0", "-type", "f", "-exec", "sha256sum", "{}", "+"]
+def test_sync_tree_argv_keeps_everything_but_lost_found() -> None:
     assert sync_tree_argv("/mnt/r0", "/stage", delete=True) == [
         "rsync", "-aHAX", "--exclude=/lost+found", "--delete", "/mnt/r0/", "/stage/",
     ]  # fmt: skip
-
-
-def test_parse_manifest_makes_paths_relative() -> None:
-    text = (
-        "aa" * 32 + "  /mnt/r0/a b.bin\n" + "bb" * 32 + "  /mnt/r0/sub/c\n" + "cc" * 32 + "  /elsewhere/x\n"
-    )
-    assert parse_manifest(text, "/mnt/r0") == {"a b.bin": "aa" * 32, "sub/c": "bb" * 32}
 
 
 def test_changes_between_sides() -> None:

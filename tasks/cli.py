@@ -6,8 +6,9 @@ import sys
 from collections.abc import Callable
 
 from tasks.borg.outcome import BorgError
+from tasks.context import ClusterBusy, DryRunRefused, close_standalone
 from tasks.drbd.plan import Refused
-from tasks.executor import TransportError, default_executor
+from tasks.executor import TransportError
 from tasks.lab.host import LibvirtUnreachable
 from tasks.settings import Settings, SettingsError, load_settings
 
@@ -20,23 +21,23 @@ EXIT_UNREACHABLE = 5
 def run_cli(action: Callable[[Settings], int]) -> int:
     """Run ``action`` with the loaded settings; expected failures become one line on stderr.
 
-    Exit codes: 2 = bad settings or an unreachable libvirt, 3 = refused to destroy data, 4 = borg
+    Exit codes: 2 = bad settings or an unreachable libvirt, 3 = refused (to destroy data, to fake a
+    dry run, or because another flow held the cluster for too long), 4 = borg
     failed (wrong passphrase, missing repository, unreachable server), 5 = a host did not answer
     over SSH (after the retries), else the action's own code.
-    SSH connections are closed whatever happens.
+    Dry run, masking and SSH connections belong to each flow run (``tasks.context``), which closes them.
     """
     try:
         settings = load_settings()
     except SettingsError as exc:
         print(exc, file=sys.stderr)
         return EXIT_BAD_SETTINGS
-    default_executor().dry_run = settings.dry_run
     try:
         return action(settings)
     except LibvirtUnreachable as exc:
         print(exc, file=sys.stderr)
         return EXIT_BAD_SETTINGS
-    except Refused as exc:
+    except (Refused, DryRunRefused, ClusterBusy) as exc:
         print(f"refused: {exc}", file=sys.stderr)
         return EXIT_REFUSED
     except BorgError as exc:  # wrong passphrase, missing repository, unreachable server, …
@@ -46,4 +47,4 @@ def run_cli(action: Callable[[Settings], int]) -> int:
         print(exc, file=sys.stderr)
         return EXIT_UNREACHABLE
     finally:
-        default_executor().close()
+        close_standalone()

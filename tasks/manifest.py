@@ -1,15 +1,23 @@
 """A tree's manifest — every entry's type, mode, owner, mtime, size, symlink target and sha256 — read
-with ``find`` and ``sha256sum`` on any target, and compared entry by entry after a restore."""
+with ``find`` and ``sha256sum`` on any target. Every drill proves its data with it: the failover and
+node-loss drills compare contents, the split-brain drill what each side changed, the HA upgrade and
+the restore drill every attribute of every entry."""
 
 from __future__ import annotations
 
 from pydantic import BaseModel
+
+from tasks.context import current_executor
+from tasks.executor import Target
+from tasks.step import step
 
 # type, mode, uid, gid, mtime (whole seconds), size, symlink target, path — NUL-separated records
 FIND_FORMAT = r"%y\t%m\t%U\t%G\t%T@\t%s\t%l\t%P\0"
 
 
 class Entry(BaseModel):
+    """One entry of a tree (directories have size 0: their size depends on the filesystem)."""
+
     kind: str  # f file, d directory, l symlink, …
     mode: str
     uid: int
@@ -58,3 +66,27 @@ def differences(expected: dict[str, Entry], found: dict[str, Entry]) -> list[str
         if changed:
             problems.append(f"differs: {path} ({', '.join(changed)})")
     return problems
+
+
+def contents(manifest: dict[str, Entry]) -> dict[str, str]:
+    """Regular files and their sha256: what a drill's data is, whatever the filesystem's directories."""
+    return {path: entry.sha256 for path, entry in manifest.items() if entry.kind == "f"}
+
+
+def lost_files(expected: dict[str, Entry], found: dict[str, Entry]) -> list[str]:
+    """Regular files of ``expected`` that are missing from ``found`` or differ in size or content."""
+    return sorted(
+        path
+        for path, entry in expected.items()
+        if entry.kind == "f"
+        and (path not in found or (found[path].size, found[path].sha256) != (entry.size, entry.sha256))
+    )
+
+
+@step(name="tree-manifest", timeout_seconds=3600)
+def tree_manifest(target: Target, root: str) -> dict[str, Entry]:
+    """The manifest of ``root`` on ``target``; a missing root is an empty tree (everything lost)."""
+    run = current_executor().run
+    listing = run(find_argv(root), target, read_only=True, ok_codes=(0, 1), timeout=3000).stdout
+    hashes = run(hash_argv(root), target, read_only=True, ok_codes=(0, 1), timeout=3000).stdout
+    return parse_manifest(listing, hashes, root)
