@@ -166,13 +166,13 @@ def wait_peer_lost(target: SshTarget, resource: DrbdResource, timeout_s: float) 
 @flow(name="failover-drill")
 def failover_drill(settings: Settings | None = None) -> FailoverReport:
     settings = settings or load_settings()
-    if settings.fault == "none":
-        raise Refused("failover.fault is 'none': the drill kills a node, so it must be enabled explicitly")
     refuse_dry_run(
         settings,
         "the failover drill",
         "its proof is a real kill of the primary (HSF_DRY_RUN=true python -m flows.setup shows the plan)",
     )
+    if settings.fault == "none":
+        raise Refused("failover.fault is 'none': the drill kills a node, so it must be enabled explicitly")
     with run_context(settings, changes_state=True):
         return _drill(settings)
 

@@ -65,4 +65,4 @@ def test_each_vm_has_its_own_host_key(machines: dict[str, SshTarget]) -> None:
 def test_second_up_changes_nothing(lab: LabStatus, settings: Settings) -> None:
     again = lab_up(settings)
     assert again.actions == []
-    assert again.running == list(lab_settings.machines)
+    assert again.running == list(settings.lab.machines)

@@ -14,7 +14,7 @@ def _tree(root: Path) -> Path:
     (root / "sub").mkdir(parents=True)
     (root / "a b.bin").write_bytes(b"first file")
     (root / "sub" / "c").write_bytes(b"second")
-    os.symlink("sub/c", root / "link")
+    (root / "link").symlink_to("sub/c")
     os.utime(root / "a b.bin", (1_700_000_000, 1_700_000_000))
     return root
 

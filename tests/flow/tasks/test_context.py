@@ -1,0 +1,92 @@
+"""tasks/context.py: two state-changing flows on one cluster never act at once; dry run per run."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+
+import pytest
+
+from flows.setup import SetupReport, setup
+from tasks.context import ClusterBusy, current_executor
+from tests.flow.conftest import Replay
+from tests.replay import Ran, ReplayExecutor
+
+
+def _in_thread(results: dict[str, object], name: str) -> threading.Thread:
+    def target() -> None:
+        try:
+            results[name] = setup()
+        except BaseException as exc:  # the test inspects it
+            results[name] = exc
+
+    thread = threading.Thread(target=target, name=name)
+    thread.start()
+    return thread
+
+
+def _hold_first_flow(
+    release: threading.Event, first_started: threading.Event
+) -> Callable[[ReplayExecutor, Ran], None]:
+    """The first flow run to send a command is held there until ``release`` (the other runs pass)."""
+    first: list[ReplayExecutor] = []
+
+    def before_command(executor: ReplayExecutor, ran: Ran) -> None:
+        if not first:
+            first.append(executor)
+        if executor is first[0]:
+            first_started.set()
+            assert release.wait(120), "test never released the first flow"
+
+    return before_command
+
+
+def _wait_for(condition: Callable[[], bool], what: str, timeout_s: float = 60) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.1)
+
+
+def test_the_second_state_changing_flow_waits_for_the_first(replay: Callable[..., Replay]) -> None:
+    release, first_started = threading.Event(), threading.Event()
+    nodes = replay("fault-tolerant", before_command=_hold_first_flow(release, first_started))
+    results: dict[str, object] = {}
+    first = _in_thread(results, "first")
+    assert first_started.wait(60), "the first flow never reached its nodes"
+    second = _in_thread(results, "second")
+    _wait_for(lambda: any("is in use by another state-changing flow run" in line for line in nodes.logs),
+              "the second flow to say it waits")  # fmt: skip
+    assert len(nodes.executors) == 2 and nodes.executors[1].ran == [], "the second flow acted while waiting"
+    release.set()
+    first.join(120)
+    second.join(120)
+    assert isinstance(results["first"], SetupReport) and isinstance(results["second"], SetupReport)
+    first_ran, second_ran = (executor.ran for executor in nodes.executors)
+    assert first_ran and second_ran
+    assert min(r.at for r in second_ran) > max(r.at for r in first_ran), "the two flows overlapped"
+
+
+def test_the_second_flow_refuses_clearly_after_its_timeout(
+    replay: Callable[..., Replay], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    release, first_started = threading.Event(), threading.Event()
+    nodes = replay("fault-tolerant", before_command=_hold_first_flow(release, first_started))
+    results: dict[str, object] = {}
+    first = _in_thread(results, "first")
+    assert first_started.wait(60)
+    monkeypatch.setenv("HSF_CLUSTER__LOCK_TIMEOUT_S", "2")
+    try:
+        with pytest.raises(ClusterBusy, match=r"cluster inventory stayed in use by another flow run for 2 s"):
+            setup()
+    finally:
+        release.set()
+        first.join(120)
+    assert isinstance(results["first"], SetupReport)
+    assert [len(e.ran) > 0 for e in nodes.executors] == [True, False], "the refused flow touched a node"
+
+
+def test_read_only_code_outside_a_flow_run_gets_a_plain_executor() -> None:
+    executor = current_executor()
+    assert not executor.dry_run and executor is current_executor()
