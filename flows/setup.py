@@ -57,7 +57,7 @@ class SetupReport(BaseModel):
         if self.filesystem_seen:
             seen = ", ".join(f"{n}: {t}" for n, t in self.filesystem_seen.items())
             lines.append(f"every node recognises the filesystem: {seen}")
-        if self.initial_sync_s is not None:
+        if self.initial_sync_s is not None and not self.dry_run:
             lines.append(f"initial sync: {self.initial_sync_s:.1f} s")
         lines.append(f"took {self.seconds:.1f} s")
         return "\n".join(lines)
