@@ -9,7 +9,7 @@ export DO_NOT_TRACK ?= 1
 export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS ?= 90
 
-.PHONY: deps host-deps python-deps demo setup bench-failover bench-backup test test-unit test-lab lint lab-up lab-status lab-down clean blocks deployments serve
+.PHONY: deps host-deps python-deps demo setup bench-failover bench-backup test test-unit test-flow test-lab lint lab-up lab-status lab-down clean blocks deployments serve
 
 deps: host-deps python-deps
 
@@ -49,7 +49,10 @@ test: deps lint
 	$(PY) -m pytest
 
 test-unit: deps
-	$(PY) -m pytest -m "not lab"
+	$(PY) -m pytest tests/unit
+
+test-flow: deps
+	$(PY) -m pytest tests/flow
 
 test-lab: deps
 	$(PY) -m pytest -m lab

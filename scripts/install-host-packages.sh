@@ -17,6 +17,8 @@ packages=(
   pkg-config libvirt-dev gcc
   # the real drbdadm parser validates rendered DRBD configs in the unit tests
   drbd-utils kmod
+  # the filesystems the volume may carry, made for real in the unit tests
+  xfsprogs
   # real borg for the backup tests on local repositories
   borgbackup
   # host tools the executor drives

@@ -28,6 +28,14 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     items.sort(key=rank)  # stable: the order inside a module is kept
 
 
+@pytest.fixture(autouse=True)
+def _fresh_connections() -> Iterator[None]:
+    """The tests' own commands run outside any flow run, on connections of their own; a flow in the
+    previous test may have killed that node (its run dropped only its own connections)."""
+    close_standalone()
+    yield
+
+
 @pytest.fixture(scope="session")
 def settings() -> Settings:
     return load_settings()

@@ -24,10 +24,14 @@ def _pub(key_file: Path) -> Path:
     return key_file.with_name(key_file.name + ".pub")
 
 
-def test_ssh_keygen_argv() -> None:
-    assert ssh_keygen_argv(Path("/lab/ssh/id_ed25519"), "hsf-lab") == [
-        "ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "hsf-lab", "-f", "/lab/ssh/id_ed25519",
-    ]  # fmt: skip
+def test_ssh_keygen_argv_makes_an_unencrypted_ed25519_pair_quietly(tmp_path: Path) -> None:
+    key_file = tmp_path / "id_ed25519"
+    made = Executor().run(ssh_keygen_argv(key_file, "hsf-lab"), timeout=30, stdin="")
+    assert (made.stdout, made.stderr) == ("", "")  # -q
+    assert _pub(key_file).read_text().split()[::2] == ["ssh-ed25519", "hsf-lab"]  # type and comment
+    # no passphrase: the public key can be derived with an empty one, without a prompt
+    derived = Executor().run(["ssh-keygen", "-y", "-P", "", "-f", str(key_file)], timeout=30, stdin="")
+    assert derived.stdout.split()[:2] == _pub(key_file).read_text().split()[:2]
 
 
 @pytest.mark.parametrize(

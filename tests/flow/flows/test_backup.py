@@ -30,7 +30,7 @@ from tasks.settings import Settings, load_settings
 pytestmark = pytest.mark.skipif(
     subprocess.run(["which", "borg"], capture_output=True).returncode, reason="no borg"
 )
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = Path(__file__).resolve().parents[3]
 
 
 @pytest.fixture

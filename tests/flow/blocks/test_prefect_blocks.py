@@ -1,4 +1,5 @@
-"""The project's block types register, save and load back to the same settings; secrets are references."""
+"""blocks/prefect_blocks.py: the block types register, save and load back to the same settings;
+secrets are references."""
 
 from __future__ import annotations
 
@@ -8,7 +9,6 @@ import pytest
 from prefect.blocks.system import Secret
 from prefect.client.orchestration import get_client
 
-from blocks.__main__ import main
 from blocks.prefect_blocks import (
     HsfBackupRepository,
     HsfCluster,
@@ -63,16 +63,3 @@ def test_secrets_are_referenced_secret_blocks_generated_once(
         document = client.read_block_document_by_name(settings.cluster_name, "hsf-cluster")
         secret_doc = client.read_block_document_by_name(secret_block_name(settings), "secret")
     assert document.block_document_references["drbd_secret"]["block_document"]["id"] == str(secret_doc.id)
-
-
-def test_register_command_names_what_it_saved(
-    prefect_harness: None,
-    settings: Settings,
-    monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
-) -> None:
-    monkeypatch.setenv("HSF_LAB__NAME", settings.lab.name)
-    assert main(["register"]) == 0
-    out = capsys.readouterr().out
-    assert f"saved hsf-lab/{settings.lab.name}" in out
-    assert f"secret/{settings.lab.name}-drbd-r0" in out

@@ -1,4 +1,4 @@
-"""Deployments: schedules, parameters and entrypoints from the settings, and prefect.yaml agreeing with them.
+"""deployments/definitions.py: schedules, parameters and entrypoints from the settings; prefect.yaml agrees.
 
 No server: ``to_deployment`` builds deployments locally and the next run times come from the
 scheduler's own cron code.
@@ -13,11 +13,11 @@ from typing import Any
 import pytest
 import yaml
 
-from deployments.__main__ import main, render_yaml
+from deployments.__main__ import render_yaml
 from deployments.definitions import load_flow, next_runs, prefect_yaml, runner_deployments, specs
 from tasks.settings import DeploymentSettings, load_settings
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = Path(__file__).resolve().parents[3]
 
 EXPECTED: dict[str, tuple[str, str, str, dict[str, Any]]] = {
     # deployment name: (flow name, entrypoint, cron, parameters) with the default settings
@@ -107,27 +107,3 @@ def test_next_runs_are_computed_locally_in_the_schedule_time_zone() -> None:
     winter, summer = next_runs(berlin, 1, start)[0], next_runs(berlin, 1, datetime(2026, 7, 1, tzinfo=UTC))[0]
     assert winter == datetime(2026, 1, 1, 1, tzinfo=UTC)  # 02:00 CET
     assert summer == datetime(2026, 7, 1, 0, tzinfo=UTC)  # 02:00 CEST
-
-
-def test_list_command_prints_every_deployment_with_next_runs(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["list", "--count", "2"]) == 0
-    out = capsys.readouterr().out
-    for name, (flow_name, entrypoint, cron, _) in EXPECTED.items():
-        assert f"{flow_name}/{name}  ({entrypoint})" in out
-        assert f"schedule    {cron}  [UTC]" in out
-    assert out.count("next runs") == 4 and out.count(" UTC,") == 4
-
-
-def test_bad_schedule_settings_fail_with_one_line(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
-    monkeypatch.setenv("HSF_DEPLOYMENTS__WEEKLY_VERIFY_CRON", "0 4 * *")
-    assert main(["list"]) == 2
-    err = capsys.readouterr().err.strip()
-    assert err.startswith("setting deployments.weekly_verify_cron [HSF_DEPLOYMENTS__WEEKLY_VERIFY_CRON]:")
-    assert "\n" not in err
-
-
-def test_every_schedule_setting_has_a_description() -> None:
-    missing = [name for name, field in DeploymentSettings.model_fields.items() if not field.description]
-    assert not missing

@@ -20,7 +20,7 @@ from tasks.drbd.probes import (
     state_from_status_json,
 )
 
-FIXTURES = Path(__file__).parents[1] / "fixtures" / "drbd"
+FIXTURES = Path(__file__).parents[3] / "fixtures" / "drbd"
 
 
 def fixture(name: str) -> str:

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from tasks.settings import (
+    DeploymentSettings,
     DrbdSettings,
     FailoverSettings,
     InventoryHost,
@@ -35,7 +36,7 @@ def test_defaults_describe_a_two_node_lab() -> None:
 
 
 def test_every_field_has_a_description() -> None:
-    for model in (Settings, LabSettings, DrbdSettings, FailoverSettings, InventoryHost):
+    for model in (Settings, LabSettings, DrbdSettings, FailoverSettings, InventoryHost, DeploymentSettings):
         missing = [name for name, field in model.model_fields.items() if not field.description]
         assert not missing, f"{model.__name__}: {missing}"
 
@@ -136,3 +137,28 @@ def test_bad_drbd_values(monkeypatch: pytest.MonkeyPatch, env: dict[str, str], e
     with pytest.raises(SettingsError) as info:
         load_settings()
     assert expected in str(info.value) and len(str(info.value).splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    ("backup", "message"),
+    [
+        ({"client": "nodez", "server": "backup"}, "backup.client: unknown node"),
+        ({"client": "nodea", "server": "nodez"}, "backup.server: unknown node"),
+        ({"client": "nodea", "server": "nodea"}, "the backup client itself"),
+        ({"client": "local", "server": "backup"}, "must be a lab VM"),
+        ({"repository": "relative/path"}, "backup.repository"),
+    ],
+)
+def test_bad_backup_topology_is_one_clear_line(backup: dict[str, str], message: str) -> None:
+    with pytest.raises(SettingsError, match=message) as error:
+        load_settings(backup=backup)
+    assert len(str(error.value).splitlines()) == 1
+
+
+def test_the_lab_without_a_backup_server() -> None:
+    lab = load_settings(lab={"backup_server": ""}).lab
+    assert lab.backup_server is None and lab.machines == ("nodea", "nodeb")
+    with pytest.raises(SettingsError, match="also a storage node"):
+        load_settings(lab={"backup_server": "nodeb"})
+    with pytest.raises(SettingsError, match=r"backup\.server: unknown node 'backup'"):
+        load_settings(lab={"backup_server": ""}, backup={"client": "nodea", "server": "backup"})

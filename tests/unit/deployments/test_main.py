@@ -1,0 +1,47 @@
+"""deployments/__main__.py: ``python -m deployments list`` prints each deployment and its next runs;
+bad schedule settings are one line (no server needed)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from deployments.__main__ import main
+
+REPO_ROOT = Path(__file__).resolve().parents[3]
+
+EXPECTED: dict[str, tuple[str, str, str]] = {
+    # deployment name: (flow name, entrypoint, cron) with the default settings
+    "nightly-backup": ("borg-backup", "flows/backup.py:backup", "0 2 * * *"),
+    "weekly-verify": ("borg-verify", "flows/backup.py:verify", "0 4 * * 0"),
+    "monthly-restore-drill": ("borg-restore-drill", "flows/backup.py:restore_drill", "0 5 1 * *"),
+    "weekly-failover-drill": ("failover-drill", "flows/failover.py:failover_drill", "0 3 * * 6"),
+}
+
+
+@pytest.fixture(autouse=True)
+def _project_root(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in list(__import__("os").environ):
+        if name.startswith("HSF_"):
+            monkeypatch.delenv(name)
+    monkeypatch.chdir(REPO_ROOT)  # entrypoints are relative to the project root
+
+
+def test_list_command_prints_every_deployment_with_next_runs(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["list", "--count", "2"]) == 0
+    out = capsys.readouterr().out
+    for name, (flow_name, entrypoint, cron) in EXPECTED.items():
+        assert f"{flow_name}/{name}  ({entrypoint})" in out
+        assert f"schedule    {cron}  [UTC]" in out
+    assert out.count("next runs") == 4 and out.count(" UTC,") == 4
+
+
+def test_bad_schedule_settings_fail_with_one_line(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("HSF_DEPLOYMENTS__WEEKLY_VERIFY_CRON", "0 4 * *")
+    assert main(["list"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("setting deployments.weekly_verify_cron [HSF_DEPLOYMENTS__WEEKLY_VERIFY_CRON]:")
+    assert "\n" not in err

@@ -1,0 +1,403 @@
+"""tasks/drbd/commands.py judged by the real tools, not by a copy of the builders' lists.
+
+The drbdadm builders go through drbdadm's own dry run (``drbdadm -d -c FILE ...``: it prints the
+drbdsetup/drbdmeta calls it would make and runs none, no kernel module or disk needed); the file,
+filesystem and mount builders run on scratch files here.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shlex
+import shutil
+import stat
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from tasks.drbd import commands as c
+from tasks.drbd.model import DrbdResource, render_resource
+from tasks.drbd.probes import parse_blkid_export, parse_findmnt
+
+SECRET = "s3cr3t-Secret_value.0123"
+
+
+def needs(*tools: str) -> pytest.MarkDecorator:
+    missing = [t for t in tools if shutil.which(t) is None]
+    return pytest.mark.skipif(bool(missing), reason=f"not installed: {', '.join(missing)}")
+
+
+def run(
+    argv: list[str], stdin: str | None = None, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        argv,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env={**os.environ, **(env or {})},
+    )
+
+
+# -- drbdadm, dry run --------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def config(tmp_path: Path) -> Path:
+    """A rendered two-node config for resource r0 on /dev/vdb, minor 0."""
+    return _config(tmp_path, "r0")
+
+
+def _config(tmp_path: Path, name: str) -> Path:
+    resource = DrbdResource(
+        name=name,
+        nodes=({"name": "nodea", "address": "10.77.0.11"}, {"name": "nodeb", "address": "10.77.0.12"}),
+        shared_secret=SECRET,  # type: ignore[arg-type]
+    )
+    path = tmp_path / f"{name}.res"
+    path.write_text(render_resource(resource))
+    return path
+
+
+class Rejected(Exception):
+    pass
+
+
+def dry_run(argv: list[str], config: Path) -> list[str]:
+    """The drbdsetup/drbdmeta calls drbdadm would make for ``argv`` on nodea (nothing runs)."""
+    assert argv[0] == "drbdadm"
+    result = run([argv[0], "-d", "-c", str(config), *argv[1:]], env={"__DRBD_NODE__": "nodea"})
+    if result.returncode != 0:
+        raise Rejected(result.stderr)
+    return [line for line in result.stdout.splitlines() if line.strip()]
+
+
+def calls(lines: list[str], tool: str, command: str) -> list[list[str]]:
+    """The dry run's calls of ``tool`` whose command is ``command`` (drbdmeta's comes after the disk)."""
+    words = [shlex.split(line) for line in lines]
+    found = [w for w in words if w and w[0].startswith(tool)]
+    return [w for w in found if (command in w if tool == "drbdmeta" else w[1] == command)]
+
+
+needs_drbdadm = needs("drbdadm")
+
+
+@needs_drbdadm
+def test_create_md_writes_metadata_on_the_backing_disk_and_only_forced_answers_yes(config: Path) -> None:
+    [plain] = calls(dry_run(c.create_md_argv("r0"), config), "drbdmeta", "create-md")
+    assert "/dev/vdb" in plain and "internal" in plain and "--force" not in plain
+    assert dry_run(c.create_md_argv("r0", force=False), config) == dry_run(c.create_md_argv("r0"), config)
+    [forced] = calls(dry_run(c.create_md_argv("r0", force=True), config), "drbdmeta", "create-md")
+    assert "--force" in forced
+    assert "--force" not in c.create_md_argv("r0")  # never overwrite metadata unless asked
+
+
+@needs_drbdadm
+@pytest.mark.parametrize("build", [c.up_argv, c.adjust_argv], ids=["up", "adjust"])
+def test_up_and_adjust_attach_the_disk_and_connect_to_the_peer(config: Path, build: Callable) -> None:
+    lines = dry_run(build("r0"), config)
+    assert calls(lines, "drbdsetup", "new-resource")[0][2] == "r0"
+    [attach] = calls(lines, "drbdsetup", "attach")
+    assert "/dev/vdb" in attach
+    [peer] = calls(lines, "drbdsetup", "new-peer")
+    assert "--_name=nodeb" in peer and f"--shared-secret={SECRET}" in peer
+    assert calls(lines, "drbdsetup", "connect")
+
+
+@needs_drbdadm
+def test_down_takes_the_whole_resource_down(config: Path) -> None:
+    assert [w[1:] for w in calls(dry_run(c.down_argv("r0"), config), "drbdsetup", "down")] == [["down", "r0"]]
+
+
+@needs_drbdadm
+def test_primary_is_forced_only_when_asked(config: Path) -> None:
+    overwrite = {"--force", "--overwrite-data-of-peer"}
+    [plain] = calls(dry_run(c.primary_argv("r0"), config), "drbdsetup", "primary")
+    assert "r0" in plain and not overwrite & set(plain)
+    assert dry_run(c.primary_argv("r0", force=False), config) == dry_run(c.primary_argv("r0"), config)
+    [forced] = calls(dry_run(c.primary_argv("r0", force=True), config), "drbdsetup", "primary")
+    assert overwrite & set(forced)  # this node's data declared the good copy
+    assert "--force" not in c.primary_argv("r0")
+
+
+@needs_drbdadm
+def test_secondary_demotes_without_force(config: Path) -> None:
+    [demote] = calls(dry_run(c.secondary_argv("r0"), config), "drbdsetup", "secondary")
+    assert "r0" in demote and "--force" not in demote
+
+
+@needs_drbdadm
+def test_new_current_uuid_clears_the_bitmap_of_the_resource_minor(config: Path) -> None:
+    [call] = calls(
+        dry_run(c.new_current_uuid_clear_bitmap_argv("r0"), config), "drbdsetup", "new-current-uuid"
+    )
+    assert "--clear-bitmap" in call and "0" in call  # minor 0
+
+
+@needs_drbdadm
+def test_connect_discards_local_data_only_when_asked(config: Path) -> None:
+    [plain] = calls(dry_run(c.connect_argv("r0"), config), "drbdsetup", "connect")
+    assert "r0" in plain and "--discard-my-data" not in plain
+    [discard] = calls(dry_run(c.connect_argv("r0", discard_my_data=True), config), "drbdsetup", "connect")
+    assert "--discard-my-data" in discard
+    assert "--discard-my-data" not in c.connect_argv("r0")
+
+
+@needs_drbdadm
+def test_disconnect(config: Path) -> None:
+    [call] = calls(dry_run(c.disconnect_argv("r0"), config), "drbdsetup", "disconnect")
+    assert "r0" in call
+
+
+RESOURCE_BUILDERS: dict[str, Callable[[str], list[str]]] = {
+    "create_md": c.create_md_argv,
+    "create_md_force": lambda r: c.create_md_argv(r, force=True),
+    "up": c.up_argv,
+    "adjust": c.adjust_argv,
+    "down": c.down_argv,
+    "primary": c.primary_argv,
+    "primary_force": lambda r: c.primary_argv(r, force=True),
+    "secondary": c.secondary_argv,
+    "new_current_uuid_clear_bitmap": c.new_current_uuid_clear_bitmap_argv,
+    "connect": c.connect_argv,
+    "connect_discard_my_data": lambda r: c.connect_argv(r, discard_my_data=True),
+    "disconnect": c.disconnect_argv,
+}
+
+
+@needs_drbdadm
+@pytest.mark.parametrize("name", list(RESOURCE_BUILDERS))
+def test_every_drbdadm_builder_acts_on_the_named_resource(tmp_path: Path, name: str) -> None:
+    """drbdadm accepts each builder's argv for the resource its config defines, and no other."""
+    build, config = RESOURCE_BUILDERS[name], _config(tmp_path, "data")
+    assert dry_run(build("data"), config)
+    with pytest.raises(Rejected, match="'r0' not defined"):
+        dry_run(build("r0"), config)
+
+
+@needs_drbdadm
+@pytest.mark.parametrize(
+    "argv",
+    [["drbdadm", "up", "--force", "r0"], ["drbdadm", "down", "--discard-my-data", "r0"]],
+    ids=["up-force", "down-discard"],
+)
+def test_the_dry_run_rejects_an_option_the_command_does_not_take(config: Path, argv: list[str]) -> None:
+    """What the tests above accept, drbdadm judged: an option in the wrong place is refused."""
+    with pytest.raises(Rejected, match="unrecognized option"):
+        dry_run(argv, config)
+
+
+@needs_drbdadm
+def test_drbdadm_version_reports_key_value_lines() -> None:
+    result = run(c.drbdadm_version_argv())
+    assert result.returncode == 0
+    assert any(line.startswith("DRBDADM_VERSION=") for line in result.stdout.splitlines())
+
+
+@needs_drbdadm
+def test_drbdadm_dump_parses_the_given_file_for_the_named_resource(config: Path) -> None:
+    result = run(c.drbdadm_dump_argv(str(config), "r0"), env={"__DRBD_NODE__": "nodea"})
+    assert result.returncode == 0 and "resource r0 {" in result.stdout
+    assert run(c.drbdadm_dump_argv(str(config), "other"), env={"__DRBD_NODE__": "nodea"}).returncode != 0
+
+
+@needs("drbdsetup")
+@pytest.mark.parametrize(
+    "argv", [c.events2_now_argv("r0"), c.status_json_argv("r0")], ids=["events2_now", "status_json"]
+)
+def test_state_probes_use_options_drbdsetup_documents(argv: list[str]) -> None:
+    """drbdsetup needs the kernel module to answer; its own help judges the command line."""
+    tool, command, *rest = argv
+    usage = run([tool, "help", command]).stdout
+    assert f"USAGE: drbdsetup {command} {{ {{resource}} | all }}" in usage
+    options = [word for word in rest if word.startswith("--")]
+    assert options and all(f"[{option}]" in usage for option in options)
+    assert rest[-1] == "r0"
+
+
+def test_proc_drbd_is_read_from_the_kernel_status_file() -> None:
+    # The file is the kernel's interface (DRBD 8.4); the parser tests use captured copies of it.
+    assert c.proc_drbd_argv() == ["cat", "/proc/drbd"]
+
+
+# -- host setup ----------------------------------------------------------------------------------
+
+
+@needs("apt-get", "drbdadm")
+def test_install_packages_is_non_interactive_and_accepted_by_apt() -> None:
+    argv = c.install_packages_argv(["drbd-utils"])
+    simulated = subprocess.run(
+        [argv[0], "--simulate", *argv[1:]],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert simulated.returncode == 0, simulated.stderr
+    assert "drbd-utils is already the newest version" in simulated.stdout
+    assert "--no-install-recommends" in argv  # a storage node gets only what it needs
+
+
+@needs("modprobe")
+@pytest.mark.parametrize(
+    ("argv", "module"), [(c.modprobe_argv(), "drbd"), (c.modprobe_argv("dm_mod"), "dm_mod")]
+)
+def test_modprobe_loads_the_named_module(argv: list[str], module: str) -> None:
+    result = run([argv[0], "--dry-run", *argv[1:]])
+    assert result.returncode == 0 or f"Module {module} not found" in result.stderr, result.stderr
+
+
+# -- files -----------------------------------------------------------------------------------------
+
+
+def test_write_file_replaces_the_content_with_stdin_silently(tmp_path: Path) -> None:
+    target = tmp_path / "r0.res.tmp"
+    target.write_text("an older, much longer content that must not survive as a tail\n")
+    result = run(c.write_file_argv(str(target)), stdin="resource r0 {}\n")
+    assert (result.returncode, result.stdout, result.stderr) == (0, "", "")
+    assert target.read_text() == "resource r0 {}\n"
+
+
+def test_chmod_sets_the_mode(tmp_path: Path) -> None:
+    target = tmp_path / "r0.res"
+    target.write_text("x")
+    target.chmod(0o644)
+    assert run(c.chmod_argv("0600", str(target))).returncode == 0
+    assert stat.S_IMODE(target.stat().st_mode) == 0o600
+
+
+def test_rename_replaces_the_destination(tmp_path: Path) -> None:
+    source, dest = tmp_path / "r0.res.tmp", tmp_path / "r0.res"
+    source.write_text("new")
+    dest.write_text("old")
+    assert run(c.rename_argv(str(source), str(dest))).returncode == 0
+    assert dest.read_text() == "new" and not source.exists()
+
+
+def test_sha256_prints_each_file_digest_first(tmp_path: Path) -> None:
+    one, two = tmp_path / "a", tmp_path / "b c"
+    one.write_bytes(b"first")
+    two.write_bytes(b"second")
+    assert run(c.sha256_argv(str(one))).stdout.split()[:1] == [hashlib.sha256(b"first").hexdigest()]
+    lines = run(c.sha256_argv(str(one), str(two))).stdout.splitlines()
+    assert lines == [f"{hashlib.sha256(p.read_bytes()).hexdigest()}  {p}" for p in (one, two)]
+
+
+def test_mkdir_makes_parents_and_is_idempotent(tmp_path: Path) -> None:
+    target = tmp_path / "mnt" / "r0"
+    assert run(c.mkdir_argv(str(target))).returncode == 0
+    assert run(c.mkdir_argv(str(target))).returncode == 0
+    assert target.is_dir()
+
+
+def test_builders_return_fresh_lists() -> None:
+    """Callers may append to an argv: doing so must not leak into the next call."""
+    first = c.up_argv("r0")
+    first.append("--extra")
+    assert "--extra" not in c.up_argv("r0")
+
+
+# -- filesystems and mounts ----------------------------------------------------------------------
+
+
+def _blank(tmp_path: Path, name: str = "disk.img", size: int = 32 << 20) -> Path:
+    image = tmp_path / name
+    with image.open("wb") as f:
+        f.truncate(size)
+    return image
+
+
+def _label_of(argv: list[str]) -> str:
+    return argv[argv.index("-L") + 1]
+
+
+@needs("mkfs.ext4", "blkid")
+@pytest.mark.parametrize("label", ["r0", "a-long-label-16c"])
+def test_mkfs_ext4_makes_a_labelled_filesystem_blkid_finds(tmp_path: Path, label: str) -> None:
+    image = _blank(tmp_path)
+    assert run(c.blkid_argv(str(image))).returncode == 2  # nothing found on a blank disk
+    made = run(c.mkfs_argv("ext4", str(image), label))
+    assert made.returncode == 0, made.stderr
+    assert made.stdout == ""  # quiet: the step's log holds only what went wrong
+    probe = run(c.blkid_argv(str(image)))
+    assert probe.returncode == 0
+    found = parse_blkid_export(probe.stdout)
+    assert (found.type, found.label, found.usage) == ("ext4", label, "filesystem")  # 16 characters kept
+
+
+@needs("mkfs.xfs", "blkid")
+def test_mkfs_xfs_makes_a_labelled_filesystem_blkid_finds(tmp_path: Path) -> None:
+    image = _blank(tmp_path, size=320 << 20)  # xfs' minimum size
+    made = run(c.mkfs_argv("xfs", str(image), "replicated-data"))
+    assert made.returncode == 0, made.stderr
+    found = parse_blkid_export(run(c.blkid_argv(str(image))).stdout)
+    assert (found.type, found.label) == ("xfs", "replicated-d")
+
+
+def test_xfs_label_never_exceeds_12_characters() -> None:
+    for length in range(1, 40):
+        argv = c.mkfs_argv("xfs", "/dev/drbd0", "x" * length)
+        assert _label_of(argv) == "x" * min(length, 12)
+        assert argv[-1] == "/dev/drbd0"
+    assert _label_of(c.mkfs_argv("xfs", "/dev/drbd0", "abcdefghijkl")) == "abcdefghijkl"
+
+
+@needs("findmnt")
+def test_findmnt_reports_the_filesystem_at_exactly_that_mountpoint(tmp_path: Path) -> None:
+    root = run(c.findmnt_argv("/"))
+    assert root.returncode == 0
+    mount = parse_findmnt(root.stdout)
+    assert mount is not None and mount.target == "/"
+    assert set(json.loads(root.stdout)["filesystems"][0]) == {"source", "target", "fstype", "options"}
+    below = run(c.findmnt_argv(str(tmp_path)))  # a directory, not a mountpoint
+    assert (below.returncode, below.stdout) == (1, "")
+
+
+def _can_loop_mount() -> bool:
+    if os.geteuid() != 0 or not Path("/dev/loop-control").exists() or shutil.which("unshare") is None:
+        return False
+    return subprocess.run(["unshare", "-m", "true"], capture_output=True, check=False).returncode == 0
+
+
+@needs("mkfs.ext4", "findmnt", "mount", "umount")
+@pytest.mark.skipif(not _can_loop_mount(), reason="needs root, loop devices and a private mount namespace")
+def test_mount_and_umount_a_filesystem_in_a_private_namespace(tmp_path: Path) -> None:
+    """mount, findmnt and umount as the steps run them, in a mount namespace of their own (the host
+    never sees the mount; it goes when the namespace does, also if the test fails half-way)."""
+    image, mountpoint = _blank(tmp_path), tmp_path / "mnt" / "r0"
+    assert run(c.mkfs_argv("ext4", str(image), "r0")).returncode == 0
+    script = "\n".join(
+        [
+            "set -e",
+            shlex.join(c.mkdir_argv(str(mountpoint))),
+            shlex.join(c.mount_argv(str(image), str(mountpoint))),
+            "echo ==mounted",
+            shlex.join(c.findmnt_argv(str(mountpoint))),
+            "touch " + shlex.quote(str(mountpoint / "written-while-mounted")),
+            shlex.join(c.umount_argv(str(mountpoint))),
+            "echo ==unmounted",
+            shlex.join(c.findmnt_argv(str(mountpoint))) + ' || echo "findmnt exit $?"',
+        ]
+    )
+    result = run(["unshare", "-m", "--propagation", "private", "sh", "-c", script])
+    assert result.returncode == 0, result.stderr
+    mounted, unmounted = result.stdout.split("==mounted\n")[1].split("==unmounted\n")
+    mount = parse_findmnt(mounted)
+    assert mount is not None and (mount.target, mount.fstype) == (str(mountpoint), "ext4")
+    assert unmounted.strip() == "findmnt exit 1"
+    assert not (mountpoint / "written-while-mounted").exists()  # it went to the filesystem, now unmounted
+
+
+def test_every_builder_is_covered() -> None:
+    """A new builder without a test here fails: each ``c.<builder>`` must appear in this file."""
+    source = Path(__file__).read_text()
+    builders = {name for name in dir(c) if name.endswith("_argv")}
+    assert {"create_md_argv", "primary_argv", "mkfs_argv", "findmnt_argv"} <= builders
+    assert {b for b in builders if not re.search(rf"\bc\.{b}\b", source)} == set()
