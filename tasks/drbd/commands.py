@@ -7,10 +7,6 @@ from typing import Literal
 FsType = Literal["ext4", "xfs"]
 
 
-def drbdadm_version_argv() -> list[str]:
-    return ["drbdadm", "--version"]
-
-
 def install_packages_argv(packages: list[str]) -> list[str]:
     """Debian/Ubuntu package install on a real host (the lab image already has them)."""
     return ["apt-get", "install", "-y", "-q", "--no-install-recommends", *packages]
@@ -55,10 +51,6 @@ def adjust_argv(resource: str) -> list[str]:
     return ["drbdadm", "adjust", resource]
 
 
-def down_argv(resource: str) -> list[str]:
-    return ["drbdadm", "down", resource]
-
-
 def primary_argv(resource: str, force: bool = False) -> list[str]:
     """Promote. ``force`` only for a brand-new resource (both sides Inconsistent): it declares this
     node's data the good copy."""
@@ -84,16 +76,6 @@ def disconnect_argv(resource: str) -> list[str]:
 
 def proc_drbd_argv() -> list[str]:
     return ["cat", "/proc/drbd"]
-
-
-def events2_now_argv(resource: str) -> list[str]:
-    """One snapshot of the resource's state as key:value events (DRBD 8.4 and 9)."""
-    return ["drbdsetup", "events2", "--now", resource]
-
-
-def status_json_argv(resource: str) -> list[str]:
-    """DRBD 9 only: the resource state as JSON."""
-    return ["drbdsetup", "status", "--json", resource]
 
 
 def blkid_argv(device: str) -> list[str]:

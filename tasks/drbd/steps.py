@@ -38,7 +38,7 @@ def _dry_run_skips(what: str) -> bool:
 
 def drbd_state(target: SshTarget, minor: int) -> DrbdState:
     """The device's state from /proc/drbd (Unconfigured when the module or the device is absent)."""
-    result = run(target, ["cat", "/proc/drbd"], read_only=True, ok_codes=(0, 1), quiet=True)
+    result = run(target, cmd.proc_drbd_argv(), read_only=True, ok_codes=(0, 1), quiet=True)
     return parse_proc_drbd(result.stdout).get(minor, DrbdState(minor=minor, connection="Unconfigured"))
 
 

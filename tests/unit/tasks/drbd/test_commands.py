@@ -112,11 +112,6 @@ def test_up_and_adjust_attach_the_disk_and_connect_to_the_peer(config: Path, bui
 
 
 @needs_drbdadm
-def test_down_takes_the_whole_resource_down(config: Path) -> None:
-    assert [w[1:] for w in calls(dry_run(c.down_argv("r0"), config), "drbdsetup", "down")] == [["down", "r0"]]
-
-
-@needs_drbdadm
 def test_primary_is_forced_only_when_asked(config: Path) -> None:
     overwrite = {"--force", "--overwrite-data-of-peer"}
     [plain] = calls(dry_run(c.primary_argv("r0"), config), "drbdsetup", "primary")
@@ -161,7 +156,6 @@ RESOURCE_BUILDERS: dict[str, Callable[[str], list[str]]] = {
     "create_md_force": lambda r: c.create_md_argv(r, force=True),
     "up": c.up_argv,
     "adjust": c.adjust_argv,
-    "down": c.down_argv,
     "primary": c.primary_argv,
     "primary_force": lambda r: c.primary_argv(r, force=True),
     "secondary": c.secondary_argv,
@@ -195,31 +189,10 @@ def test_the_dry_run_rejects_an_option_the_command_does_not_take(config: Path, a
 
 
 @needs_drbdadm
-def test_drbdadm_version_reports_key_value_lines() -> None:
-    result = run(c.drbdadm_version_argv())
-    assert result.returncode == 0
-    assert any(line.startswith("DRBDADM_VERSION=") for line in result.stdout.splitlines())
-
-
-@needs_drbdadm
 def test_drbdadm_dump_parses_the_given_file_for_the_named_resource(config: Path) -> None:
     result = run(c.drbdadm_dump_argv(str(config), "r0"), env={"__DRBD_NODE__": "nodea"})
     assert result.returncode == 0 and "resource r0 {" in result.stdout
     assert run(c.drbdadm_dump_argv(str(config), "other"), env={"__DRBD_NODE__": "nodea"}).returncode != 0
-
-
-@needs("drbdsetup")
-@pytest.mark.parametrize(
-    "argv", [c.events2_now_argv("r0"), c.status_json_argv("r0")], ids=["events2_now", "status_json"]
-)
-def test_state_probes_use_options_drbdsetup_documents(argv: list[str]) -> None:
-    """drbdsetup needs the kernel module to answer; its own help judges the command line."""
-    tool, command, *rest = argv
-    usage = run([tool, "help", command]).stdout
-    assert f"USAGE: drbdsetup {command} {{ {{resource}} | all }}" in usage
-    options = [word for word in rest if word.startswith("--")]
-    assert options and all(f"[{option}]" in usage for option in options)
-    assert rest[-1] == "r0"
 
 
 def test_proc_drbd_is_read_from_the_kernel_status_file() -> None:
