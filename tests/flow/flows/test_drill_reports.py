@@ -183,10 +183,3 @@ def test_drill_publishes_report_table_and_events(
     if not ok:
         [lost] = [e for e in got if e.event == events.DATA_LOST]
         assert lost.payload["drill"] == drill
-
-
-def test_emit_refuses_unknown_event_names_and_resources() -> None:
-    with pytest.raises(ValueError, match=r"unknown event 'hsf\.data\.lsot'"):
-        events.emit("hsf.data.lsot", resource="hsf.cluster.x")
-    with pytest.raises(ValueError, match=r"should start with 'hsf\.'"):
-        events.emit(events.DATA_LOST, resource="cluster.x")
