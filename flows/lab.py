@@ -152,9 +152,10 @@ def _up(lab: LabSettings, dry_run: bool) -> LabStatus:
     daemons = [a for a in actions if a.kind in DAEMON_ACTIONS]
     if daemons:
         # libvirt objects are only visible once the daemon answers: start it, then probe and plan again.
-        done = apply(daemons, handlers, nothing_to_do="")
+        done = apply(daemons, handlers, nothing_to_do="libvirtd answers")
         rest = actions if dry_run else plan_up(layout, steps.probe(lab), specs, lab.embedded)
-        done += apply([a for a in rest if a.kind not in DAEMON_ACTIONS], handlers, nothing_to_do="")
+        rest = [a for a in rest if a.kind not in DAEMON_ACTIONS]
+        done += apply(rest, handlers, nothing_to_do=f"{', '.join(lab.machines)} already run as specified")
     else:
         done = apply(actions, handlers, nothing_to_do=f"{', '.join(lab.machines)} already run as specified")
     status = _status(lab, steps.probe(lab), check_ssh=False)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-from flows.lab import lab_down, lab_status
+from flows.lab import lab_down, lab_status, lab_up
 from tasks.lab.state import LabLayout
 from tasks.settings import LabSettings, Settings, load_settings
 
@@ -40,3 +40,15 @@ def test_down_of_an_absent_lab_plans_nothing_and_creates_nothing(
     namespaces = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=True).stdout
     assert LabLayout(lab).netns not in namespaces
     assert not lab.state_dir.exists()
+
+
+def test_dry_run_up_plans_the_whole_lab_and_creates_nothing(prefect_harness: None, tmp_path: Path) -> None:
+    lab = LabSettings(name="ghost", state_dir=tmp_path / "state", image_cache_dir=tmp_path / "images")
+    status = lab_up(load_settings(lab=lab, dry_run=True))
+    assert status.dry_run
+    planned = [action.split(":")[0] for action in status.actions]
+    for node in lab.machines:
+        assert f"prepare_vm_files({node})" in planned and f"start_vm({node})" in planned
+    assert not (tmp_path / "state").exists() and not (tmp_path / "images").exists()
+    namespaces = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=True).stdout
+    assert LabLayout(lab).netns not in namespaces
