@@ -20,12 +20,17 @@ def main(argv: list[str] | None = None) -> int:
     from blocks.prefect_blocks import register
     from tasks.cluster import borg_passphrase_block_name, secret_block_name
 
-    for slug, name in register(settings).items():
+    saved = register(settings)
+    for slug, name in saved.items():
         print(f"saved {name}  ({slug} block)")
-    print(
-        f"secrets: secret/{secret_block_name(settings)}, secret/{borg_passphrase_block_name(settings)} "
-        "(generated once, never overwritten)"
-    )
+    print(f"secret/{secret_block_name(settings)}: the DRBD secret (generated once, never overwritten)")
+    if "hsf-backup-repository" in saved:
+        print(f"secret/{borg_passphrase_block_name(settings)}: the Borg passphrase (stored by init or adopt)")
+    else:
+        print(
+            f"no hsf-backup-repository block: no passphrase is stored yet (secret/"
+            f"{borg_passphrase_block_name(settings)}); `python -m flows.backup init` or `adopt` stores it"
+        )
     return 0
 
 

@@ -18,7 +18,7 @@ from prefect.blocks.core import Block
 from prefect.blocks.system import Secret
 from pydantic import Field
 
-from tasks.cluster import borg_passphrase_block_name, secret_block, secret_block_name
+from tasks.cluster import borg_passphrase_block_name, secret_block, secret_block_name, stored_secret
 from tasks.settings import (
     BackupSettings,
     DrbdSettings,
@@ -86,7 +86,11 @@ BLOCK_TYPES: tuple[type[Block], ...] = (HsfCluster, HsfBackupRepository, HsfLab)
 
 
 def register(settings: Settings) -> dict[str, str]:
-    """Register the block types and save one block of each from ``settings``; returns slug → name."""
+    """Register the block types and save one block of each from ``settings``; returns slug → name.
+
+    The backup repository's block is saved only once its passphrase is stored (by ``flows.backup
+    init`` or ``adopt``): a passphrase is never generated for a repository that may already exist.
+    """
     for block_type in BLOCK_TYPES:
         block_type.register_type_and_schema()
     name = settings.cluster_name
@@ -98,11 +102,12 @@ def register(settings: Settings) -> dict[str, str]:
             drbd=settings.drbd,
             drbd_secret=secret_block(secret_block_name(settings)),
         ),
-        "hsf-backup-repository": HsfBackupRepository(
-            backup=settings.backup, passphrase=secret_block(borg_passphrase_block_name(settings))
-        ),
         "hsf-lab": HsfLab(lab=settings.lab),
     }
+    if stored_secret(borg_passphrase_block_name(settings)) is not None:
+        saved["hsf-backup-repository"] = HsfBackupRepository(
+            backup=settings.backup, passphrase=Secret.load(borg_passphrase_block_name(settings))
+        )
     for block in saved.values():
         block.save(name, overwrite=True)
     return {slug: f"{slug}/{name}" for slug in saved}

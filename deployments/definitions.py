@@ -75,7 +75,7 @@ def specs(settings: DeploymentSettings) -> list[DeploymentSpec]:
             cron=settings.monthly_restore_drill_cron,
             timezone=tz,
             parameters={"damage": settings.restore_drill_damage},
-            description="Archive the sources, damage them, restore in place, compare every entry.",
+            description="Archive the sources, restore into scratch, compare every entry; sources untouched.",
             tags=("hsf", "backup", "drill"),
         ),
         DeploymentSpec(

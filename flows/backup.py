@@ -1,20 +1,29 @@
-"""Borg backups: ``python -m flows.backup init|backup|verify|restore-drill|rotate|preview``.
+"""Borg backups: ``python -m flows.backup init|adopt|backup|verify|restore-drill|rotate|preview``.
 
 The repository is a local path, or lives on a backup server that the client (where the sources are)
 reaches with a key restricted to ``borg serve --append-only --restrict-to-path`` (``tasks.borg.remote``).
 
-- ``init``: prepare the server (account, restricted client key, pinned host key), then
-  ``borg init --encryption repokey-blake2`` with a passphrase from a Prefect ``Secret`` block
-  (generated if absent), then ``borg key export`` to a file the user is told about.
-- ``backup``: ``borg create --json`` of the sources, then ``check`` of the repository and the new
-  archive (``--verify-data`` when asked). Warnings are reported, not hidden.
-- ``verify``: ``check`` of the repository and ``--verify-data`` of every archive (the weekly one).
-- ``restore-drill``: manifest of the sources (sha256, mode, owner, mtime, symlinks), a fresh archive,
-  damage the sources (remove, or overwrite in place like ransomware), extract that archive, compare
-  every entry, prove a restored file is editable (and put it back as it was).
-- ``rotate``: keep what a scheme (GFS, FIFO, Tower of Hanoi) selects, delete the rest, compact — on
-  the server, as the repository's owner: the client's key cannot remove data.
-- ``preview``: what each scheme keeps over a simulated year, as text and a PNG (no repository needed).
+- ``init``: prepare the server (account, restricted client key, pinned host key); refuse if a
+  repository exists there; generate a passphrase into a Prefect ``Secret`` block, ``borg init
+  --encryption repokey-blake2``, ``borg key export`` to a file the user is told about.
+- ``adopt``: take over a repository made by hand: its passphrase from standard input (or an
+  environment variable), proved against the repository, then stored. No flow ever generates a
+  passphrase for a repository that exists.
+- ``backup``: every source must exist and be readable; ``borg create --json`` into a uniquely named
+  archive, then ``check`` of the repository and the new archive (``--verify-data`` when asked). An
+  archive whose check failed is named as suspect. Warnings are reported, not hidden.
+- ``verify``: ``check`` of the repository and ``--verify-data`` of every archive (the weekly one);
+  borg's lines that say what is damaged are kept.
+- ``restore-drill``: manifest of the sources (type, mode, owner, mtime, size, link, sha256), a fresh
+  archive of them, restored into a scratch directory and compared entry by entry; the sources are
+  never touched. ``backup.restore_drill = "in-place"`` then also damages the sources and restores
+  over them — only after the scratch restore was intact, with a safety copy that puts them back if
+  anything fails.
+- ``rotate``: keep what the configured scheme (GFS, FIFO, Tower of Hanoi) selects *of this project's
+  archives* — never one made by hand or a checkpoint — delete the rest by name and compact, on the
+  server as the repository's owner (the client's key cannot remove data). A dry run lists exactly what
+  would be deleted.
+- ``preview``: what each scheme keeps over a simulated year with the same settings, as text and a PNG.
 
 The passphrase travels on stdin (``BORG_PASSPHRASE_FD=0``), never on a command line or in a log.
 """
@@ -23,6 +32,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import secrets
+import sys
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
@@ -33,15 +45,23 @@ from prefect.logging import get_run_logger
 from pydantic import BaseModel, Field
 
 from tasks.borg import commands as borg
-from tasks.borg.outcome import BorgOutcome, RepositoryMissing
+from tasks.borg.outcome import (
+    BorgError,
+    BorgOutcome,
+    PassphraseMissing,
+    RepositoryMissing,
+    SourceMissing,
+    WrongPassphrase,
+)
 from tasks.borg.preview import preview
 from tasks.borg.remote import RepoAccess, backup_server, client_access, server_access
-from tasks.borg.rotation import Archive, fifo, gfs, hanoi
+from tasks.borg.rotation import Archive, Scheme, archive_name, is_checkpoint, is_ours
 from tasks.borg.run import run_borg
 from tasks.borg.server import prepare_backup_server
 from tasks.cli import run_cli
-from tasks.cluster import borg_passphrase_block_name, shared_secret
-from tasks.context import current_executor, refuse_dry_run, run_context
+from tasks.cluster import borg_passphrase_block_name, store_secret, stored_secret
+from tasks.context import current_executor, run_context
+from tasks.drbd.plan import Refused
 from tasks.events import (
     BACKUP_FAILED,
     BACKUP_VERIFIED,
@@ -55,40 +75,59 @@ from tasks.manifest import Entry, differences, tree_manifest
 from tasks.settings import BackupSettings, Settings, load_settings
 from tasks.step import step
 
-Scheme = Literal["gfs", "fifo", "hanoi"]
+DELETE_BATCH = 100  # archive names per `borg delete` (keeps the command line short)
 
 
 def passphrase(settings: Settings) -> str:
-    value = shared_secret(borg_passphrase_block_name(settings))
+    """The repository's stored passphrase; never generated here (only ``init`` makes one)."""
+    block = borg_passphrase_block_name(settings)
+    value = stored_secret(block)
+    if value is None:
+        raise PassphraseMissing(
+            f"no passphrase is stored for {settings.backup.repository} (Secret block {block}): "
+            "`python -m flows.backup init` makes a new repository, `adopt` takes over an existing one"
+        )
     current_executor().add_secret(value)
     return value
 
 
 class BackupReport(BaseModel):
     archive: str
-    files: int
-    original_bytes: int
-    deduplicated_bytes: int
+    files: int = 0
+    original_bytes: int = 0
+    deduplicated_bytes: int = 0
     warnings: list[str] = Field(default_factory=list)
     checked: list[str] = Field(default_factory=list)
+    dry_run: bool = Field(False, description="Nothing was archived: the commands were printed.")
 
 
 class RestoreReport(BaseModel):
     archive: str
-    damage: str
+    mode: Literal["scratch", "in-place"]
+    damage: str | None = Field(None, description="In-place only: what was done to the sources.")
     entries: int
     problems: list[str]
     editable: bool
+    restored_into: str = Field(description="Where the archive was restored and compared.")
+    sources_put_back: bool | None = Field(
+        None, description="In-place only: a failed restore was undone from the safety copy."
+    )
+    dry_run: bool = False
 
     @property
     def ok(self) -> bool:
-        return not self.problems and self.editable
+        return self.dry_run or (not self.problems and self.editable)
 
 
 class RotationReport(BaseModel):
     scheme: str
     kept: list[str]
-    deleted: list[str]
+    deleted: list[str] = Field(description="Deleted, or (dry run) what a real run deletes.")
+    untouched: list[str] = Field(
+        default_factory=list,
+        description="Archives this project did not make (or checkpoints): never rotated.",
+    )
+    dry_run: bool = False
 
 
 def _borg(access: RepoAccess, argv: list[str], secret: str, **kwargs: Any) -> BorgOutcome:
@@ -96,24 +135,49 @@ def _borg(access: RepoAccess, argv: list[str], secret: str, **kwargs: Any) -> Bo
     return run_borg(argv, secret, access.target, env=access.env, account=access.account, **kwargs)
 
 
+def repository_exists(access: RepoAccess, secret: str | None) -> bool:
+    """Whether a repository answers at ``access`` (a wrong or empty passphrase still says it exists)."""
+    try:
+        _borg(access, borg.info_argv(access.url), secret or "", read_only=True)
+    except RepositoryMissing:
+        return False
+    except WrongPassphrase:
+        return True
+    return True
+
+
 @step(name="borg-init", timeout_seconds=600)
 def init_repository(backup: BackupSettings, access: RepoAccess, secret: str) -> str:
-    """Create the repository (refusing if one exists) and export its key; returns the key file path."""
-    try:
-        _borg(access, borg.info_argv(access.url), secret, read_only=True)
-        raise FileExistsError(f"a borg repository already exists at {access.url}")
-    except RepositoryMissing:
-        pass
+    """Create the repository and export its key; returns the key file path."""
     _borg(access, borg.init_argv(access.url, backup.encryption), secret)
     _borg(access, borg.key_export_argv(access.url, backup.key_export_path), secret)
     current_executor().run(["chmod", "600", backup.key_export_path], access.target)
     return backup.key_export_path
 
 
+@step(name="check-sources", timeout_seconds=120)
+def check_sources(backup: BackupSettings, target: Target) -> None:
+    """Every source exists and is readable: borg would otherwise store an empty or partial archive."""
+    run = current_executor().run
+    missing = [
+        path
+        for path in backup.sources
+        if run(["test", "-r", path], target, read_only=True, ok_codes=(0, 1)).exit_code != 0
+    ]
+    if missing:
+        raise SourceMissing(
+            f"backup source {', '.join(missing)} on {target.name} does not exist or cannot be read; "
+            "nothing was archived"
+        )
+
+
 @step(name="borg-create", timeout_seconds=7200)
 def create_archive(backup: BackupSettings, access: RepoAccess, secret: str) -> BackupReport:
-    archive = f"{backup.archive_prefix}-{datetime.now(UTC):%Y-%m-%dT%H:%M:%S}"
-    outcome = _borg(access, borg.create_argv(access.url, archive, backup.sources), secret)
+    archive = archive_name(backup.archive_prefix, datetime.now(UTC))
+    argv = borg.create_argv(access.url, archive, backup.sources, lock_wait=backup.lock_wait_s)
+    outcome = _borg(access, argv, secret, timeout=7200)
+    if current_executor().dry_run:
+        return BackupReport(archive=archive, dry_run=True)
     stats = json.loads(outcome.stdout)["archive"]["stats"]
     return BackupReport(
         archive=archive,
@@ -125,29 +189,32 @@ def create_archive(backup: BackupSettings, access: RepoAccess, secret: str) -> B
 
 
 @step(name="borg-check", timeout_seconds=7200)
-def check(access: RepoAccess, secret: str, verify_data: bool, last: int | None = 1) -> list[str]:
+def check(
+    access: RepoAccess, secret: str, verify_data: bool, lock_wait: int, last: int | None = 1
+) -> list[str]:
     """Repository consistency, then the newest archive's (or every archive's) metadata, and data if asked."""
-    _borg(access, borg.check_argv(access.url, repository_only=True), secret, read_only=True, timeout=7200)
-    _borg(
-        access,
-        borg.check_argv(access.url, archives_only=True, verify_data=verify_data, last=last),
-        secret,
-        read_only=True,
-        timeout=7200,
+    repository = borg.check_argv(access.url, repository_only=True, lock_wait=lock_wait)
+    _borg(access, repository, secret, read_only=True, timeout=7200)
+    archives_argv = borg.check_argv(
+        access.url, archives_only=True, verify_data=verify_data, last=last, lock_wait=lock_wait
     )
+    _borg(access, archives_argv, secret, read_only=True, timeout=7200)
     archives = "newest archive" if last == 1 else "every archive"
     return ["repository", f"{archives} (data verified)" if verify_data else archives]
 
 
 @step(name="borg-list", timeout_seconds=600)
-def list_archives(access: RepoAccess, secret: str) -> list[Archive]:
-    listing = json.loads(_borg(access, borg.list_argv(access.url), secret, read_only=True).stdout)
+def list_archives(
+    access: RepoAccess, secret: str, glob: str | None = None, checkpoints: bool = False
+) -> list[Archive]:
+    argv = borg.list_argv(access.url, glob=glob, checkpoints=checkpoints)
+    listing = json.loads(_borg(access, argv, secret, read_only=True).stdout)
     return [Archive(name=a["name"], time=datetime.fromisoformat(a["time"])) for a in listing["archives"]]
 
 
 @step(name="damage-tree", timeout_seconds=600)
 def damage_tree(root: str, how: Literal["remove", "encrypt"], target: Target = LOCAL) -> None:
-    """What the drill recovers from: everything removed, or every file overwritten with noise in place."""
+    """What the in-place drill recovers from: everything removed, or every file overwritten in place."""
     run = current_executor().run
     if how == "remove":
         run(["find", root, "-mindepth", "1", "-delete"], target)
@@ -156,9 +223,25 @@ def damage_tree(root: str, how: Literal["remove", "encrypt"], target: Target = L
 
 
 @step(name="borg-extract", timeout_seconds=7200)
-def extract(access: RepoAccess, secret: str, archive: str) -> None:
-    """Restore in place: archives hold paths relative to /, so extract from /."""
-    _borg(access, borg.extract_argv(access.url, archive), secret, cwd="/", timeout=7200)
+def extract(access: RepoAccess, secret: str, archive: str, into: str = "/", lock_wait: int = 600) -> None:
+    """Restore ``archive`` under ``into`` (archives hold paths relative to /: ``/`` restores in place)."""
+    argv = borg.extract_argv(access.url, archive, lock_wait=lock_wait)
+    _borg(access, argv, secret, cwd=into, timeout=7200)
+
+
+@step(name="copy-tree", timeout_seconds=7200)
+def copy_tree(source: str, dest: str, target: Target) -> None:
+    """``dest`` becomes an exact copy of ``source``: emptied first, then ``cp -a`` (owners, modes, times,
+    links, xattrs) — coreutils, so any client can do it."""
+    run = current_executor().run
+    run(["mkdir", "-p", dest], target)
+    run(["find", dest, "-mindepth", "1", "-delete"], target, timeout=3600)
+    run(["cp", "-a", f"{source.rstrip('/')}/.", f"{dest.rstrip('/')}/"], target, timeout=3600)
+
+
+@step(name="remove-tree", timeout_seconds=600)
+def remove_tree(path: str, target: Target) -> None:
+    current_executor().run(["rm", "-rf", "--one-file-system", path], target)
 
 
 @step(name="prove-editable", timeout_seconds=120)
@@ -171,7 +254,7 @@ def prove_editable(root: str, manifest: dict[str, Entry], target: Target = LOCAL
     run = current_executor().run
     run(["dd", f"of={path}", "oflag=append", "conv=notrunc", "status=none"], target, stdin=marker)
     edited = run(["tail", "-c", str(len(marker.encode())), path], target, read_only=True).stdout == marker
-    original = manifest[files[0]]  # leave the user's file as it was restored
+    original = manifest[files[0]]  # leave the file as it was restored
     run(["truncate", "-s", str(original.size), path], target)
     run(["touch", "-m", "-d", f"@{original.mtime}", path], target)
     return edited
@@ -187,6 +270,15 @@ def _emit(settings: Settings, event: str, payload: dict[str, Any]) -> None:
     emit(event, resource=backup_resource(client_access(settings).url), payload=payload)
 
 
+def _checkpoints(access: RepoAccess, secret: str, prefix: str) -> list[str]:
+    """Checkpoint archives: what an interrupted ``borg create`` left behind."""
+    listed = list_archives(access, secret, glob=f"{prefix}-*", checkpoints=True)
+    return [a.name for a in listed if is_checkpoint(a.name)]
+
+
+# -- init and adopt ----------------------------------------------------------------------------------
+
+
 @flow(name="borg-init")
 def init(settings: Settings | None = None) -> str:
     """Prepare the backup server (account, restricted client key, pinned host key), create the repository."""
@@ -200,7 +292,19 @@ def _init(settings: Settings) -> str:
     access = client_access(settings)
     if server is not None:
         prepare_backup_server(settings.backup, server, access.target)
-    key = init_repository(settings.backup, access, passphrase(settings))
+    block = borg_passphrase_block_name(settings)
+    stored = stored_secret(block)
+    if repository_exists(access, stored):
+        raise Refused(
+            f"a borg repository already exists at {access.url}; nothing was changed "
+            "(`python -m flows.backup adopt` takes it over with its passphrase)"
+        )
+    if stored is None and not current_executor().dry_run:
+        stored = secrets.token_urlsafe(24)
+        store_secret(block, stored)
+    secret = stored or "(generated at init)"
+    current_executor().add_secret(secret)
+    key = init_repository(settings.backup, access, secret)
     get_run_logger().info(
         "repository %s created; its key is exported to %s on %s — keep a copy off that machine",
         access.url,
@@ -210,24 +314,94 @@ def _init(settings: Settings) -> str:
     return key
 
 
+@flow(name="borg-adopt")
+def adopt(
+    settings: Settings | None = None, passphrase_env: str | None = None, replace: bool = False
+) -> list[str]:
+    """Take over an existing repository: its passphrase (stdin, or the variable ``passphrase_env``),
+    proved against it, then stored in the Secret block. Returns its archives."""
+    settings = settings or load_settings()
+    with run_context(settings, changes_state=True):
+        return _adopt(settings, passphrase_env, replace)
+
+
+def _read_passphrase(passphrase_env: str | None) -> str:
+    if passphrase_env is not None:
+        value = os.environ.get(passphrase_env, "")
+        if not value:
+            raise PassphraseMissing(f"environment variable {passphrase_env} is empty or not set")
+        return value
+    value = sys.stdin.readline().rstrip("\n")
+    if not value:
+        raise PassphraseMissing("no passphrase on standard input (one line; or use --passphrase-env NAME)")
+    return value
+
+
+def _adopt(settings: Settings, passphrase_env: str | None, replace: bool) -> list[str]:
+    value = _read_passphrase(passphrase_env)
+    current_executor().add_secret(value)
+    access, block = client_access(settings), borg_passphrase_block_name(settings)
+    archives = list_archives(access, value)  # proves the passphrase opens the repository
+    stored = stored_secret(block)
+    if stored is not None and stored != value and not replace:
+        raise Refused(
+            f"Secret block {block} already holds a different passphrase; nothing was changed "
+            "(--replace overwrites it)"
+        )
+    if not current_executor().dry_run:
+        store_secret(block, value, replace=replace)
+    names = [a.name for a in archives]
+    ours = [n for n in names if is_ours(settings.backup.archive_prefix, n)]
+    get_run_logger().info(
+        "adopted %s: passphrase stored in Secret block %s; %d archives (%d named like this project's, "
+        "prefix %r; only those are ever rotated)",
+        access.url,
+        block,
+        len(names),
+        len(ours),
+        settings.backup.archive_prefix,
+    )
+    return names
+
+
+# -- backup and verify -------------------------------------------------------------------------------
+
+
 @flow(name="borg-backup")
 def backup(settings: Settings | None = None, verify_data: bool = False) -> BackupReport:
     settings = settings or load_settings()
-    refuse_dry_run(settings, "the backup", "its archive and its check are the result; run it for real")
     with run_context(settings, changes_state=True):
         return _backup(settings, verify_data)
 
 
 def _backup(settings: Settings, verify_data: bool) -> BackupReport:
-    secret, access = passphrase(settings), client_access(settings)
+    log = get_run_logger()
+    access = client_access(settings)
     try:
+        secret = passphrase(settings)
+        check_sources(settings.backup, access.target)
         report = create_archive(settings.backup, access, secret)
-        report.checked = check(access, secret, verify_data)
+        if report.dry_run:
+            log.info("dry run: archive %s not made, so nothing to check", report.archive)
+            return report
+        try:
+            report.checked = check(access, secret, verify_data, settings.backup.lock_wait_s)
+        except BorgError as exc:
+            raise type(exc)(
+                f"archive {report.archive} was stored, but the check that followed failed — treat it as "
+                f"suspect:\n{exc}",
+                exc.exit_code,
+                exc.msgid,
+            ) from None
+        report.warnings += [
+            f"checkpoint archive {name}: an earlier backup was interrupted"
+            for name in _checkpoints(access, secret, settings.backup.archive_prefix)
+        ]
     except Exception as exc:
         _emit(settings, BACKUP_FAILED, {"error": str(exc)})
         raise
     for warning in report.warnings:
-        get_run_logger().warning("borg create warned: %s", warning)
+        log.warning("backup: %s", warning)
     _publish(
         "borg-backup",
         f"Backup {report.archive}",
@@ -254,7 +428,12 @@ def verify(settings: Settings | None = None) -> list[str]:
 def _verify(settings: Settings) -> list[str]:
     access = client_access(settings)
     try:
-        checked = check(access, passphrase(settings), verify_data=True, last=None)
+        secret = passphrase(settings)
+        checked = check(access, secret, verify_data=True, lock_wait=settings.backup.lock_wait_s, last=None)
+        checked += [
+            f"checkpoint archive {name} (an interrupted backup)"
+            for name in _checkpoints(access, secret, settings.backup.archive_prefix)
+        ]
     except Exception as exc:
         _emit(settings, BACKUP_FAILED, {"error": str(exc), "check": "verify-data"})
         raise
@@ -268,121 +447,224 @@ def _verify(settings: Settings) -> list[str]:
     return checked
 
 
+# -- restore drill -----------------------------------------------------------------------------------
+
+
 @flow(name="borg-restore-drill")
 def restore_drill(
     settings: Settings | None = None, damage: Literal["remove", "encrypt"] = "remove"
 ) -> RestoreReport:
+    """Restore a fresh archive of the sources and compare every entry (``damage``: in-place mode only)."""
     settings = settings or load_settings()
-    refuse_dry_run(settings, "the restore drill", "its proof is a real damage and restore of the sources")
     with run_context(settings, changes_state=True):
         return _restore_drill(settings, damage)
 
 
+def _restore_into_scratch(
+    settings: Settings, access: RepoAccess, secret: str, archive: str, before: dict[str, Entry]
+) -> tuple[list[str], bool, str]:
+    """Extract ``archive`` into a scratch directory and compare it with ``before``; always cleaned up."""
+    client, root = access.target, settings.backup.sources[0]
+    scratch = f"{settings.backup.scratch_dir}/{archive}"
+    current_executor().run(["mkdir", "-p", scratch], client)
+    try:
+        try:
+            extract(access, secret, archive, into=scratch, lock_wait=settings.backup.lock_wait_s)
+        except BorgError as exc:
+            return [f"the archive could not be restored: {exc}"], False, scratch
+        restored_root = f"{scratch}/{root.lstrip('/')}"
+        after = tree_manifest(client, restored_root)
+        return differences(before, after), prove_editable(restored_root, after, client), scratch
+    finally:
+        remove_tree(scratch, client)
+
+
 def _restore_drill(settings: Settings, damage: Literal["remove", "encrypt"]) -> RestoreReport:
+    log = get_run_logger()
     secret, access = passphrase(settings), client_access(settings)
-    client = access.target
-    root = settings.backup.sources[0]
-    # The drill restores an archive it takes itself, right after recording the tree: a comparison with
-    # last night's archive would report every change made since as a failed restore.
+    client, root, mode = access.target, settings.backup.sources[0], settings.backup.restore_drill
+    dry_run = current_executor().dry_run
+
+    # Phase 1: what the sources hold now, and an archive of exactly that (last night's would differ).
+    check_sources(settings.backup, client)
     before = tree_manifest(client, root)
     fresh = create_archive(settings.backup, access, secret)
-    damage_tree(root, damage, client)
-    extract(access, secret, fresh.archive)
-    after = tree_manifest(client, root)
+
+    # Phase 2: restore into scratch and compare; the sources are not touched.
+    if dry_run:
+        log.info(
+            "dry run: archive %s not made, so nothing to restore; the sources are untouched", fresh.archive
+        )
+        return RestoreReport(
+            archive=fresh.archive, mode=mode, entries=len(before), problems=[], editable=False,
+            restored_into=settings.backup.scratch_dir, dry_run=True,
+        )  # fmt: skip
+    problems, editable, scratch = _restore_into_scratch(settings, access, secret, fresh.archive, before)
     report = RestoreReport(
-        archive=fresh.archive,
-        damage=damage,
-        entries=len(before),
-        problems=differences(before, after),
-        editable=prove_editable(root, after, client),
-    )
+        archive=fresh.archive, mode=mode, entries=len(before), problems=problems, editable=editable,
+        restored_into=scratch,
+    )  # fmt: skip
+
+    # Phase 3 (in-place only, and only after an intact scratch restore): damage, restore over, verify.
+    if mode == "in-place":
+        if not report.ok:
+            _publish_restore(settings, report)
+            raise Refused(
+                f"archive {fresh.archive} did not restore intact into {scratch} ({problems[0]}); "
+                f"the sources were not touched"
+            )
+        report = _restore_in_place(settings, access, secret, fresh.archive, before, damage)
+    _publish_restore(settings, report)
+    return report
+
+
+def _restore_in_place(
+    settings: Settings,
+    access: RepoAccess,
+    secret: str,
+    archive: str,
+    before: dict[str, Entry],
+    damage: Literal["remove", "encrypt"],
+) -> RestoreReport:
+    log = get_run_logger()
+    client, root = access.target, settings.backup.sources[0]
+    safety = f"{settings.backup.safety_dir}/{archive}"
+    copy_tree(root, safety, client)
+    if problems := differences(before, tree_manifest(client, safety)):
+        remove_tree(safety, client)
+        raise Refused(f"the safety copy of {root} differs ({problems[0]}); the sources were not touched")
+    damage_tree(root, damage, client)
+    try:
+        extract(access, secret, archive, into="/", lock_wait=settings.backup.lock_wait_s)
+        problems = differences(before, tree_manifest(client, root))
+    except BorgError as exc:
+        problems = [f"the in-place restore failed: {exc}"]
+    editable = not problems and prove_editable(root, before, client)
+    put_back = None
+    if problems:
+        log.warning("in-place restore of %s differs: putting the sources back from %s", root, safety)
+        copy_tree(safety, root, client)
+        put_back = not differences(before, tree_manifest(client, root))
+        if not put_back:
+            raise RuntimeError(f"{root} could not be put back as it was; the safety copy is kept at {safety}")
+    remove_tree(safety, client)
+    return RestoreReport(
+        archive=archive, mode="in-place", damage=damage, entries=len(before), problems=problems,
+        editable=editable, restored_into=root, sources_put_back=put_back,
+    )  # fmt: skip
+
+
+def _publish_restore(settings: Settings, report: RestoreReport) -> None:
     verdict = "every entry identical" if not report.problems else f"{len(report.problems)} problems"
+    how = (
+        f"restored into {report.restored_into} (the sources were not touched)"
+        if report.mode == "scratch"
+        else f"damaged in place ({report.damage}) and restored"
+        + (
+            " — the restore differed, so the sources were put back from the safety copy"
+            if report.sources_put_back
+            else ""
+        )
+    )
     _publish(
         "borg-restore-drill",
         "Restore drill",
         [
-            f"{root} on {client.name} damaged ({damage}), restored from {fresh.archive}: {verdict} "
-            f"across {report.entries} entries; restored files editable: {report.editable}.",
+            f"{settings.backup.sources[0]} from {report.archive}: {how}; {verdict} across {report.entries} "
+            f"entries; restored files editable: {report.editable}.",
             "",
             *(f"- {p}" for p in report.problems[:50]),
         ],
         [{"entry": p} for p in report.problems] or [{"entry": f"all {report.entries} identical"}],
     )
     _emit(settings, RESTORE_VERIFIED if report.ok else RESTORE_FAILED, report.model_dump())
-    return report
+
+
+# -- rotation ----------------------------------------------------------------------------------------
 
 
 @flow(name="borg-rotate")
-def rotate(
-    settings: Settings | None = None,
-    scheme: Scheme = "gfs",
-    daily: int = 7,
-    weekly: int = 4,
-    monthly: int = 6,
-    last: int = 10,
-    levels: int = 5,
-) -> RotationReport:
-    """Keep what the scheme selects, delete the rest and compact — on the server, where data is removed."""
+def rotate(settings: Settings | None = None, scheme: Scheme | None = None) -> RotationReport:
+    """Keep what the scheme (default: ``backup.rotation.scheme``) selects of this project's archives,
+    delete the rest by name and compact — on the server, where data is removed."""
     settings = settings or load_settings()
-    refuse_dry_run(settings, "rotation", "it deletes archives and cannot yet list them without deleting")
     with run_context(settings, changes_state=True):
-        return _rotate(settings, scheme, daily, weekly, monthly, last, levels)
+        return _rotate(settings, scheme or settings.backup.rotation.scheme)
 
 
-def _rotate(
-    settings: Settings, scheme: Scheme, daily: int, weekly: int, monthly: int, last: int, levels: int
-) -> RotationReport:
+def _rotate(settings: Settings, scheme: Scheme) -> RotationReport:
+    log = get_run_logger()
+    backup_settings = settings.backup
     secret, access = passphrase(settings), server_access(settings)
-    repo = access.url
-    archives = list_archives(access, secret)
-    if scheme == "gfs":
-        keep = gfs(archives, daily, weekly, monthly)
-        _borg(
-            access, borg.prune_argv(repo, keep_daily=daily, keep_weekly=weekly, keep_monthly=monthly), secret
-        )
-    elif scheme == "fifo":
-        keep = fifo(archives, last)
-        _borg(access, borg.prune_argv(repo, keep_last=last), secret)
-    else:  # borg has no Tower of Hanoi: select here, delete the rest by name
-        keep = hanoi(archives, levels)
-        doomed = [a.name for a in archives if a.name not in keep]
-        if doomed:
-            _borg(access, borg.delete_argv(repo, doomed), secret)
-    _borg(access, borg.compact_argv(repo), secret)
-    remaining = {a.name for a in list_archives(access, secret)}
+    repo, lock_wait = access.url, backup_settings.lock_wait_s
+    archives = list_archives(access, secret, checkpoints=True)
+    ours = [a for a in archives if is_ours(backup_settings.archive_prefix, a.name)]
+    untouched = sorted(a.name for a in archives if a not in ours)
+    keep = backup_settings.rotation.keep(ours, scheme)
+    doomed = sorted(a.name for a in ours if a.name not in keep)
     report = RotationReport(
         scheme=scheme,
-        kept=sorted(remaining),
-        deleted=sorted(a.name for a in archives if a.name not in remaining),
+        kept=sorted(keep),
+        deleted=doomed,
+        untouched=untouched,
+        dry_run=current_executor().dry_run,
     )
-    if remaining != keep:
-        raise RuntimeError(f"{scheme}: borg kept {sorted(remaining)} but the scheme selects {sorted(keep)}")
+    if report.dry_run:
+        log.info("dry run: %s would delete %d archives: %s", scheme, len(doomed), ", ".join(doomed) or "none")
+    else:
+        for start in range(0, len(doomed), DELETE_BATCH):
+            names = doomed[start : start + DELETE_BATCH]
+            _borg(access, borg.delete_argv(repo, names, lock_wait=lock_wait), secret)
+        _borg(access, borg.compact_argv(repo, lock_wait=lock_wait), secret)
+        remaining = {a.name for a in list_archives(access, secret, checkpoints=True)}
+        if remaining != keep | set(untouched):
+            raise RuntimeError(
+                f"{scheme}: after rotation {sorted(remaining)} remain, expected {sorted(keep)}"
+            )
     _publish(
         "borg-rotate",
-        f"Rotation ({scheme})",
+        f"Rotation ({scheme}){' — dry run' if report.dry_run else ''}",
         [
-            f"kept {len(report.kept)}, deleted {len(report.deleted)}; "
-            f"compacted {repo} on {access.target.name}."
+            f"{'would delete' if report.dry_run else 'deleted'} {len(doomed)}, kept {len(keep)} of this "
+            f"project's archives (prefix {backup_settings.archive_prefix!r}) in {repo} "
+            f"on {access.target.name}; "
+            f"{len(untouched)} others never touched.",
         ],
-        [{"archive": a, "kept": a in remaining} for a in sorted(a.name for a in archives)],
+        [
+            {"archive": a.name, "kept": a.name not in doomed, "ours": a.name not in untouched}
+            for a in sorted(archives, key=lambda a: a.time)
+        ],
     )
     return report
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m flows.backup", description=__doc__.splitlines()[0])
-    parser.add_argument("command", choices=["init", "backup", "verify", "restore-drill", "rotate", "preview"])
+    parser.add_argument(
+        "command", choices=["init", "adopt", "backup", "verify", "restore-drill", "rotate", "preview"]
+    )
     parser.add_argument(
         "--png", type=Path, default=Path("rotation-preview.png"), help="preview: picture file"
     )
     parser.add_argument("--verify-data", action="store_true", help="backup: also verify every chunk")
-    parser.add_argument("--damage", choices=["remove", "encrypt"], default="remove")
-    parser.add_argument("--scheme", choices=["gfs", "fifo", "hanoi"], default="gfs")
+    parser.add_argument(
+        "--damage", choices=["remove", "encrypt"], default="remove", help="in-place restore drills only"
+    )
+    parser.add_argument("--scheme", choices=["gfs", "fifo", "hanoi"], help="rotate: default backup.rotation")
+    parser.add_argument(
+        "--passphrase-env", metavar="NAME", help="adopt: read the passphrase from this variable, not stdin"
+    )
+    parser.add_argument(
+        "--replace", action="store_true", help="adopt: overwrite a different stored passphrase"
+    )
     args = parser.parse_args(argv)
 
     def act(settings: Settings) -> int:
         if args.command == "init":
             print(f"repository {settings.backup.repository} created; key exported to {init(settings)}")
+        elif args.command == "adopt":
+            names = adopt(settings, passphrase_env=args.passphrase_env, replace=args.replace)
+            print(f"adopted {settings.backup.repository}: {len(names)} archives; passphrase stored")
         elif args.command == "backup":
             print(backup(settings, verify_data=args.verify_data).model_dump_json(indent=2))
         elif args.command == "verify":
@@ -394,7 +676,7 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "rotate":
             print(rotate(settings, scheme=args.scheme).model_dump_json(indent=2))
         else:
-            print(preview(args.png))
+            print(preview(args.png, settings.backup.rotation))
         return 0
 
     return run_cli(act)

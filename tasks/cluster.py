@@ -60,6 +60,30 @@ def secret_block(block_name: str) -> Secret[str]:
     return block
 
 
+def stored_secret(block_name: str) -> str | None:
+    """The value of the ``Secret`` block ``block_name``, or None when there is no such block."""
+    from prefect.blocks.system import Secret
+
+    try:
+        block = Secret.load(block_name)
+    except ValueError:
+        return None
+    assert isinstance(block, Secret)  # sync context: never a coroutine
+    return str(block.get())
+
+
+def store_secret(block_name: str, value: str, *, replace: bool = False) -> None:
+    """Save ``value`` as the Secret block ``block_name``; over a different one only if ``replace``."""
+    from prefect.blocks.system import Secret
+
+    current = stored_secret(block_name)
+    if current == value:
+        return
+    if current is not None and not replace:
+        raise FileExistsError(f"Secret block {block_name!r} already holds a different value")
+    Secret(value=value).save(block_name, overwrite=current is not None)
+
+
 def shared_secret(block_name: str) -> str:
     """The value of the ``Secret`` block ``block_name`` (generated once if absent)."""
     return str(secret_block(block_name).get())

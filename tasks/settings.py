@@ -36,6 +36,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from tasks.borg.rotation import Rotation
 from tasks.drbd.model import AfterSb0, BackingDisk, DrbdTuning, Minor, ResourceName
 from tasks.executor import SshAccess
 from tasks.fields import AbsolutePath, Hostname, Port, check_hostname
@@ -290,6 +291,27 @@ class BackupSettings(BaseModel):
     key_export_path: AbsolutePath = Field(
         "/var/backups/hsf-borg.key", description="Where `borg key export` writes the key."
     )
+    rotation: Rotation = Field(
+        default_factory=Rotation, description="What rotate keeps (preview shows) of this project's archives."
+    )
+    restore_drill: Literal["scratch", "in-place"] = Field(
+        "scratch",
+        description=(
+            "'scratch' restores into scratch_dir and compares with the sources, which it never touches; "
+            "'in-place' damages the sources and restores over them — only after the same archive was "
+            "restored into scratch_dir intact, and with a safety copy in safety_dir until it is verified."
+        ),
+    )
+    scratch_dir: AbsolutePath = Field(
+        "/var/tmp/hsf-restore-drill", description="Where the restore drill extracts (on the client)."
+    )
+    safety_dir: AbsolutePath = Field(
+        "/var/tmp/hsf-restore-safety",
+        description="In-place drill: copy of the sources kept until the restore is verified (on the client).",
+    )
+    lock_wait_s: int = Field(
+        600, ge=1, le=86400, description="How long borg waits for the repository lock held by another run."
+    )
 
 
 class ClusterSettings(BaseModel):
@@ -365,10 +387,14 @@ class DeploymentSettings(BaseModel):
         "0 4 * * 0", description="Weekly deep check: the repository and every archive with --verify-data."
     )
     monthly_restore_drill_cron: Cron = Field(
-        "0 5 1 * *", description="Monthly restore drill: damage the sources, restore, compare every entry."
+        "0 5 1 * *",
+        description=(
+            "Monthly restore drill: archive the sources, restore that archive and compare every entry "
+            "(into backup.scratch_dir unless backup.restore_drill = 'in-place')."
+        ),
     )
     restore_drill_damage: Literal["remove", "encrypt"] = Field(
-        "remove", description="What the monthly restore drill does to the sources before restoring them."
+        "remove", description="In-place restore drills only: what is done to the sources before the restore."
     )
     weekly_failover_drill_cron: Cron = Field(
         "0 3 * * 6", description="Weekly failover drill on the replicated volume (kills the primary)."

@@ -66,12 +66,25 @@ def create_argv(
     ]  # fmt: skip
 
 
-def list_argv(repo: str, glob: str | None = None, remote_path: str | None = None) -> Argv:
-    return ["borg", "list", "--json", *_flag("--glob-archives", glob), *common(remote_path, None), repo]
+def list_argv(
+    repo: str,
+    glob: str | None = None,
+    remote_path: str | None = None,
+    lock_wait: int | None = None,
+    checkpoints: bool = False,
+) -> Argv:
+    """``checkpoints``: also the checkpoint archives an interrupted ``create`` left (borg hides them)."""
+    return [
+        "borg", "list", "--json", *(("--consider-checkpoints",) if checkpoints else ()),
+        *_flag("--glob-archives", glob), *common(remote_path, lock_wait), repo,
+    ]  # fmt: skip
 
 
-def info_argv(repo: str, archive: str | None = None, remote_path: str | None = None) -> Argv:
-    return ["borg", "info", "--json", *common(remote_path, None), f"{repo}::{archive}" if archive else repo]
+def info_argv(
+    repo: str, archive: str | None = None, remote_path: str | None = None, lock_wait: int | None = None
+) -> Argv:
+    target = f"{repo}::{archive}" if archive else repo
+    return ["borg", "info", "--json", *common(remote_path, lock_wait), target]
 
 
 def check_argv(
@@ -82,6 +95,7 @@ def check_argv(
     verify_data: bool = False,
     last: int | None = None,
     remote_path: str | None = None,
+    lock_wait: int | None = None,
 ) -> Argv:
     if repository_only and (archives_only or verify_data):
         raise ValueError("--repository-only cannot be combined with archive checks or --verify-data")
@@ -90,18 +104,26 @@ def check_argv(
         *(("--repository-only",) if repository_only else ()),
         *(("--archives-only",) if archives_only else ()),
         *(("--verify-data",) if verify_data else ()),
-        *_flag("--last", last), *common(remote_path, None), repo,
+        *_flag("--last", last), *common(remote_path, lock_wait), repo,
     ]  # fmt: skip
 
 
-def extract_argv(repo: str, archive: str, paths: Sequence[str] = (), remote_path: str | None = None) -> Argv:
-    return ["borg", "extract", *common(remote_path, None), f"{repo}::{archive}", *paths]
+def extract_argv(
+    repo: str,
+    archive: str,
+    paths: Sequence[str] = (),
+    remote_path: str | None = None,
+    lock_wait: int | None = None,
+) -> Argv:
+    return ["borg", "extract", *common(remote_path, lock_wait), f"{repo}::{archive}", *paths]
 
 
-def delete_argv(repo: str, archives: Sequence[str], remote_path: str | None = None) -> Argv:
+def delete_argv(
+    repo: str, archives: Sequence[str], remote_path: str | None = None, lock_wait: int | None = None
+) -> Argv:
     if not archives:
         raise ValueError("delete needs at least one archive name (never the whole repository)")
-    return ["borg", "delete", *common(remote_path, None), repo, *archives]
+    return ["borg", "delete", *common(remote_path, lock_wait), repo, *archives]
 
 
 def prune_argv(
@@ -125,8 +147,8 @@ def prune_argv(
     ]  # fmt: skip
 
 
-def compact_argv(repo: str, remote_path: str | None = None) -> Argv:
-    return ["borg", "compact", *common(remote_path, None), repo]
+def compact_argv(repo: str, remote_path: str | None = None, lock_wait: int | None = None) -> Argv:
+    return ["borg", "compact", *common(remote_path, lock_wait), repo]
 
 
 def key_export_argv(repo: str, path: str, remote_path: str | None = None) -> Argv:

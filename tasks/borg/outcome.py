@@ -6,12 +6,15 @@ of the outcome the flows publish. Errors with a known ``msgid`` become typed exc
 clear line (wrong passphrase, missing repository, unreachable server).
 
 Exit code 1 with ERROR-level messages is an error: borg 1.2's ``check`` reports a damaged repository
-("Finished full repository check, errors found.") with exit code 1.
+("Finished full repository check, errors found.") with exit code 1. The error then names borg's
+first line that says what is damaged (segment, offset, archive), and lists borg's other error lines
+below it. A Python traceback in borg's log (a missing segment file, say) becomes its exception line.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from typing import Literal
 
 from pydantic import BaseModel, Field
@@ -61,6 +64,27 @@ class ServerUnreachable(BorgError):
     pass
 
 
+class PassphraseMissing(BorgError):
+    """No passphrase is stored for the repository; only ``init`` (a new one) or ``adopt`` sets one."""
+
+
+class SourceMissing(BorgError):
+    """A source of the backup does not exist or cannot be read: the backup would be empty or partial."""
+
+
+MAX_DETAIL_LINES = 10
+_EXCEPTION_LINE = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Exit|Interrupt)\b.*")
+_DAMAGE = re.compile(r"segment|offset|integrity|missing|corrupt", re.IGNORECASE)
+
+
+def traceback_summary(message: str) -> str:
+    """The exception line of a traceback borg logged (its last one), or the message as it is."""
+    if "Traceback (most recent call last)" not in message:
+        return message
+    found = [line for line in message.splitlines() if _EXCEPTION_LINE.match(line)]
+    return found[-1] if found else message.splitlines()[0]
+
+
 _TYPED: dict[str, type[BorgError]] = {
     "PassphraseWrong": WrongPassphrase,
     "Repository.DoesNotExist": RepositoryMissing,
@@ -95,11 +119,12 @@ def parse_log_json(stderr: str) -> list[BorgMessage]:
             messages.append(
                 BorgMessage(
                     level=record.get("levelname", "INFO"),
-                    message=record.get("message", ""),
+                    message=traceback_summary(record.get("message", "")),
                     msgid=record.get("msgid"),
                 )
             )
-    return messages
+    # "Local Exception" only announces the traceback that follows it.
+    return [m for m in messages if not (m.message == "Local Exception" and len(messages) > 1)]
 
 
 def interpret(exit_code: int, stdout: str, stderr: str, what: str) -> BorgOutcome:
@@ -114,6 +139,20 @@ def interpret(exit_code: int, stdout: str, stderr: str, what: str) -> BorgOutcom
     errors = outcome.errors or [
         BorgMessage(level="ERROR", message=stderr.strip()[-500:] or f"exit {exit_code}")
     ]
-    first = next((e for e in errors if e.msgid in _TYPED), errors[-1])
+    first = next(
+        (e for e in errors if e.msgid in _TYPED),
+        next((e for e in errors if _DAMAGE.search(e.message)), errors[-1]),
+    )
     error_type = _TYPED.get(first.msgid or "", BorgError)
-    raise error_type(f"borg {what} failed: {first.message}", exit_code, first.msgid)
+    # borg's other error lines, and the warnings that place missing objects ("committed index: (segment,
+    # offset)"), each once and not repeating the first line.
+    named = [m for m in outcome.messages if m.level == "WARNING" and "committed index: (" in m.message]
+    details = list(
+        dict.fromkeys(
+            " ".join(e.message.split())
+            for e in [*errors, *named]
+            if e is not first and not e.message.endswith(first.message)
+        )
+    )
+    lines = [f"borg {what} failed: {first.message}", *(f"  {d}" for d in details[:MAX_DETAIL_LINES])]
+    raise error_type("\n".join(lines), exit_code, first.msgid)

@@ -14,17 +14,19 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from tasks.borg.rotation import Archive, fifo, gfs, hanoi
+from tasks.borg.rotation import Archive, Rotation
 
 Selector = Callable[[list[Archive]], set[str]]
 GAP = 12  # white columns between panels
 
 
-def schemes(daily: int, weekly: int, monthly: int, last: int, levels: int) -> dict[str, Selector]:
+def schemes(rotation: Rotation) -> dict[str, Selector]:
+    """Each scheme with the counts ``rotate`` uses (the same settings)."""
+    r = rotation
     return {
-        f"gfs (daily {daily}, weekly {weekly}, monthly {monthly})": lambda a: gfs(a, daily, weekly, monthly),
-        f"fifo (last {last})": lambda a: fifo(a, last),
-        f"hanoi ({levels} levels)": lambda a: hanoi(a, levels),
+        f"gfs (daily {r.daily}, weekly {r.weekly}, monthly {r.monthly})": lambda a: r.keep(a, "gfs"),
+        f"fifo (last {r.last})": lambda a: r.keep(a, "fifo"),
+        f"hanoi ({r.levels} levels)": lambda a: r.keep(a, "hanoi"),
     }
 
 
@@ -77,20 +79,12 @@ def render(histories: list[list[set[int]]], days: int) -> bytes:
     return png(width, days, rows)
 
 
-def preview(
-    path: Path,
-    days: int = 365,
-    daily: int = 7,
-    weekly: int = 4,
-    monthly: int = 6,
-    last: int = 10,
-    levels: int = 8,
-) -> str:
+def preview(path: Path, rotation: Rotation | None = None, days: int = 365) -> str:
     """Write the PNG to ``path`` and return the text summary (what each scheme keeps on the last day)."""
     start = datetime(2026, 1, 1, 3, 0)
     lines = [f"after {days} nightly backups starting {start:%Y-%m-%d}, each scheme keeps:"]
     histories = []
-    for label, select in schemes(daily, weekly, monthly, last, levels).items():
+    for label, select in schemes(rotation or Rotation()).items():
         history = simulate(select, days, start)
         histories.append(history)
         ages = sorted(days - 1 - d for d in history[-1])

@@ -12,17 +12,62 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Hashable, Sequence
 from datetime import date, datetime
+from typing import Literal
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict, Field
 
 HANOI_EPOCH = date(1970, 1, 1)
+CHECKPOINT_SUFFIX = ".checkpoint"
+Scheme = Literal["gfs", "fifo", "hanoi"]
 
 
 class Archive(BaseModel):
     name: str
     time: datetime
+
+
+class Rotation(BaseModel):
+    """What a rotation keeps: the settings ``rotate`` and ``preview`` share (``[backup.rotation]``)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    scheme: Scheme = Field("gfs", description="gfs (daily/weekly/monthly), fifo (last N) or hanoi.")
+    daily: int = Field(7, ge=0, le=3650, description="GFS: newest archive of each of the last N days.")
+    weekly: int = Field(4, ge=0, le=520, description="GFS: newest archive of each of the last N weeks.")
+    monthly: int = Field(6, ge=0, le=1200, description="GFS: newest archive of each of the last N months.")
+    last: int = Field(10, ge=1, le=10000, description="FIFO: the newest N archives.")
+    levels: int = Field(8, ge=1, le=30, description="Tower of Hanoi: tapes (kept archives).")
+
+    def keep(self, archives: Sequence[Archive], scheme: Scheme | None = None) -> set[str]:
+        """Names of the archives the scheme (default: the configured one) keeps."""
+        match scheme or self.scheme:
+            case "gfs":
+                return gfs(archives, self.daily, self.weekly, self.monthly)
+            case "fifo":
+                return fifo(archives, self.last)
+            case "hanoi":
+                return hanoi(archives, self.levels)
+        raise ValueError(f"unknown rotation scheme {scheme!r}")
+
+
+def archive_name(prefix: str, when: datetime) -> str:
+    """A name no other run of this project gives (microseconds), readable and sortable."""
+    return f"{prefix}-{when:%Y-%m-%dT%H:%M:%S.%f}"
+
+
+def is_ours(prefix: str, name: str) -> bool:
+    """An archive this project made with ``prefix`` (also the older whole-second names) — never a
+    hand-made one that shares the prefix, and never a checkpoint."""
+    stamp = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{6})?"
+    return re.fullmatch(rf"{re.escape(prefix)}-{stamp}", name) is not None
+
+
+def is_checkpoint(name: str) -> bool:
+    """What borg leaves behind when ``create`` was interrupted after a checkpoint."""
+    return name.endswith(CHECKPOINT_SUFFIX)
 
 
 def _prune_split(

@@ -19,6 +19,7 @@ from tasks.borg.run import run_borg
 from tasks.borg.server import prepare_backup_server
 from tasks.context import current_executor
 from tasks.executor import SshTarget
+from tasks.manifest import tree_manifest
 from tasks.settings import Settings, load_settings
 
 pytestmark = pytest.mark.lab
@@ -115,20 +116,34 @@ def test_the_restricted_key_cannot_remove_data(borg_lab: Settings, machines: dic
     assert second.archive not in {a.name for a in list_archives(access, secret)}  # hidden, not removed
 
     # The server itself removes data: rotation keeps one archive and compaction frees the rest.
-    rotation = rotate(settings, scheme="fifo", last=1)
-    assert len(rotation.kept) == 1
+    keep_one = load_settings(backup={"client": CLIENT, "server": SERVER, "rotation": {"last": 1}})
+    rotation = rotate(keep_one, scheme="fifo")
+    assert len(rotation.kept) == 1 and rotation.deleted
     compacted = segments(settings, machines)
     assert set(before) - set(compacted), "server-side compaction removed no segment"
 
 
+def test_restore_drill_restores_into_scratch_and_leaves_home_alone(
+    borg_lab: Settings, machines: dict[str, SshTarget]
+) -> None:
+    client = machines[CLIENT]
+    before = tree_manifest.fn(client, "/home")
+    report = restore_drill(borg_lab)
+    assert report.mode == "scratch" and report.problems == [] and report.editable
+    assert report.entries == 7  # alice, alice/docs, report.txt, photo.raw, link, bob, notes.md
+    assert tree_manifest.fn(client, "/home") == before  # the sources were never touched
+    assert run(client, "find", borg_lab.backup.scratch_dir, "-mindepth", "1") == ""  # cleaned up
+
+
 @pytest.mark.parametrize("damage", ["encrypt", "remove"])
-def test_restore_drill_recovers_home_from_the_server(
+def test_in_place_restore_drill_recovers_home_from_the_server(
     borg_lab: Settings, damage: Literal["encrypt", "remove"]
 ) -> None:
-    report = restore_drill(borg_lab, damage=damage)
-    assert report.problems == []
-    assert report.entries == 7  # alice, alice/docs, report.txt, photo.raw, link, bob, notes.md
-    assert report.editable
+    settings = load_settings(backup={"client": CLIENT, "server": SERVER, "restore_drill": "in-place"})
+    report = restore_drill(settings, damage=damage)
+    assert report.mode == "in-place" and report.damage == damage
+    assert report.problems == [] and report.entries == 7 and report.editable
+    assert report.sources_put_back is None  # nothing had to be undone
 
 
 def borg_ssh_argv(settings: Settings, address: str) -> list[str]:

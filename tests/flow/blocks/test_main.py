@@ -35,3 +35,4 @@ def test_register_command_names_what_it_saved(
     out = capsys.readouterr().out
     assert f"saved hsf-lab/{settings.lab.name}" in out
     assert f"secret/{settings.lab.name}-drbd-r0" in out
+    assert "no hsf-backup-repository block: no passphrase is stored yet" in out

@@ -3,6 +3,7 @@ secrets are references."""
 
 from __future__ import annotations
 
+import secrets
 from pathlib import Path
 
 import pytest
@@ -16,7 +17,7 @@ from blocks.prefect_blocks import (
     register,
 )
 from flows.backup import passphrase
-from tasks.cluster import borg_passphrase_block_name, secret_block_name
+from tasks.cluster import borg_passphrase_block_name, secret_block_name, store_secret, stored_secret
 from tasks.settings import Settings, load_settings
 
 
@@ -36,6 +37,7 @@ def settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Settings:
 
 def test_blocks_round_trip_to_the_same_settings(prefect_harness: None, settings: Settings) -> None:
     name = settings.cluster_name
+    store_secret(borg_passphrase_block_name(settings), "stored-by-init-or-adopt")
     assert register(settings) == {
         "hsf-cluster": f"hsf-cluster/{name}",
         "hsf-backup-repository": f"hsf-backup-repository/{name}",
@@ -50,6 +52,9 @@ def test_blocks_round_trip_to_the_same_settings(prefect_harness: None, settings:
 def test_secrets_are_referenced_secret_blocks_generated_once(
     prefect_harness: None, settings: Settings
 ) -> None:
+    assert "hsf-backup-repository" not in register(settings)  # no passphrase generated for a repository
+    assert stored_secret(borg_passphrase_block_name(settings)) is None
+    store_secret(borg_passphrase_block_name(settings), secrets.token_urlsafe(24))  # what init does
     register(settings)
     drbd = Secret.load(secret_block_name(settings)).get()
     borg = Secret.load(borg_passphrase_block_name(settings)).get()

@@ -7,10 +7,12 @@ import subprocess
 import sys
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Literal
 
 import pytest
 
 from flows.backup import (
+    adopt,
     backup,
     extract,
     init,
@@ -18,11 +20,16 @@ from flows.backup import (
     passphrase,
     restore_drill,
     rotate,
+    verify,
 )
 from tasks.borg import commands as borg
+from tasks.borg.outcome import BorgError, PassphraseMissing, RepositoryMissing, SourceMissing, WrongPassphrase
+from tasks.borg.preview import preview
 from tasks.borg.remote import client_access
-from tasks.borg.rotation import fifo, gfs, hanoi
+from tasks.borg.rotation import Rotation, Scheme, archive_name, is_ours
 from tasks.borg.run import run_borg
+from tasks.cluster import borg_passphrase_block_name, store_secret, stored_secret
+from tasks.drbd.plan import Refused
 from tasks.executor import LOCAL
 from tasks.manifest import differences, tree_manifest
 from tasks.settings import Settings, load_settings
@@ -47,6 +54,8 @@ def settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
             "repository": str(tmp_path / "repo"),
             "sources": [str(home)],
             "key_export_path": str(tmp_path / "repo.key"),
+            "scratch_dir": str(tmp_path / "scratch"),
+            "safety_dir": str(tmp_path / "safety"),
             "passphrase_block": f"test-borg-{tmp_path.name}".lower().replace("_", "-"),
         }
     )
@@ -61,16 +70,57 @@ def test_init_backup_verify_and_dedup(prefect_harness: None, settings: Settings)
     assert first.checked == ["repository", "newest archive (data verified)"]
     second = backup(settings)
     assert second.deduplicated_bytes < first.deduplicated_bytes / 10  # nothing changed: almost nothing stored
-    with pytest.raises(FileExistsError):
+    assert second.archive != first.archive and is_ours("home", second.archive)
+    with pytest.raises(Refused, match="a borg repository already exists"):
         init(settings)  # never over an existing repository
 
 
+def test_the_default_restore_drill_restores_into_scratch_and_never_touches_the_sources(
+    prefect_harness: None, settings: Settings
+) -> None:
+    init(settings)
+    root = settings.backup.sources[0]
+    before = tree_manifest.fn(LOCAL, root)
+    report = restore_drill(settings)
+    assert report.mode == "scratch" and report.problems == [] and report.entries == 5 and report.editable
+    assert tree_manifest.fn(LOCAL, root) == before
+    assert list(Path(settings.backup.scratch_dir).iterdir()) == []  # the scratch copy is gone
+
+
 @pytest.mark.parametrize("damage", ["remove", "encrypt"])
-def test_restore_drill_recovers_every_entry(prefect_harness: None, settings: Settings, damage: str) -> None:
+def test_the_in_place_drill_damages_restores_and_verifies(
+    prefect_harness: None, settings: Settings, damage: Literal["remove", "encrypt"]
+) -> None:
+    in_place = _with(settings, restore_drill="in-place")
+    init(in_place)
+    before = tree_manifest.fn(LOCAL, settings.backup.sources[0])
+    report = restore_drill(in_place, damage=damage)
+    assert (report.mode, report.damage, report.problems, report.entries) == ("in-place", damage, [], 5)
+    assert report.editable and report.sources_put_back is None
+    assert tree_manifest.fn(LOCAL, settings.backup.sources[0]) == before
+    assert list(Path(settings.backup.safety_dir).iterdir()) == []  # the safety copy is gone
+
+
+def test_a_corrupted_segment_is_reported_and_the_sources_stay_byte_identical(
+    prefect_harness: None, settings: Settings
+) -> None:
     init(settings)
     backup(settings)
-    report = restore_drill(settings, damage=damage)
-    assert report.problems == [] and report.entries == 5 and report.editable
+    _flip_a_byte_in_the_largest_segment(settings.backup.repository)
+    root = settings.backup.sources[0]
+    before = tree_manifest.fn(LOCAL, root)
+
+    report = restore_drill(settings)  # the default drill: the fresh archive shares the damaged chunks
+    assert not report.ok
+    assert report.problems[0].startswith("the archive could not be restored: borg extract failed: ")
+    assert "segment" in report.problems[0] and "offset" in report.problems[0]
+    assert tree_manifest.fn(LOCAL, root) == before
+
+    with pytest.raises(Refused, match=r"did not restore intact into .*the sources were not touched"):
+        restore_drill(_with(settings, restore_drill="in-place"), damage="remove")
+    assert tree_manifest.fn(LOCAL, root) == before
+    with pytest.raises(BorgError, match=r"(?s)borg check failed: .*segment \d+, offset \d+"):
+        verify(settings)  # says what is damaged, not only "errors found"
 
 
 def test_a_corrupted_restore_is_detected(prefect_harness: None, settings: Settings) -> None:
@@ -92,27 +142,112 @@ def test_a_corrupted_restore_is_detected(prefect_harness: None, settings: Settin
     )
 
 
-def test_rotation_schemes_delete_what_they_do_not_keep(prefect_harness: None, settings: Settings) -> None:
+HAND_MADE = ("before-upgrade-KEEP-ME", "home-before-upgrade", "home-2026-03-05T02:00:00.000000.checkpoint")
+
+
+@pytest.mark.parametrize("scheme", ["gfs", "fifo", "hanoi"])
+def test_rotation_deletes_only_this_projects_archives_and_its_dry_run_lists_exactly_that(
+    prefect_harness: None, settings: Settings, scheme: Scheme
+) -> None:
     init(settings)
     secret, repo = passphrase(settings), settings.backup.repository
     start = datetime(2026, 3, 1, 2, 0)
     for day in range(12):
-        argv = borg.create_argv(repo, f"home-{day:02d}", settings.backup.sources)
-        run_borg([*argv[:2], "--timestamp", (start + timedelta(days=day)).isoformat(), *argv[2:]], secret)
-    archives = list_archives.fn(client_access(settings), secret)
-    hanoi_report = rotate(settings, scheme="hanoi", levels=3)
-    assert set(hanoi_report.kept) == hanoi(archives, 3) and len(hanoi_report.kept) == 3
-    assert "home-11" in hanoi_report.kept and len(hanoi_report.deleted) == 9
-    remaining = list_archives.fn(client_access(settings), secret)
-    fifo_report = rotate(settings, scheme="fifo", last=2)
-    assert set(fifo_report.kept) == fifo(remaining, 2) == set(sorted(hanoi_report.kept)[-2:])
-    gfs_report = rotate(settings, scheme="gfs", daily=1, weekly=0, monthly=0)
+        when = start + timedelta(days=day)
+        _archive(repo, archive_name("home", when), when, settings, secret)
+    for name in HAND_MADE:  # same day as one of ours, our prefix, a checkpoint
+        _archive(repo, name, start + timedelta(days=4), settings, secret)
+    archives = list_archives.fn(client_access(settings), secret, checkpoints=True)
+    ours = [a for a in archives if is_ours("home", a.name)]
+    rotation = Rotation(daily=2, weekly=1, monthly=1, last=3, levels=3)
+    small = _with(settings, rotation=rotation.model_dump())
+
+    preview_run = rotate(_with(small, dry_run=True), scheme=scheme)
+    listed = list_archives.fn(client_access(settings), secret, checkpoints=True)
+    assert preview_run.dry_run and {a.name for a in listed} == {a.name for a in archives}  # none deleted
+    real = rotate(small, scheme=scheme)
+    assert real.deleted == preview_run.deleted and real.kept == preview_run.kept
+    assert set(real.kept) == rotation.keep(ours, scheme) and real.deleted
+    remaining = {a.name for a in list_archives.fn(client_access(settings), secret, checkpoints=True)}
+    assert remaining == set(real.kept) | set(HAND_MADE)
+    assert sorted(real.untouched) == sorted(HAND_MADE)
+
+
+def test_rotation_counts_are_settings_that_preview_shows_too(tmp_path: Path, settings: Settings) -> None:
+    rotation = Rotation(levels=5, last=4)
+    summary = preview(tmp_path / "p.png", rotation, days=60)
+    assert "hanoi (5 levels)" in summary and "fifo (last 4): 4 archives" in summary
+
+
+def test_a_missing_source_fails_the_backup_and_stores_nothing(
+    prefect_harness: None, settings: Settings
+) -> None:
+    init(settings)
+    missing = _with(settings, sources=[*settings.backup.sources, "/nonexistent/hsf-source"])
+    with pytest.raises(
+        SourceMissing, match="backup source /nonexistent/hsf-source on localhost does not exist"
+    ):
+        backup(missing)
+    assert list_archives.fn(client_access(settings), passphrase(settings)) == []
+
+
+def test_an_adopted_hand_made_repository_is_verified_backed_up_rotated_and_drilled(
+    prefect_harness: None, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    repo, mine = settings.backup.repository, "correct horse battery staple"
+    run_borg(borg.init_argv(repo, "repokey-blake2"), mine)  # made by hand, not by this project
+    run_borg(borg.create_argv(repo, "handmade-1", settings.backup.sources), mine)
+    block = borg_passphrase_block_name(settings)
+    with pytest.raises(PassphraseMissing, match="no passphrase is stored for"):
+        verify(settings)  # nothing is generated for a repository that exists
+    with pytest.raises(Refused, match="a borg repository already exists"):
+        init(settings)
+    assert stored_secret(block) is None
+
+    monkeypatch.setenv("HSF_TEST_WRONG", "not it")
+    with pytest.raises(WrongPassphrase):
+        adopt(settings, passphrase_env="HSF_TEST_WRONG")
+    assert stored_secret(block) is None
+    monkeypatch.setenv("HSF_TEST_PASSPHRASE", mine)
+    assert adopt(settings, passphrase_env="HSF_TEST_PASSPHRASE") == ["handmade-1"]
+    assert stored_secret(block) == mine
+
+    assert verify(settings)[0] == "repository"
+    backup(settings)
+    assert restore_drill(settings).ok
+    report = rotate(_with(settings, rotation={"last": 1}), scheme="fifo")
+    assert report.untouched == ["handmade-1"] and len(report.kept) == 1 and len(report.deleted) == 1
+    assert stored_secret(block) == mine  # never replaced by a generated one
+
+    # A stale passphrase in the block (one the old code generated, say) is replaced only when asked.
+    store_secret(block, "generated by an older version", replace=True)
+    with pytest.raises(Refused, match="already holds a different passphrase"):
+        adopt(settings, passphrase_env="HSF_TEST_PASSPHRASE")
+    assert stored_secret(block) == "generated by an older version"
+    adopt(settings, passphrase_env="HSF_TEST_PASSPHRASE", replace=True)
+    assert stored_secret(block) == mine
+
+
+def test_every_backup_subcommand_dry_runs_printing_its_commands_and_changing_nothing(
+    prefect_harness: None, settings: Settings
+) -> None:
+    dry = _with(settings, dry_run=True)
+    init(dry)
     assert (
-        set(gfs_report.kept) == gfs(list_archives.fn(client_access(settings), secret), 1, 0, 0) == {"home-11"}
+        not Path(settings.backup.repository).exists()
+        and stored_secret(borg_passphrase_block_name(settings)) is None
     )
+    init(settings)
+    before = tree_manifest.fn(LOCAL, settings.backup.sources[0])
+    assert backup(dry).dry_run
+    assert restore_drill(dry).dry_run and restore_drill(_with(dry, restore_drill="in-place")).dry_run
+    assert rotate(dry).dry_run
+    assert verify(dry) == ["repository", "every archive (data verified)"]
+    assert list_archives.fn(client_access(settings), passphrase(settings)) == []  # nothing was archived
+    assert tree_manifest.fn(LOCAL, settings.backup.sources[0]) == before
 
 
-def test_wrong_passphrase_and_missing_repository_are_one_line(tmp_path: Path, settings: Settings) -> None:
+def test_a_missing_passphrase_is_one_line(tmp_path: Path, settings: Settings) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("HSF_")}
     env |= {
         "HSF_BACKUP__REPOSITORY": str(tmp_path / "missing"),
@@ -124,8 +259,35 @@ def test_wrong_passphrase_and_missing_repository_are_one_line(tmp_path: Path, se
     )
     assert result.returncode == 4, result.stderr[-2000:]
     last = result.stderr.strip().splitlines()[-1]
-    assert last == f"borg create failed: Repository {tmp_path / 'missing'} does not exist."
+    assert last.startswith(
+        f"no passphrase is stored for {tmp_path / 'missing'} (Secret block test-borg-missing)"
+    )
     assert not (tmp_path / "missing").exists()
+
+
+def test_a_missing_repository_is_one_line(prefect_harness: None, settings: Settings) -> None:
+    store_secret(borg_passphrase_block_name(settings), "stored before the repository vanished")
+    with pytest.raises(RepositoryMissing) as missing:
+        verify(settings)
+    assert str(missing.value) == f"borg check failed: Repository {settings.backup.repository} does not exist."
+
+
+def _with(settings: Settings, dry_run: bool | None = None, **backup: object) -> Settings:
+    """The same settings with some backup fields (and dry run) changed."""
+    changed = {**settings.backup.model_dump(), **backup}
+    return load_settings(backup=changed, dry_run=settings.dry_run if dry_run is None else dry_run)
+
+
+def _archive(repo: str, name: str, when: datetime, settings: Settings, secret: str) -> None:
+    argv = borg.create_argv(repo, name, settings.backup.sources)
+    run_borg([*argv[:2], "--timestamp", when.isoformat(), *argv[2:]], secret)
+
+
+def _flip_a_byte_in_the_largest_segment(repo: str) -> None:
+    segment = max((Path(repo) / "data").rglob("[0-9]*"), key=lambda p: p.stat().st_size)
+    blob = bytearray(segment.read_bytes())
+    blob[len(blob) // 2] ^= 0xFF  # one flipped byte inside a data chunk
+    segment.write_bytes(bytes(blob))
 
 
 def test_an_unreachable_backup_server_is_one_line_and_leaves_nothing(tmp_path: Path) -> None:

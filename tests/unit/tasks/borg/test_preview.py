@@ -7,12 +7,13 @@ import zlib
 from pathlib import Path
 
 from tasks.borg.preview import GAP, preview
+from tasks.borg.rotation import Rotation
 
 
 def test_preview_summarises_and_draws_every_scheme(tmp_path: Path) -> None:
 
     picture = tmp_path / "rotation.png"
-    summary = preview(picture, days=120, last=10, levels=6)
+    summary = preview(picture, Rotation(last=10, levels=6), days=120)
     assert "fifo (last 10): 10 archives, ages in days [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]" in summary
     assert "hanoi (6 levels): 6 archives" in summary
     data = picture.read_bytes()

@@ -68,5 +68,7 @@ def test_corrupted_repository_fails_verify_data(tmp_path: Path, repo: str, env: 
     blob = bytearray(segment.read_bytes())
     blob[len(blob) // 2] ^= 0xFF  # one flipped byte inside a data chunk
     segment.write_bytes(bytes(blob))
-    with pytest.raises(BorgError, match=r"borg check failed: .*errors found"):
+    with pytest.raises(
+        BorgError, match=r"(?s)borg check failed: .*\[segment \d+, offset \d+\].*errors found"
+    ):
         run_borg(borg.check_argv(repo, verify_data=True), PASS, env=env)
