@@ -5,19 +5,28 @@ a test or the CLI behaves the same: ``HSF_DRY_RUN`` is honoured wherever the set
 subflow joins the context of the flow that called it (one executor, one set of connections, one lease).
 
 A flow that changes state on the cluster's nodes asks for the cluster (``changes_state=True``): the
-context then holds the cluster's Prefect concurrency slot (a global concurrency limit of 1, named
-after the cluster) for as long as the run lasts, so two state-changing flows never act on the same
-nodes at once. The second waits, saying for what, up to ``cluster.lock_timeout_s``; then it fails with
-one line. Read-only flows (status, list, preview, verify) do not ask for it.
+context then holds it (:func:`cluster_lease`) for as long as the run lasts, so two state-changing flows
+never act on the same nodes at once. The second waits, saying for what, up to
+``cluster.lock_timeout_s``; then it fails with one line. Read-only flows (status, list, preview,
+verify) do not ask for it.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import logging
+import os
+import socket
+import time
 from collections.abc import Callable, Iterator
 from contextvars import ContextVar
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from uuid import UUID
+
+from pydantic import BaseModel
 
 from tasks.executor import Executor
 from tasks.settings import Settings
@@ -139,34 +148,170 @@ def lock_name(cluster: str) -> str:
     return f"{LOCK_PREFIX}{cluster}"
 
 
+class Holder(BaseModel):
+    """Who holds a cluster: written into the lock file while held, emptied on release."""
+
+    pid: int
+    host: str
+    flow_run_id: str | None = None
+    flow_run_name: str | None = None
+    flow: str | None = None
+    since: str
+
+    def describe(self) -> str:
+        run = (
+            f"flow run {self.flow_run_name or self.flow_run_id} ({self.flow})"
+            if self.flow_run_id
+            else "a run"
+        )
+        return f"{run}, pid {self.pid} on {self.host}, since {self.since}"
+
+
+def _current_holder() -> Holder:
+    from prefect.context import FlowRunContext
+
+    flow_run = FlowRunContext.get()
+    run = flow_run.flow_run if flow_run else None
+    return Holder(
+        pid=os.getpid(),
+        host=socket.gethostname(),
+        flow_run_id=str(run.id) if run else None,
+        flow_run_name=run.name if run else None,
+        flow=flow_run.flow.name if flow_run and flow_run.flow else None,
+        since=datetime.now(UTC).isoformat(timespec="seconds"),
+    )
+
+
+def _read_holder(path: Path) -> Holder | None:
+    try:
+        return Holder.model_validate_json(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
 @contextlib.contextmanager
 def cluster_lease(settings: Settings, on_wait: Callable[[str], None] | None = None) -> Iterator[None]:
-    """Hold the cluster's concurrency slot (limit 1) while the block runs; wait for it, saying so."""
+    """Hold the cluster while the block runs; wait for it (saying for what), or give up with one line.
+
+    Two locks, both released by whoever holds them when the block ends:
+
+    - a ``flock`` on ``cluster.lock_dir/hsf-cluster-<cluster>.lock`` on this machine, which the kernel
+      releases when the holding process dies — so a killed run never locks the cluster for good, and
+      the next run finds its record in the file and reports it (its flow run is marked Crashed);
+    - with a Prefect server (``PREFECT_API_URL``), its global concurrency limit of 1 named after the
+      cluster, so workers on other machines wait too (the server reclaims a dead holder's lease).
+      Prefect's temporary server of a CLI run does not reclaim leases, so it is not used there.
+    """
+    from prefect.settings import get_current_settings
+
+    deadline = time.monotonic() + settings.cluster.lock_timeout_s
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(_host_lock(settings, deadline, on_wait))
+        if get_current_settings().api.url:
+            stack.enter_context(_server_slot(settings, deadline, on_wait))
+        yield
+
+
+def _waiting(settings: Settings, holder: str, on_wait: Callable[[str], None] | None) -> None:
+    line = (
+        f"cluster {settings.cluster_name} is in use by another state-changing flow run ({holder}): "
+        f"waiting up to {settings.cluster.lock_timeout_s:g} s for it"
+    )
+    _logger().warning("%s", line)
+    if on_wait is not None:
+        on_wait(line)
+
+
+def _busy(settings: Settings, holder: str) -> ClusterBusy:
+    return ClusterBusy(
+        f"cluster {settings.cluster_name} stayed in use by another flow run for "
+        f"{settings.cluster.lock_timeout_s:g} s (cluster.lock_timeout_s; {holder}); nothing was changed"
+    )
+
+
+@contextlib.contextmanager
+def _host_lock(settings: Settings, deadline: float, on_wait: Callable[[str], None] | None) -> Iterator[None]:
+    directory = settings.cluster.lock_dir
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"{lock_name(settings.cluster_name)}.lock"
+    with path.open("a+") as handle:
+        said = False
+        while True:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                held_by = _read_holder(path)
+                holder = held_by.describe() if held_by else "a run starting up"
+                if not said:
+                    _waiting(settings, holder, on_wait)
+                    said = True
+                if time.monotonic() >= deadline:
+                    raise _busy(settings, holder) from None
+                time.sleep(0.5)
+        try:
+            interrupted = _read_holder(path)
+            if interrupted is not None:
+                _report_interrupted(settings, interrupted)
+            handle.seek(0)
+            handle.truncate()
+            handle.write(_current_holder().model_dump_json())
+            handle.flush()
+            yield
+        finally:
+            handle.seek(0)
+            handle.truncate()
+            handle.flush()
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _report_interrupted(settings: Settings, holder: Holder) -> None:
+    """The previous holder ended without releasing the cluster: say so, and mark its flow run Crashed."""
+    marked = ""
+    if holder.flow_run_id:
+        from prefect.client.orchestration import get_client
+        from prefect.states import Crashed
+
+        message = f"interrupted: its process ended without finishing (found by the next run on {holder.host})"
+        try:
+            with get_client(sync_client=True) as client:
+                run = client.read_flow_run(UUID(holder.flow_run_id))
+                if run.state is not None and not run.state.is_final():
+                    client.set_flow_run_state(run.id, Crashed(message=message), force=True)
+                    marked = "; its flow run is now marked Crashed"
+        except Exception as exc:  # another server's run, or none: reporting it is what matters
+            marked = f"; its flow run could not be marked Crashed ({type(exc).__name__})"
+    _logger().warning(
+        "the previous state-changing run on cluster %s did not finish: %s%s. Check the cluster before "
+        "trusting it (a backup it made is unchecked; a drill may have left a node down).",
+        settings.cluster_name,
+        holder.describe(),
+        marked,
+    )
+
+
+@contextlib.contextmanager
+def _server_slot(
+    settings: Settings, deadline: float, on_wait: Callable[[str], None] | None
+) -> Iterator[None]:
+    """The Prefect server's global concurrency limit of 1 for the cluster (created on first use)."""
     from prefect.client.orchestration import get_client
     from prefect.concurrency.sync import concurrency
     from prefect.exceptions import ObjectAlreadyExists
 
     name = lock_name(settings.cluster_name)
-    timeout_s = settings.cluster.lock_timeout_s
     with get_client(sync_client=True) as client, contextlib.suppress(ObjectAlreadyExists):
         client.upsert_global_concurrency_limit_by_name(name, 1)  # two first runs may race to create it
+    holder = f"a flow run on another machine (concurrency limit {name})"
     stack = contextlib.ExitStack()
     try:
         stack.enter_context(concurrency(name, occupy=1, timeout_seconds=FIRST_TRY_S, strict=True))
     except TimeoutError:
-        line = (
-            f"cluster {settings.cluster_name} is in use by another state-changing flow run: waiting up to "
-            f"{timeout_s:g} s for it (concurrency limit {name})"
-        )
-        _logger().warning("%s", line)
-        if on_wait is not None:
-            on_wait(line)
+        _waiting(settings, holder, on_wait)
         try:
-            stack.enter_context(concurrency(name, occupy=1, timeout_seconds=timeout_s, strict=True))
+            remaining = max(deadline - time.monotonic(), FIRST_TRY_S)
+            stack.enter_context(concurrency(name, occupy=1, timeout_seconds=remaining, strict=True))
         except TimeoutError:
-            raise ClusterBusy(
-                f"cluster {settings.cluster_name} stayed in use by another flow run for {timeout_s:g} s "
-                f"(cluster.lock_timeout_s); nothing was changed. Its runs hold concurrency limit {name}."
-            ) from None
+            raise _busy(settings, holder) from None
     with stack:
         yield

@@ -327,6 +327,10 @@ class ClusterSettings(BaseModel):
             "it gives up (they never act on the same nodes at once)."
         ),
     )
+    lock_dir: Path = Field(
+        Path("/run/lock/ha-storage-flows"),
+        description="Where the cluster's lock file lives on the control host (released if a run dies).",
+    )
 
 
 class FailoverSettings(BaseModel):

@@ -21,6 +21,13 @@ def with_passphrase_on_stdin(argv: Sequence[str]) -> Argv:
     return ["env", "BORG_PASSPHRASE_FD=0", *argv]
 
 
+def dies_with_parent(argv: Sequence[str]) -> Argv:
+    """Run ``argv`` so that it is terminated when the process that started it dies (util-linux
+    ``setpriv --pdeathsig``): a killed flow run leaves no borg behind to finish an unchecked archive.
+    Over SSH the parent is the session's sshd process, which ends with the connection."""
+    return ["setpriv", "--pdeathsig", "TERM", "--", *argv]
+
+
 def in_directory(directory: str, argv: Sequence[str]) -> Argv:
     """Run ``argv`` with ``directory`` as working directory (borg extract writes there)."""
     return ["env", "-C", directory, *argv]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from tasks.borg.commands import as_account_argv, in_directory, with_passphrase_on_stdin
+from tasks.borg.commands import as_account_argv, dies_with_parent, in_directory, with_passphrase_on_stdin
 from tasks.borg.outcome import BorgOutcome, interpret
 from tasks.context import current_executor
 from tasks.executor import LOCAL, Target
@@ -33,6 +33,7 @@ def run_borg(
     full = with_passphrase_on_stdin(full)
     if account is not None:
         full = as_account_argv(account, account_home(account, target), full)
+    full = dies_with_parent(full)
     result = current_executor().run(
         full,
         target,

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
+import time
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Literal
@@ -316,3 +318,50 @@ def test_an_unreachable_backup_server_is_one_line_and_leaves_nothing(tmp_path: P
     assert last.startswith("[vault] SSH transport error running `getent passwd borg`"), last
     assert "Unable to connect to port 1 on 127.0.0.1" in last, last
     assert not client_key.exists() and not (tmp_path / "repo.key").exists()
+
+
+def test_killing_the_cli_mid_backup_leaves_no_borg_and_the_next_run_reports_it(tmp_path: Path) -> None:
+    source = tmp_path / "big"
+    source.mkdir()
+    with (source / "data.bin").open("wb") as out:  # big enough that borg is still at work when killed
+        for _ in range(48):
+            out.write(os.urandom(8 * 1024 * 1024))
+    repo = tmp_path / "repo"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HSF_")}
+    env |= {
+        "BORG_BASE_DIR": str(tmp_path / "borg-base"),
+        "HSF_BACKUP__REPOSITORY": str(repo),
+        "HSF_BACKUP__SOURCES": json.dumps([str(source)]),
+        "HSF_BACKUP__KEY_EXPORT_PATH": str(tmp_path / "repo.key"),
+        "HSF_BACKUP__PASSPHRASE_BLOCK": f"test-borg-killed-{tmp_path.name}".lower().replace("_", "-"),
+        "HSF_CLUSTER__LOCK_DIR": str(tmp_path / "locks"),
+    }
+
+    def cli(command: str) -> subprocess.CompletedProcess[str]:
+        argv = [sys.executable, "-m", "flows.backup", command]
+        return subprocess.run(argv, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=600)
+
+    assert cli("init").returncode == 0
+    doomed = subprocess.Popen(
+        [sys.executable, "-m", "flows.backup", "backup"],
+        cwd=REPO_ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+
+    def borg_running() -> bool:
+        return bool(subprocess.run(["pgrep", "-f", f"borg .*create.*{repo}"], capture_output=True).stdout)
+
+    deadline = time.monotonic() + 120
+    while not borg_running():
+        assert doomed.poll() is None and time.monotonic() < deadline, "borg create never started"
+        time.sleep(0.1)
+    doomed.kill()  # SIGKILL: the CLI gets no chance to clean up
+    doomed.wait()
+    deadline = time.monotonic() + 20
+    while borg_running():
+        assert time.monotonic() < deadline, "borg outlived the killed CLI"
+        time.sleep(0.2)
+
+    after = cli("backup")
+    assert after.returncode == 0, after.stderr[-2000:]
+    assert "the previous state-changing run on cluster hsf did not finish: flow run" in after.stderr
+    assert "(borg-backup)" in after.stderr and "marked Crashed" in after.stderr
