@@ -12,8 +12,11 @@ from pathlib import Path
 from typing import Literal
 
 import pytest
+from prefect import flow
 
 from flows.backup import (
+    RestoreReport,
+    _restore_in_place,
     adopt,
     backup,
     extract,
@@ -31,6 +34,7 @@ from tasks.borg.remote import client_access
 from tasks.borg.rotation import Rotation, Scheme, archive_name, is_ours
 from tasks.borg.run import run_borg
 from tasks.cluster import borg_passphrase_block_name, store_secret, stored_secret
+from tasks.context import run_context
 from tasks.drbd.plan import Refused
 from tasks.executor import LOCAL
 from tasks.manifest import differences, tree_manifest
@@ -52,6 +56,7 @@ def settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
     (home / "alice" / "link").symlink_to("docs/report.txt")
     (home / "alice" / "docs" / "report.txt").chmod(0o640)
     return load_settings(
+        cluster={"lock_dir": str(tmp_path / "locks")},  # apart from any lab flow running on this machine
         backup={
             "repository": str(tmp_path / "repo"),
             "sources": [str(home)],
@@ -59,7 +64,7 @@ def settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
             "scratch_dir": str(tmp_path / "scratch"),
             "safety_dir": str(tmp_path / "safety"),
             "passphrase_block": f"test-borg-{tmp_path.name}".lower().replace("_", "-"),
-        }
+        },
     )
 
 
@@ -277,7 +282,11 @@ def test_a_missing_repository_is_one_line(prefect_harness: None, settings: Setti
 def _with(settings: Settings, dry_run: bool | None = None, **backup: object) -> Settings:
     """The same settings with some backup fields (and dry run) changed."""
     changed = {**settings.backup.model_dump(), **backup}
-    return load_settings(backup=changed, dry_run=settings.dry_run if dry_run is None else dry_run)
+    return load_settings(
+        cluster=settings.cluster.model_dump(),
+        backup=changed,
+        dry_run=settings.dry_run if dry_run is None else dry_run,
+    )
 
 
 def _archive(repo: str, name: str, when: datetime, settings: Settings, secret: str) -> None:
@@ -365,3 +374,27 @@ def test_killing_the_cli_mid_backup_leaves_no_borg_and_the_next_run_reports_it(t
     assert after.returncode == 0, after.stderr[-2000:]
     assert "the previous state-changing run on cluster hsf did not finish: flow run" in after.stderr
     assert "(borg-backup)" in after.stderr and "marked Crashed" in after.stderr
+
+
+def test_a_failed_in_place_restore_puts_the_sources_back_and_says_so(
+    prefect_harness: None, settings: Settings
+) -> None:
+    """The in-place phase itself, given an archive that cannot be extracted (a real borg failure)."""
+    in_place = _with(settings, restore_drill="in-place")
+    init(in_place)
+    root = settings.backup.sources[0]
+    before = tree_manifest.fn(LOCAL, root)
+
+    @flow
+    def restore_a_missing_archive() -> RestoreReport:
+        with run_context(in_place, changes_state=True):
+            secret, access = passphrase(in_place), client_access(in_place)
+            return _restore_in_place(
+                in_place, access, secret, "home-2000-01-01T00:00:00.000000", before, "remove"
+            )
+
+    report = restore_a_missing_archive()
+    assert report.sources_put_back is True and not report.ok
+    assert report.problems[0].startswith("the in-place restore failed: borg extract failed: Archive")
+    assert tree_manifest.fn(LOCAL, root) == before  # removed by the drill, put back byte for byte
+    assert list(Path(settings.backup.safety_dir).iterdir()) == []
