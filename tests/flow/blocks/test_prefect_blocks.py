@@ -4,9 +4,7 @@ secrets are references."""
 from __future__ import annotations
 
 import secrets
-from pathlib import Path
 
-import pytest
 from prefect.blocks.system import Secret
 from prefect.client.orchestration import get_client
 
@@ -19,20 +17,6 @@ from blocks.prefect_blocks import (
 from flows.backup import passphrase
 from tasks.cluster import borg_passphrase_block_name, secret_block_name, store_secret, stored_secret
 from tasks.settings import Settings, load_settings
-
-
-@pytest.fixture
-def settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Settings:
-    for name in list(__import__("os").environ):
-        if name.startswith("HSF_"):
-            monkeypatch.delenv(name)
-    monkeypatch.chdir(tmp_path)  # no stray hsf.toml
-    name = f"b{tmp_path.name[-6:]}".lower().replace("_", "")  # a lab name of its own for each test
-    return load_settings(
-        lab={"name": name[:8], "memory_mib": 768},
-        drbd={"fstype": "xfs"},
-        backup={"repository": str(tmp_path / "repo"), "sources": ["/srv/a", "/srv/b"]},
-    )
 
 
 def test_blocks_round_trip_to_the_same_settings(prefect_harness: None, settings: Settings) -> None:

@@ -7,7 +7,6 @@ scheduler's own cron code.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,8 +15,7 @@ import yaml
 from deployments.__main__ import render_yaml
 from deployments.definitions import load_flow, next_runs, prefect_yaml, runner_deployments, specs
 from tasks.settings import DeploymentSettings, load_settings
-
-REPO_ROOT = Path(__file__).resolve().parents[3]
+from tests.unit.deployments.conftest import REPO_ROOT
 
 EXPECTED: dict[str, tuple[str, str, str, dict[str, Any]]] = {
     # deployment name: (flow name, entrypoint, cron, parameters) with the default settings
@@ -31,14 +29,6 @@ EXPECTED: dict[str, tuple[str, str, str, dict[str, Any]]] = {
     ),
     "weekly-failover-drill": ("failover-drill", "flows/failover.py:failover_drill", "0 3 * * 6", {}),
 }
-
-
-@pytest.fixture(autouse=True)
-def _project_root(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in list(__import__("os").environ):
-        if name.startswith("HSF_"):
-            monkeypatch.delenv(name)
-    monkeypatch.chdir(REPO_ROOT)  # entrypoints are relative to the project root
 
 
 def test_runner_deployments_have_the_expected_schedule_parameters_and_entrypoint() -> None:

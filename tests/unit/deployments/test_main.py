@@ -3,13 +3,9 @@ bad schedule settings are one line (no server needed)."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from deployments.__main__ import main
-
-REPO_ROOT = Path(__file__).resolve().parents[3]
 
 EXPECTED: dict[str, tuple[str, str, str]] = {
     # deployment name: (flow name, entrypoint, cron) with the default settings
@@ -18,14 +14,6 @@ EXPECTED: dict[str, tuple[str, str, str]] = {
     "monthly-restore-drill": ("borg-restore-drill", "flows/backup.py:restore_drill", "0 5 1 * *"),
     "weekly-failover-drill": ("failover-drill", "flows/failover.py:failover_drill", "0 3 * * 6"),
 }
-
-
-@pytest.fixture(autouse=True)
-def _project_root(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in list(__import__("os").environ):
-        if name.startswith("HSF_"):
-            monkeypatch.delenv(name)
-    monkeypatch.chdir(REPO_ROOT)  # entrypoints are relative to the project root
 
 
 def test_list_command_prints_every_deployment_with_next_runs(capsys: pytest.CaptureFixture[str]) -> None:

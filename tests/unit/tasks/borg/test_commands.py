@@ -7,7 +7,6 @@ import json
 import os
 import pwd
 import shlex
-import shutil
 import subprocess
 import time
 from collections.abc import Callable
@@ -19,22 +18,7 @@ from tasks.borg import commands as borg
 from tasks.borg.outcome import BorgError, RepositoryMissing
 from tasks.borg.remote import repository_url
 from tasks.borg.run import run_borg
-
-needs_borg = pytest.mark.skipif(shutil.which("borg") is None, reason="borg is installed by make deps")
-PASS = "correct horse battery staple"
-
-
-@pytest.fixture
-def env(tmp_path: Path) -> dict[str, str]:
-    """Borg's keys, cache and security dirs inside the test's tmp dir, not root's home."""
-    return {"BORG_BASE_DIR": str(tmp_path / "borg-base")}
-
-
-@pytest.fixture
-def repo(tmp_path: Path, env: dict[str, str]) -> str:
-    path = str(tmp_path / "repo")
-    run_borg(borg.init_argv(path), PASS, env=env)
-    return path
+from tests.unit.tasks.borg.conftest import PASS, needs_borg
 
 
 @pytest.fixture
