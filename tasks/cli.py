@@ -8,13 +8,13 @@ from collections.abc import Callable
 from tasks.borg.outcome import BorgError
 from tasks.context import ClusterBusy, DryRunRefused, close_standalone
 from tasks.drbd.plan import Refused
-from tasks.executor import TransportError
+from tasks.executor import CommandError, HostKeyRejected, TransportError
 from tasks.lab.host import LibvirtUnreachable
 from tasks.settings import Settings, SettingsError, load_settings
 
 EXIT_BAD_SETTINGS = 2
 EXIT_REFUSED = 3
-EXIT_BORG = 4
+EXIT_COMMAND_FAILED = 4
 EXIT_UNREACHABLE = 5
 
 
@@ -22,9 +22,10 @@ def run_cli(action: Callable[[Settings], int]) -> int:
     """Run ``action`` with the loaded settings; expected failures become one line on stderr.
 
     Exit codes: 2 = bad settings or an unreachable libvirt, 3 = refused (to destroy data, to fake a
-    dry run, or because another flow held the cluster for too long), 4 = borg
-    failed (wrong passphrase, missing repository, unreachable server), 5 = a host did not answer
-    over SSH (after the retries), else the action's own code.
+    dry run, or because another flow held the cluster for too long), 4 = a command failed (borg:
+    wrong passphrase, missing repository or source, unreachable server; or any command on a host,
+    with its stderr tail), 5 = a host did not answer over SSH (after the retries) or its host key is
+    not the pinned one, else the action's own code (1 = data lost, drills only).
     Dry run, masking and SSH connections belong to each flow run (``tasks.context``), which closes them.
     """
     try:
@@ -42,9 +43,12 @@ def run_cli(action: Callable[[Settings], int]) -> int:
         return EXIT_REFUSED
     except BorgError as exc:  # wrong passphrase, missing repository, unreachable server, …
         print(exc, file=sys.stderr)
-        return EXIT_BORG
-    except TransportError as exc:
+        return EXIT_COMMAND_FAILED
+    except (TransportError, HostKeyRejected) as exc:
         print(exc, file=sys.stderr)
         return EXIT_UNREACHABLE
+    except CommandError as exc:  # a command on a host failed: its line and the tail of its stderr
+        print(exc, file=sys.stderr)
+        return EXIT_COMMAND_FAILED
     finally:
         close_standalone()

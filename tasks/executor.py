@@ -123,6 +123,21 @@ class CommandTimeout(CommandError):
         )
 
 
+class HostKeyRejected(CommandError):
+    """The host's key is not the pinned one: never retried (a retry cannot fix it, and must not)."""
+
+    def __str__(self) -> str:
+        return f"[{self.target}] {self.stderr_tail}"
+
+
+DEFAULT_KNOWN_HOSTS = Path("~/.ssh/known_hosts")
+
+
+def known_hosts_of(target: SshAccess) -> Path:
+    """The known_hosts file whose keys are the only ones accepted for ``target``."""
+    return (target.known_hosts or DEFAULT_KNOWN_HOSTS).expanduser()
+
+
 def is_transport_error(exc: BaseException | None) -> bool:
     return isinstance(exc, TransportError)
 
@@ -372,7 +387,7 @@ class Executor:
 
         _import_ssh_stack()
         from invoke.exceptions import CommandTimedOut
-        from paramiko.ssh_exception import SSHException
+        from paramiko.ssh_exception import BadHostKeyException, SSHException
 
         command = shlex.join(argv)  # the SSH boundary: the only place an argv becomes shell text
         kwargs: dict[str, Any] = {"hide": True, "warn": True, "timeout": timeout, "pty": False}
@@ -386,7 +401,22 @@ class Executor:
         except CommandTimedOut as exc:
             self.drop_connection(target)
             raise CommandTimeout(shown, -1, f"after {timeout:.0f} s", target.name) from exc
-        except (SSHException, OSError, EOFError) as exc:
+        except (BadHostKeyException, SSHException) as exc:
+            rejected = isinstance(exc, BadHostKeyException) or "not found in known_hosts" in str(exc)
+            if not rejected:
+                self.drop_connection(target)
+                raise TransportError(shown, 255, f"{type(exc).__name__}: {exc}", target.name) from exc
+            self.drop_connection(target)
+            known = known_hosts_of(target)
+            how = "differs from the one in" if isinstance(exc, BadHostKeyException) else "is not in"
+            raise HostKeyRejected(
+                shown,
+                255,
+                f"the host key of {target.address}:{target.port} {how} {known}: check the host's "
+                f"fingerprint, then add it (ssh-keyscan -p {target.port} {target.address}); not retried",
+                target.name,
+            ) from None
+        except (OSError, EOFError) as exc:
             self.drop_connection(target)
             raise TransportError(shown, 255, f"{type(exc).__name__}: {exc}", target.name) from exc
         if result.exited == -1:  # the channel closed without an exit status: the link dropped
@@ -445,9 +475,10 @@ def _open_connection(target: SshTarget) -> Any:
         connect_kwargs=connect_kwargs,
     )
     conn.client.set_missing_host_key_policy(RejectPolicy())
-    if target.known_hosts:
-        conn.client.get_host_keys().clear()
-        conn.client.load_host_keys(str(target.known_hosts))
+    conn.client.get_host_keys().clear()
+    known_hosts = known_hosts_of(target)
+    if known_hosts.is_file():  # else every host is rejected, with a line saying which file to fill
+        conn.client.load_host_keys(str(known_hosts))
     try:
         conn.open()
     except BaseException:

@@ -13,10 +13,13 @@ Bad values fail with one line per problem naming the setting (see :func:`describ
 
 from __future__ import annotations
 
+import difflib
 import ipaddress
 import os
 import re
+import tomllib
 import zoneinfo
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -164,6 +167,20 @@ class InventoryHost(SshAccess):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     name: Hostname = Field(description="The host's hostname (DRBD and OCFS2 match nodes by it).")
+
+    @field_validator("key_file")
+    @classmethod
+    def _key_file_exists(cls, key_file: Path | None) -> Path | None:
+        if key_file is not None and not key_file.is_file():
+            raise ValueError(f"key_file {key_file} does not exist (or is not a file)")
+        return key_file
+
+    @field_validator("known_hosts")
+    @classmethod
+    def _known_hosts_exists(cls, known_hosts: Path | None) -> Path | None:
+        if known_hosts is not None and not known_hosts.is_file():
+            raise ValueError(f"known_hosts {known_hosts} does not exist (or is not a file)")
+        return known_hosts
 
 
 class DrbdSettings(DrbdTuning):
@@ -512,7 +529,7 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        toml_file = Path(os.environ.get("HSF_CONFIG", "hsf.toml"))
+        toml_file = Path(os.environ.get(CONFIG_VARIABLE, "hsf.toml"))
         return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls, toml_file=toml_file))
 
 
@@ -541,8 +558,56 @@ def describe_validation_error(exc: ValidationError) -> str:
     return "\n".join(lines)
 
 
+ENV_PREFIX = "HSF_"
+CONFIG_VARIABLE = "HSF_CONFIG"
+
+
+def setting_variables(model: type[BaseModel] = Settings, prefix: str = ENV_PREFIX) -> set[str]:
+    """Every environment variable that names a setting (``HSF_LAB__MEMORY_MIB``, …)."""
+    names = set()
+    for name, field in model.model_fields.items():
+        variable = f"{prefix}{name.upper()}"
+        names.add(variable)
+        if isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel):
+            names |= setting_variables(field.annotation, f"{variable}__")
+    return names
+
+
+def unknown_variables(environ: Mapping[str, str]) -> list[str]:
+    """One line per ``HSF_`` variable that names no setting: a typo must never run the real thing."""
+    known = setting_variables() | {CONFIG_VARIABLE}
+    lines = []
+    for variable in sorted(v for v in environ if v.upper().startswith(ENV_PREFIX)):
+        if variable.upper() not in known:
+            close = difflib.get_close_matches(variable.upper(), known, n=1)
+            hint = f" (did you mean {close[0]}?)" if close else ""
+            lines.append(f"environment variable {variable} names no setting{hint}")
+    return lines
+
+
+def config_file_problem(environ: Mapping[str, str]) -> str | None:
+    """The TOML file named by HSF_CONFIG must exist; any settings file must parse."""
+    path = Path(environ.get(CONFIG_VARIABLE, "hsf.toml"))
+    if not path.exists():
+        return f"{CONFIG_VARIABLE} names {path}, which does not exist" if CONFIG_VARIABLE in environ else None
+    try:
+        tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        return f"settings file {path} is not valid TOML: {exc}"
+    except OSError as exc:
+        return f"settings file {path} cannot be read: {exc.strerror}"
+    return None
+
+
 def load_settings(**overrides: object) -> Settings:
-    """Settings from init overrides, environment and TOML; raise :class:`SettingsError` if invalid."""
+    """Settings from init overrides, environment and TOML; raise :class:`SettingsError` if invalid.
+
+    Before any value is read: the settings file named by HSF_CONFIG exists and every settings file is
+    valid TOML, and every ``HSF_`` variable names a setting — each problem is one line naming it.
+    """
+    problems = [p for p in (config_file_problem(os.environ),) if p] + unknown_variables(os.environ)
+    if problems:
+        raise SettingsError("\n".join(problems))
     try:
         return Settings(**overrides)  # type: ignore[arg-type]
     except ValidationError as exc:

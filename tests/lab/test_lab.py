@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
 from flows.lab import LabStatus, lab_status, lab_up
 from tasks.context import current_executor
-from tasks.executor import SshTarget
+from tasks.executor import Executor, HostKeyRejected, SshTarget, is_transport_error
 from tasks.settings import LabSettings, Settings
 
 pytestmark = pytest.mark.lab
@@ -66,3 +67,21 @@ def test_second_up_changes_nothing(lab: LabStatus, settings: Settings) -> None:
     again = lab_up(settings)
     assert again.actions == []
     assert again.running == list(settings.lab.machines)
+
+
+def test_a_host_key_that_is_not_pinned_is_one_line_and_never_retried(
+    lab: LabStatus, machines: dict[str, SshTarget], tmp_path: Path
+) -> None:
+    nodea, nodeb = machines["nodea"], machines["nodeb"]
+    empty = tmp_path / "known_hosts"
+    empty.write_text("")
+    with pytest.raises(
+        HostKeyRejected, match=rf"the host key of {nodea.address}:22 is not in {empty}: check"
+    ):
+        Executor().run(["true"], nodea.model_copy(update={"known_hosts": empty}))
+    wrong = tmp_path / "wrong_known_hosts"  # nodeb's key written down for nodea's address
+    key = run(nodeb, "cat", "/etc/ssh/ssh_host_ed25519_key.pub").split()
+    wrong.write_text(f"{nodea.address} {key[0]} {key[1]}\n")
+    with pytest.raises(HostKeyRejected, match=rf"the host key of {nodea.address}:22 differs from the one in"):
+        Executor().run(["true"], nodea.model_copy(update={"known_hosts": wrong}))
+    assert not is_transport_error(HostKeyRejected("true", 255, "", "nodea"))  # retries skip it

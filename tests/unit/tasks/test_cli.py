@@ -37,6 +37,24 @@ def cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
             {"HSF_LAB__LIBVIRT_URI": "qemu:///system?socket=/nonexistent/hsf-libvirt-sock"},
             "libvirt URI 'qemu:///system?socket=/nonexistent/hsf-libvirt-sock' is unreachable: ",
         ),
+        # A typo never runs the real thing: HSF_DRYRUN=true would otherwise run every command.
+        (
+            {"HSF_DRYRUN": "true"},
+            "environment variable HSF_DRYRUN names no setting (did you mean HSF_DRY_RUN?)",
+        ),
+        (
+            {"HSF_CONFIG": "/nonexistent/hsf.toml"},
+            "HSF_CONFIG names /nonexistent/hsf.toml, which does not exist",
+        ),
+        (
+            {
+                "HSF_TARGET": "inventory",
+                "HSF_INVENTORY": '[{"name": "store1", "address": "192.0.2.10", '
+                '"key_file": "/nonexistent/id_ed25519"}]',
+            },
+            "setting inventory.0.key_file [HSF_INVENTORY__0__KEY_FILE]: "
+            "key_file /nonexistent/id_ed25519 does not exist",
+        ),
     ],
 )
 def test_bad_settings_one_line_and_exit_2(env: dict[str, str], expected: str) -> None:
@@ -46,3 +64,13 @@ def test_bad_settings_one_line_and_exit_2(env: dict[str, str], expected: str) ->
     assert len(lines) == 1, result.stderr
     assert expected in lines[0]
     assert "Traceback" not in result.stderr
+
+
+def test_a_settings_file_that_is_not_toml_is_one_line_naming_it(tmp_path: Path) -> None:
+    config = tmp_path / "hsf.toml"
+    config.write_text('target = "inventory\n[lab\n')
+    result = cli("status", env={"HSF_CONFIG": str(config)})
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.strip().splitlines() == [
+        f"settings file {config} is not valid TOML: Illegal character '\\n' (at line 1, column 20)"
+    ]

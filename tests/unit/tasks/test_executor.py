@@ -116,3 +116,13 @@ def test_mask(text: str, secrets: list[str], expected: str) -> None:
 
 def test_tail_keeps_last_lines() -> None:
     assert tail("\n".join(str(i) for i in range(40)), 3) == "37\n38\n39"
+
+
+def test_an_unset_known_hosts_is_the_users_own_file() -> None:
+    from pathlib import Path
+
+    from tasks.executor import SshAccess, known_hosts_of
+
+    assert known_hosts_of(SshAccess(name="a", address="192.0.2.1")) == Path.home() / ".ssh" / "known_hosts"
+    pinned = SshAccess(name="a", address="192.0.2.1", known_hosts=Path("/etc/hsf/known_hosts"))
+    assert known_hosts_of(pinned) == Path("/etc/hsf/known_hosts")

@@ -75,7 +75,7 @@ def test_toml_file_is_read_and_env_wins(monkeypatch: pytest.MonkeyPatch, tmp_pat
         ({"HSF_LAB__LIBVIRT_URI": "localhost"}, "'localhost' is neither 'embedded' nor a libvirt URI"),
         ({"HSF_LAB__SUBNET": "10.1.2.0/29"}, "10.1.2.0/29 is too small"),
         ({"HSF_TARGET": "inventory"}, "target is 'inventory' but no inventory hosts are listed"),
-        ({"HSF_LAB__BOGUS": "1"}, "setting lab.bogus [HSF_LAB__BOGUS]: Extra inputs are not permitted"),
+        ({"HSF_LAB__BOGUS": "1"}, "environment variable HSF_LAB__BOGUS names no setting"),
     ],
 )
 def test_bad_values_give_one_clear_line(
@@ -162,3 +162,16 @@ def test_the_lab_without_a_backup_server() -> None:
         load_settings(lab={"backup_server": "nodeb"})
     with pytest.raises(SettingsError, match=r"backup\.server: unknown node 'backup'"):
         load_settings(lab={"backup_server": ""}, backup={"client": "nodea", "server": "backup"})
+
+
+def test_every_setting_has_a_variable_and_others_are_named_with_a_hint() -> None:
+    from tasks.settings import setting_variables, unknown_variables
+
+    known = setting_variables()
+    assert {"HSF_DRY_RUN", "HSF_LAB__MEMORY_MIB", "HSF_BACKUP__ROTATION__LEVELS", "HSF_INVENTORY"} <= known
+    environ = {"HSF_LAB__MEMORY_MIB": "768", "hsf_dry_run": "true", "HSF_CONFIG": "x", "PATH": "/bin"}
+    assert unknown_variables(environ) == []
+    assert unknown_variables({"HSF_LAB__MEMORY": "768", "HSF_NOPE_AT_ALL_XYZ": "1"}) == [
+        "environment variable HSF_LAB__MEMORY names no setting (did you mean HSF_LAB__MEMORY_MIB?)",
+        "environment variable HSF_NOPE_AT_ALL_XYZ names no setting",
+    ]
