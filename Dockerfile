@@ -5,8 +5,7 @@ FROM debian:bookworm-slim
 ENV DEBIAN_FRONTEND=noninteractive \
     PYTHONUNBUFFERED=1 \
     DO_NOT_TRACK=1 \
-    PREFECT_SERVER_ANALYTICS_ENABLED=false \
-    HSF_PROJECT_DIR=/opt/hsf
+    PREFECT_SERVER_ANALYTICS_ENABLED=false
 
 RUN apt-get update \
  && apt-get install -y --no-install-recommends \
