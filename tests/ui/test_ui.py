@@ -127,13 +127,14 @@ def run(argv: list[str], env: dict[str, str], timeout: float = 180) -> str:
 def environment(home: Path, api_url: str, work: Path) -> dict[str, str]:
     """A clean environment: this server only, and the backup settings of a temporary repository."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "HSF_", "BORG_"))}
+    (work / "hsf.toml").write_text("# empty: every setting below comes from the environment\n")
     env.update(
         PREFECT_HOME=str(home),
         PREFECT_API_URL=api_url,
         PREFECT_SERVER_ANALYTICS_ENABLED="false",
         DO_NOT_TRACK="1",
         PREFECT_WORKER_QUERY_SECONDS="2",
-        HSF_CONFIG=str(work / "no-hsf.toml"),
+        HSF_CONFIG=str(work / "hsf.toml"),
         HSF_BACKUP__REPOSITORY=str(work / "repo"),
         HSF_BACKUP__SOURCES=json.dumps([str(work / "data")]),
         HSF_BACKUP__KEY_EXPORT_PATH=str(work / "repo.key"),
