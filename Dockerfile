@@ -25,6 +25,9 @@ RUN python3 -m venv /opt/hsf/.venv \
  && /opt/hsf/.venv/bin/pip install --no-cache-dir -q . \
  && /opt/hsf/.venv/bin/prefect version
 ENV PATH=/opt/hsf/.venv/bin:$PATH
+# The flows read an optional hsf.toml in their working directory: the one in the "config" volume when
+# it is there (docker-compose.yml), else the defaults.
+RUN ln -s /etc/hsf/hsf.toml /opt/hsf/hsf.toml
 
 # `prefect deploy` run here records /opt/hsf as the directory each flow run starts in.
 CMD ["prefect", "worker", "start", "--pool", "hsf-process", "--type", "process", "--with-healthcheck"]
