@@ -29,6 +29,7 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -168,19 +169,13 @@ class InventoryHost(SshAccess):
 
     name: Hostname = Field(description="The host's hostname (DRBD and OCFS2 match nodes by it).")
 
-    @field_validator("key_file")
+    @field_validator("key_file", "known_hosts")
     @classmethod
-    def _key_file_exists(cls, key_file: Path | None) -> Path | None:
-        if key_file is not None and not key_file.is_file():
-            raise ValueError(f"key_file {key_file} does not exist (or is not a file)")
-        return key_file
-
-    @field_validator("known_hosts")
-    @classmethod
-    def _known_hosts_exists(cls, known_hosts: Path | None) -> Path | None:
-        if known_hosts is not None and not known_hosts.is_file():
-            raise ValueError(f"known_hosts {known_hosts} does not exist (or is not a file)")
-        return known_hosts
+    def _file_exists(cls, path: Path | None, info: ValidationInfo) -> Path | None:
+        """Checked when the settings load, not when the first connection fails (and is retried)."""
+        if path is not None and not path.is_file():
+            raise ValueError(f"{info.field_name} {path} does not exist (or is not a file)")
+        return path
 
 
 class DrbdSettings(DrbdTuning):
