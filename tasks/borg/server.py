@@ -15,6 +15,7 @@ from pydantic import BaseModel, Field
 
 from tasks.borg.remote import CLIENT_KEY_COMMENT, BackupServer, authorized_key_line, client_known_hosts
 from tasks.context import current_executor
+from tasks.drbd.plan import Refused
 from tasks.executor import LocalTarget, SshTarget
 from tasks.lab.seed import known_hosts_line, ssh_keygen_argv
 from tasks.plan import PlannedStep, apply
@@ -32,6 +33,9 @@ class ServerProbe(BaseModel):
     account_home: str | None = Field(None, description="None: the account does not exist.")
     authorized_keys: str = ""
     repository_owner: str | None = Field(None, description="None: the repository directory is missing.")
+    repository_empty: bool = Field(
+        True, description="The repository directory holds nothing (or is missing)."
+    )
     server_host_key: str
     client_public_key: str | None = None
     client_known_hosts: str = ""
@@ -70,7 +74,13 @@ def plan_server(probe: ServerProbe, backup: BackupSettings, server: BackupServer
     if probe.account_home is None:
         steps.append(Step(kind="create_account", reason=f"no account {server.user!r} on the server"))
     if probe.repository_owner != server.user:
-        why = "missing" if probe.repository_owner is None else f"owned by {probe.repository_owner}"
+        if not probe.repository_empty:  # someone else's data: never chown or chmod it
+            raise Refused(
+                f"{server.admin.name}: {backup.repository} already holds data owned by "
+                f"{probe.repository_owner}, not by {server.user}; nothing was changed. This project does not "
+                "take over a repository directory it did not make (set backup.repository to a new path)"
+            )
+        why = "missing" if probe.repository_owner is None else f"empty and owned by {probe.repository_owner}"
         steps.append(Step(kind="create_repository_dir", reason=f"{backup.repository} is {why}"))
     if probe.client_public_key is None:
         steps.append(Step(kind="generate_client_key", reason=f"no key {backup.client_key} on the client"))
@@ -110,6 +120,10 @@ def probe_server(
     entry = run(["getent", "passwd", server.user], admin, read_only=True, ok_codes=(0, 2)).stdout
     home = entry.split(":")[5] if entry.strip() else None
     owner = run(["stat", "-c", "%U", backup.repository], admin, read_only=True, ok_codes=(0, 1))
+    anything = ["find", backup.repository, "-mindepth", "1", "-maxdepth", "1", "-print", "-quit"]
+    holds = (
+        run(anything, admin, read_only=True, ok_codes=(0, 1)).stdout.strip() if owner.exit_code == 0 else ""
+    )
     host_key = _cat(admin, SERVER_HOST_KEY)
     if host_key is None:
         raise RuntimeError(f"{admin.name}: no {SERVER_HOST_KEY} to pin for the backup client")
@@ -119,6 +133,7 @@ def probe_server(
         account_home=home,
         authorized_keys=(_cat(admin, f"{home}/.ssh/authorized_keys") or "") if home else "",
         repository_owner=owner.stdout.strip() if owner.exit_code == 0 else None,
+        repository_empty=not holds,
         server_host_key=host_key.strip(),
         client_public_key=(_cat(client, f"{backup.client_key}.pub") or "").strip() or None,
         client_known_hosts=_cat(client, client_known_hosts(backup.client_key)) or "",

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
+
 from tasks.borg.remote import authorized_key_line, backup_server
 from tasks.borg.server import ServerProbe, plan_server
+from tasks.drbd.plan import Refused
 from tasks.lab.seed import known_hosts_line
 from tasks.settings import load_settings
 
@@ -48,7 +51,7 @@ def test_plan_for_a_prepared_server_is_empty_and_names_each_missing_piece() -> N
         "authorize_client_key",
         "pin_server_host_key",
     ]
-    # a key authorized without --append-only is replaced; a root-owned repository is handed over
+    # a key authorized without --append-only is replaced; an empty root-owned repository is handed over
     loose = _probe(
         authorized_keys=authorized_key_line("/var/backups/hsf-borg", False, PUB), repository_owner="root"
     )
@@ -56,3 +59,11 @@ def test_plan_for_a_prepared_server_is_empty_and_names_each_missing_piece() -> N
         "create_repository_dir",
         "authorize_client_key",
     ]
+
+
+def test_a_repository_directory_holding_someone_elses_data_is_refused_not_taken_over() -> None:
+    settings = load_settings(backup={"client": "nodea", "server": "backup"})
+    server = backup_server(settings)
+    assert server is not None
+    with pytest.raises(Refused, match=r"/var/backups/hsf-borg already holds data owned by root, not by borg"):
+        plan_server(_probe(repository_owner="root", repository_empty=False), settings.backup, server)
