@@ -50,6 +50,7 @@ from tasks.borg.outcome import (
     BorgOutcome,
     PassphraseMissing,
     RepositoryMissing,
+    ResultWrong,
     SourceMissing,
     WrongPassphrase,
 )
@@ -546,7 +547,7 @@ def _restore_in_place(
         copy_tree(safety, root, client)
         put_back = not differences(before, tree_manifest(client, root))
         if not put_back:
-            raise RuntimeError(f"{root} could not be put back as it was; the safety copy is kept at {safety}")
+            raise ResultWrong(f"{root} could not be put back as it was; the safety copy is kept at {safety}")
     remove_tree(safety, client)
     return RestoreReport(
         archive=archive, mode="in-place", damage=damage, entries=len(before), problems=problems,
@@ -618,7 +619,7 @@ def _rotate(settings: Settings, scheme: Scheme) -> RotationReport:
         _borg(access, borg.compact_argv(repo, lock_wait=lock_wait), secret)
         remaining = {a.name for a in list_archives(access, secret, checkpoints=True)}
         if remaining != keep | set(untouched):
-            raise RuntimeError(
+            raise ResultWrong(
                 f"{scheme}: after rotation {sorted(remaining)} remain, expected {sorted(keep)}"
             )
     _publish(

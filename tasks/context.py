@@ -19,7 +19,7 @@ import logging
 import os
 import socket
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -190,7 +190,7 @@ def _read_holder(path: Path) -> Holder | None:
 
 
 @contextlib.contextmanager
-def cluster_lease(settings: Settings, on_wait: Callable[[str], None] | None = None) -> Iterator[None]:
+def cluster_lease(settings: Settings) -> Iterator[None]:
     """Hold the cluster while the block runs; wait for it (saying for what), or give up with one line.
 
     Two locks, both released by whoever holds them when the block ends:
@@ -206,20 +206,18 @@ def cluster_lease(settings: Settings, on_wait: Callable[[str], None] | None = No
 
     deadline = time.monotonic() + settings.cluster.lock_timeout_s
     with contextlib.ExitStack() as stack:
-        stack.enter_context(_host_lock(settings, deadline, on_wait))
+        stack.enter_context(_host_lock(settings, deadline))
         if get_current_settings().api.url:
-            stack.enter_context(_server_slot(settings, deadline, on_wait))
+            stack.enter_context(_server_slot(settings, deadline))
         yield
 
 
-def _waiting(settings: Settings, holder: str, on_wait: Callable[[str], None] | None) -> None:
+def _waiting(settings: Settings, holder: str) -> None:
     line = (
         f"cluster {settings.cluster_name} is in use by another state-changing flow run ({holder}): "
         f"waiting up to {settings.cluster.lock_timeout_s:g} s for it"
     )
     _logger().warning("%s", line)
-    if on_wait is not None:
-        on_wait(line)
 
 
 def _busy(settings: Settings, holder: str) -> ClusterBusy:
@@ -230,7 +228,7 @@ def _busy(settings: Settings, holder: str) -> ClusterBusy:
 
 
 @contextlib.contextmanager
-def _host_lock(settings: Settings, deadline: float, on_wait: Callable[[str], None] | None) -> Iterator[None]:
+def _host_lock(settings: Settings, deadline: float) -> Iterator[None]:
     directory = settings.cluster.lock_dir
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / f"{lock_name(settings.cluster_name)}.lock"
@@ -244,7 +242,7 @@ def _host_lock(settings: Settings, deadline: float, on_wait: Callable[[str], Non
                 held_by = _read_holder(path)
                 holder = held_by.describe() if held_by else "a run starting up"
                 if not said:
-                    _waiting(settings, holder, on_wait)
+                    _waiting(settings, holder)
                     said = True
                 if time.monotonic() >= deadline:
                     raise _busy(settings, holder) from None
@@ -291,9 +289,7 @@ def _report_interrupted(settings: Settings, holder: Holder) -> None:
 
 
 @contextlib.contextmanager
-def _server_slot(
-    settings: Settings, deadline: float, on_wait: Callable[[str], None] | None
-) -> Iterator[None]:
+def _server_slot(settings: Settings, deadline: float) -> Iterator[None]:
     """The Prefect server's global concurrency limit of 1 for the cluster (created on first use)."""
     from prefect.client.orchestration import get_client
     from prefect.concurrency.sync import concurrency
@@ -307,7 +303,7 @@ def _server_slot(
     try:
         stack.enter_context(concurrency(name, occupy=1, timeout_seconds=FIRST_TRY_S, strict=True))
     except TimeoutError:
-        _waiting(settings, holder, on_wait)
+        _waiting(settings, holder)
         try:
             remaining = max(deadline - time.monotonic(), FIRST_TRY_S)
             stack.enter_context(concurrency(name, occupy=1, timeout_seconds=remaining, strict=True))

@@ -68,6 +68,11 @@ class PassphraseMissing(BorgError):
     """No passphrase is stored for the repository; only ``init`` (a new one) or ``adopt`` sets one."""
 
 
+class ResultWrong(BorgError):
+    """borg finished, but the flow's own check of the result failed (rotation left other archives than
+    it selected; sources could not be put back after a failed in-place restore)."""
+
+
 class SourceMissing(BorgError):
     """A source of the backup does not exist or cannot be read: the backup would be empty or partial."""
 
