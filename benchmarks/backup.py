@@ -58,8 +58,8 @@ def main(argv: list[str] | None = None) -> int:
             backup={"repository": str(work / "flow-repo"), "sources": [str(data)],
                     "key_export_path": str(work / "flow.key"), "passphrase_block": "bench-borg-passphrase"}
         )  # fmt: skip
+        init(settings)  # makes the repository and its passphrase
         secret = passphrase(settings)
-        init(settings)
         raw_repo = str(work / "raw-repo")
         raw_borg(["init", "--encryption", "repokey-blake2", raw_repo], secret, env)
 
