@@ -619,9 +619,7 @@ def _rotate(settings: Settings, scheme: Scheme) -> RotationReport:
         _borg(access, borg.compact_argv(repo, lock_wait=lock_wait), secret)
         remaining = {a.name for a in list_archives(access, secret, checkpoints=True)}
         if remaining != keep | set(untouched):
-            raise ResultWrong(
-                f"{scheme}: after rotation {sorted(remaining)} remain, expected {sorted(keep)}"
-            )
+            raise ResultWrong(f"{scheme}: after rotation {sorted(remaining)} remain, expected {sorted(keep)}")
     _publish(
         "borg-rotate",
         f"Rotation ({scheme}){' — dry run' if report.dry_run else ''}",
