@@ -199,6 +199,20 @@ class DrbdSettings(DrbdTuning):
     force_create_md: bool = Field(
         False, description="Write DRBD metadata even over a disk that holds a filesystem (destroys it)."
     )
+    adopt_existing: bool = Field(
+        False,
+        description=(
+            "Replace a resource file (or running resource) that differs from ours: the old file is kept as "
+            "<file>.hsf-<time>, and a live resource changes only when Connected and UpToDate on every node."
+        ),
+    )
+    install_packages: bool = Field(
+        False,
+        description=(
+            "Install missing tools (drbd-utils, xfsprogs) with apt-get on the nodes; otherwise a missing "
+            "tool stops the setup before it changes anything."
+        ),
+    )
     connect_timeout_s: float = Field(120.0, gt=0, description="How long to wait for the peers to connect.")
     sync_timeout_s: float = Field(1800.0, gt=0, description="How long to wait for a (re)sync to finish.")
 
@@ -350,17 +364,38 @@ class FailoverSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    fault: Literal["auto", "none", "destroy", "sysrq-poweroff"] = Field(
+    fault: Literal["auto", "none", "destroy", "sysrq-poweroff", "sysrq-crash", "command"] = Field(
         "auto",
         description=(
             "How the primary is killed: 'destroy' pulls the plug on a lab VM (libvirt destroy); "
-            "'sysrq-poweroff' powers off a real host at once; 'none' refuses to run the drill; "
-            "'auto' = 'destroy' in the lab and 'none' for real hosts (opt in explicitly)."
+            "'sysrq-poweroff' powers off a real host at once, 'sysrq-crash' panics its kernel; 'command' "
+            "runs power_off_command on this machine (ipmitool, a hypervisor CLI); 'none' refuses to run "
+            "the drill; 'auto' = 'destroy' in the lab and 'none' for real hosts (opt in explicitly)."
+        ),
+    )
+    power_off_command: tuple[str, ...] = Field(
+        (),
+        description=(
+            "fault 'command': the argv run on this machine to cut the primary's power; {node} and "
+            "{address} are replaced by the killed node's name and SSH address."
+        ),
+    )
+    power_on_command: tuple[str, ...] = Field(
+        (),
+        description=(
+            "Real hosts: the argv run on this machine to power the killed node on again ({node}, "
+            "{address} as above); empty = wait for someone to power it on."
         ),
     )
     dataset_files: int = Field(5, ge=1, le=1000, description="Files written before the fault.")
     file_mib: int = Field(20, ge=1, le=4096, description="Size of each file in MiB.")
     boot_timeout_s: float = Field(600.0, gt=0, description="How long to wait for the killed node to return.")
+
+    @model_validator(mode="after")
+    def _commands_fit_the_fault(self) -> FailoverSettings:
+        if self.fault == "command" and not self.power_off_command:
+            raise ValueError("failover.fault is 'command' but failover.power_off_command is empty")
+        return self
 
 
 CRON_RE = re.compile(r"^\S+( \S+){4}$")
@@ -468,7 +503,8 @@ class Settings(BaseSettings):
             raise UnknownNodeError(self.primary_node, self.node_names, setting="primary_node")
         if self.target == "inventory" and self.failover.fault == "destroy":
             raise ValueError(
-                "failover.fault 'destroy' only applies to lab VMs: use 'sysrq-poweroff' or 'none'"
+                "failover.fault 'destroy' only applies to lab VMs: "
+                "use 'sysrq-poweroff', 'sysrq-crash', 'command' or 'none'"
             )
         victim = self.split_brain.victim
         if victim is not None and victim not in self.node_names:
@@ -486,8 +522,10 @@ class Settings(BaseSettings):
                     "backup.client: in the lab the client must be a lab VM (this machine has no route into "
                     "the lab network)"
                 )
-        if self.target == "lab" and self.failover.fault == "sysrq-poweroff":
-            raise ValueError("failover.fault 'sysrq-poweroff' is for real hosts; the lab uses 'destroy'")
+        if self.target == "lab" and self.failover.fault in ("sysrq-poweroff", "sysrq-crash", "command"):
+            raise ValueError(
+                f"failover.fault {self.failover.fault!r} is for real hosts; the lab uses 'destroy'"
+            )
         return self
 
     @property
