@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+from ipaddress import ip_address
 from typing import TYPE_CHECKING
 
 from pydantic import SecretStr
@@ -31,10 +32,18 @@ def host_targets(settings: Settings) -> dict[str, SshTarget]:
 
 
 def node_addresses(settings: Settings) -> dict[str, str]:
-    """Replication address of every node (the lab's isolated network, or the inventory address)."""
+    """Replication IP address of every node: the lab's isolated network, or each inventory host's
+    replication address (its SSH address unless set), resolved when the settings loaded."""
     if settings.target == "lab":
         return {node: str(settings.lab.address_of(node)) for node in settings.lab.nodes}
-    return {host.name: host.address for host in settings.inventory}
+    return {host.name: str(host.replication_ip) for host in settings.inventory}
+
+
+def node_ports(settings: Settings) -> dict[str, int]:
+    """DRBD replication port of every node: an inventory host's own replication_port, else drbd.port."""
+    if settings.target == "lab":
+        return dict.fromkeys(settings.lab.nodes, settings.drbd.port)
+    return {host.name: host.replication_port or settings.drbd.port for host in settings.inventory}
 
 
 def secret_block_name(settings: Settings) -> str:
@@ -96,11 +105,11 @@ def drbd_resource(settings: Settings, secret: str, dual_primary: bool = False) -
     auto-recovery policies from ``settings.ha``; protocol C is enforced (async replication under a
     cluster filesystem would corrupt it).
     """
-    addresses = node_addresses(settings)
+    ports = node_ports(settings)
     drbd = settings.drbd
     nodes = [
-        DrbdNode(name=name, address=address, port=drbd.port, disk=drbd.disk, minor=drbd.minor)
-        for name, address in addresses.items()
+        DrbdNode(name=name, address=address, port=ports[name], disk=drbd.disk, minor=drbd.minor)
+        for name, address in node_addresses(settings).items()
     ]
     ha = {}
     if dual_primary:
@@ -118,11 +127,18 @@ def drbd_resource(settings: Settings, secret: str, dual_primary: bool = False) -
 
 def o2cb_cluster(settings: Settings) -> O2cbCluster:
     """The o2cb cluster over the same nodes (node names = hostnames, numbered in order)."""
+    addresses = node_addresses(settings)
+    ipv6 = [f"{name} {address}" for name, address in addresses.items() if ip_address(address).version == 6]
+    if ipv6:
+        raise ValueError(
+            f"o2cb interconnects over IPv4 only, and these replication addresses are IPv6: "
+            f"{', '.join(ipv6)} (set replication_address to an IPv4 address for OCFS2)"
+        )
     return O2cbCluster(
         name=settings.ha.cluster_name,
         nodes=tuple(
             O2cbNode(name=name, address=address, number=number)
-            for number, (name, address) in enumerate(node_addresses(settings).items())
+            for number, (name, address) in enumerate(addresses.items())
         ),
         port=settings.ha.o2cb_port,
         heartbeat_threshold=settings.ha.heartbeat_threshold,

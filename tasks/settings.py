@@ -17,6 +17,7 @@ import difflib
 import ipaddress
 import os
 import re
+import socket
 import tomllib
 import zoneinfo
 from collections.abc import Mapping
@@ -28,6 +29,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PrivateAttr,
     ValidationError,
     ValidationInfo,
     field_validator,
@@ -43,7 +45,16 @@ from pydantic_settings import (
 from tasks.borg.rotation import Rotation
 from tasks.drbd.model import AfterSb0, BackingDisk, DrbdTuning, Minor, ResourceName
 from tasks.executor import SshAccess
-from tasks.fields import AbsolutePath, Hostname, Port, check_hostname
+from tasks.fields import (
+    AbsolutePath,
+    HostAddress,
+    Hostname,
+    IpAddress,
+    Port,
+    check_address,
+    check_hostname,
+    ip_literal,
+)
 from tasks.ocfs2.model import ClusterName, HeartbeatThreshold, IdleTimeoutMs
 
 EMBEDDED = "embedded"
@@ -162,12 +173,45 @@ class LabSettings(BaseModel):
             raise UnknownNodeError(machine, self.machines) from None
 
 
+def resolve_address(address: str) -> IpAddress:
+    """The IP address DRBD and o2cb are given for ``address``: an IP literal as it is (no lookup at all),
+    a DNS name resolved now, once (IPv4 preferred when the name has both families).
+
+    Raises ValueError (shape) or OSError (the name does not resolve).
+    """
+    check_address(address)
+    literal = ip_literal(address)
+    if literal is not None:
+        return literal
+    found = [
+        ipaddress.ip_address(sockaddr[0])
+        for _family, _type, _proto, _canonname, sockaddr in socket.getaddrinfo(
+            address, None, type=socket.SOCK_STREAM
+        )
+    ]
+    if not found:
+        raise OSError(f"no address for {address!r}")
+    return min(found, key=lambda ip: ip.version)  # stable: the resolver's order within a family
+
+
 class InventoryHost(SshAccess):
     """A real host of the user's cluster, reached over SSH (the fields of :class:`SshAccess`)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     name: Hostname = Field(description="The host's hostname (DRBD and OCFS2 match nodes by it).")
+    replication_address: HostAddress | None = Field(
+        None,
+        description=(
+            "Address DRBD and o2cb replicate over (an IPv4/IPv6 address, or a DNS name resolved once when "
+            "the settings load); None: the SSH address."
+        ),
+    )
+    replication_port: Port | None = Field(
+        None, description="DRBD replication TCP port of this host; None: drbd.port."
+    )
+
+    _replication_ip: IpAddress | None = PrivateAttr(None)
 
     @field_validator("key_file", "known_hosts")
     @classmethod
@@ -176,6 +220,32 @@ class InventoryHost(SshAccess):
         if path is not None and not path.is_file():
             raise ValueError(f"{info.field_name} {path} does not exist (or is not a file)")
         return path
+
+    @model_validator(mode="after")
+    def _resolve_replication_address(self) -> InventoryHost:
+        """Resolved here, once: a name that does not resolve is one line now, not a traceback later."""
+        if self.replication_address is not None:
+            field, address, hint = "replication address", self.replication_address, "give an IP address"
+        else:
+            field, address = "address", self.address
+            hint = "give an IP address, or set replication_address"
+        try:
+            self._replication_ip = resolve_address(address)
+        except ValueError as exc:
+            raise ValueError(f"inventory host {self.name}: {field} {exc}") from None
+        except (OSError, UnicodeError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            raise ValueError(
+                f"inventory host {self.name}: {field} {address!r} does not resolve ({reason}): {hint}"
+            ) from None
+        return self
+
+    @property
+    def replication_ip(self) -> IpAddress:
+        """The IP address DRBD and o2cb use for this host (``replication_address``, else ``address``,
+        resolved when the settings loaded)."""
+        assert self._replication_ip is not None  # set by the model validator
+        return self._replication_ip
 
 
 class DrbdSettings(DrbdTuning):
@@ -501,6 +571,8 @@ class Settings(BaseSettings):
             raise ValueError(f"inventory: duplicate host names: {', '.join(duplicates)}")
         if self.primary_node is not None and self.primary_node not in self.node_names:
             raise UnknownNodeError(self.primary_node, self.node_names, setting="primary_node")
+        if self.target == "inventory":
+            _one_replication_network(self.inventory)
         if self.target == "inventory" and self.failover.fault == "destroy":
             raise ValueError(
                 "failover.fault 'destroy' only applies to lab VMs: "
@@ -564,6 +636,24 @@ class Settings(BaseSettings):
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         toml_file = Path(os.environ.get(CONFIG_VARIABLE, "hsf.toml"))
         return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls, toml_file=toml_file))
+
+
+def _one_replication_network(hosts: tuple[InventoryHost, ...]) -> None:
+    """The nodes replicate within one address family, each from an address of its own."""
+    ips = [(host.name, host.replication_ip) for host in hosts]
+    if len({ip.version for _, ip in ips}) > 1:
+        listed = ", ".join(f"{name} {ip}" for name, ip in ips)
+        raise ValueError(
+            f"inventory: replication addresses mix IPv4 and IPv6 ({listed}): DRBD replicates within one "
+            "address family, so give every host a replication_address of the same family"
+        )
+    for index, (name, ip) in enumerate(ips):
+        for other, other_ip in ips[index + 1 :]:
+            if ip == other_ip:
+                raise ValueError(
+                    f"inventory: hosts {name} and {other} have the same replication address {ip}: "
+                    "each node needs its own"
+                )
 
 
 class UnknownNodeError(ValueError):

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from tasks.cluster import drbd_resource, o2cb_cluster
-from tasks.settings import load_settings
+from tasks.cluster import drbd_resource, node_addresses, node_ports, o2cb_cluster
+from tasks.drbd.model import render_resource
+from tasks.settings import Settings, load_settings
 
 SECRET = "A" * 32
 
@@ -33,3 +34,83 @@ def test_dual_primary_forces_protocol_c(monkeypatch: pytest.MonkeyPatch) -> None
     settings = load_settings()
     assert drbd_resource(settings, SECRET).protocol == "A"
     assert drbd_resource(settings, SECRET, dual_primary=True).protocol == "C"
+
+
+def _inventory(monkeypatch: pytest.MonkeyPatch, *hosts: dict[str, object]) -> Settings:
+    def no_lookup(*args: object, **kwargs: object) -> object:
+        raise AssertionError(f"looked up {args}: these tests use IP literals only")
+
+    monkeypatch.setattr("socket.getaddrinfo", no_lookup)
+    return load_settings(target="inventory", inventory=list(hosts))
+
+
+def test_inventory_replicates_over_its_replication_addresses_and_ports(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    settings = _inventory(
+        monkeypatch,
+        {"name": "store1", "address": "192.0.2.10", "replication_address": "10.0.9.1"},
+        {
+            "name": "store2",
+            "address": "192.0.2.11",
+            "replication_address": "10.0.9.2",
+            "replication_port": 7790,
+        },
+    )
+    assert node_addresses(settings) == {"store1": "10.0.9.1", "store2": "10.0.9.2"}
+    assert node_ports(settings) == {"store1": 7789, "store2": 7790}
+    resource = drbd_resource(settings, SECRET)
+    assert [(n.name, n.endpoint) for n in resource.nodes] == [
+        ("store1", "ipv4 10.0.9.1:7789"),
+        ("store2", "ipv4 10.0.9.2:7790"),
+    ]
+    rendered = render_resource(resource)
+    assert "    address ipv4 10.0.9.1:7789;\n" in rendered
+    assert "    address ipv4 10.0.9.2:7790;\n" in rendered
+    assert "192.0.2." not in rendered  # the SSH addresses never replicate
+    assert [(n.name, str(n.address)) for n in o2cb_cluster(settings).nodes] == [
+        ("store1", "10.0.9.1"),
+        ("store2", "10.0.9.2"),
+    ]
+
+
+def test_without_replication_settings_the_ssh_address_and_drbd_port_replicate(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("HSF_DRBD__PORT", "7800")
+    settings = _inventory(
+        monkeypatch, {"name": "store1", "address": "192.0.2.10"}, {"name": "store2", "address": "192.0.2.11"}
+    )
+    rendered = render_resource(drbd_resource(settings, SECRET))
+    assert "address ipv4 192.0.2.10:7800;" in rendered and "address ipv4 192.0.2.11:7800;" in rendered
+
+
+def test_ipv6_replication_renders_bracketed_and_o2cb_refuses_it_clearly(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    settings = _inventory(
+        monkeypatch,
+        {"name": "store1", "address": "192.0.2.10", "replication_address": "fd00::1"},
+        {
+            "name": "store2",
+            "address": "192.0.2.11",
+            "replication_address": "fd00::2",
+            "replication_port": 7790,
+        },
+    )
+    rendered = render_resource(drbd_resource(settings, SECRET))
+    assert "address ipv6 [fd00::1]:7789;" in rendered and "address ipv6 [fd00::2]:7790;" in rendered
+    with pytest.raises(
+        ValueError, match=r"o2cb interconnects over IPv4 only.*store1 fd00::1, store2 fd00::2"
+    ):
+        o2cb_cluster(settings)
+
+
+def test_the_lab_keeps_its_own_network(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HSF_DRBD__PORT", "7800")
+    settings = load_settings()
+    assert node_ports(settings) == {"nodea": 7800, "nodeb": 7800}
+    assert [n.endpoint for n in drbd_resource(settings, SECRET).nodes] == [
+        "ipv4 10.77.0.11:7800",
+        "ipv4 10.77.0.12:7800",
+    ]

@@ -175,3 +175,152 @@ def test_every_setting_has_a_variable_and_others_are_named_with_a_hint() -> None
         "environment variable HSF_LAB__MEMORY names no setting (did you mean HSF_LAB__MEMORY_MIB?)",
         "environment variable HSF_NOPE_AT_ALL_XYZ names no setting",
     ]
+
+
+# Replication addresses. No DNS query may leave this machine: the only name resolved for real is
+# "localhost" (answered by /etc/hosts); every other lookup is a monkeypatched socket.getaddrinfo.
+
+
+def _inventory(*hosts: dict[str, object]) -> Settings:
+    return load_settings(target="inventory", inventory=list(hosts))
+
+
+def _no_lookup(*args: object, **kwargs: object) -> object:
+    raise AssertionError(f"an IP literal was looked up: {args}")
+
+
+def _fake_resolver(answers: dict[str, list[str]]) -> object:
+    """A getaddrinfo that answers from ``answers`` and refuses the rest as a resolver would."""
+    import socket
+
+    def getaddrinfo(host: str, port: object, *args: object, **kwargs: object) -> list[tuple[object, ...]]:
+        if host not in answers:
+            raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+        return [
+            (socket.AF_INET6 if ":" in ip else socket.AF_INET, socket.SOCK_STREAM, 6, "", (ip, 0))
+            for ip in answers[host]
+        ]
+
+    return getaddrinfo
+
+
+def test_the_ssh_address_replicates_by_default_and_literals_are_never_looked_up(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr("socket.getaddrinfo", _no_lookup)
+    settings = _inventory(
+        {"name": "store1", "address": "192.0.2.10"},
+        {
+            "name": "store2",
+            "address": "192.0.2.11",
+            "replication_address": "10.0.9.2",
+            "replication_port": 7790,
+        },
+    )
+    store1, store2 = settings.inventory
+    assert store1.replication_ip == ipaddress.IPv4Address("192.0.2.10")
+    assert (store1.replication_address, store1.replication_port) == (None, None)
+    assert store2.replication_ip == ipaddress.IPv4Address("10.0.9.2") and store2.replication_port == 7790
+
+
+def test_ipv6_replication_addresses(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("socket.getaddrinfo", _no_lookup)
+    settings = _inventory(
+        {"name": "store1", "address": "192.0.2.10", "replication_address": "fd00::1"},
+        {"name": "store2", "address": "2001:db8::2"},
+    )
+    assert [h.replication_ip for h in settings.inventory] == [
+        ipaddress.IPv6Address("fd00::1"),
+        ipaddress.IPv6Address("2001:db8::2"),
+    ]
+
+
+def test_a_name_is_resolved_once_when_the_settings_load(monkeypatch: pytest.MonkeyPatch) -> None:
+    import socket
+
+    calls = []
+    real = socket.getaddrinfo
+
+    def counting(host: str, *args: object, **kwargs: object) -> object:
+        assert host == "localhost", f"only /etc/hosts may answer here, not {host!r}"
+        calls.append(host)
+        return real(host, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr("socket.getaddrinfo", counting)
+    settings = _inventory(
+        {"name": "store1", "address": "192.0.2.10", "replication_address": "localhost"},
+    )
+    host = settings.inventory[0]
+    assert host.replication_ip in (ipaddress.IPv4Address("127.0.0.1"), ipaddress.IPv6Address("::1"))
+    assert host.replication_ip == host.replication_ip and calls == ["localhost"]  # read, never re-resolved
+
+
+def test_a_name_with_both_families_gives_its_ipv4_address(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A fake resolver: no DNS query may leave this machine.
+    monkeypatch.setattr(
+        "socket.getaddrinfo",
+        _fake_resolver({"store1.lan": ["2001:db8::10", "192.0.2.10"], "store2.lan": ["2001:db8::11"]}),
+    )
+    settings = _inventory({"name": "store1", "address": "store1.lan"})
+    assert settings.inventory[0].replication_ip == ipaddress.IPv4Address("192.0.2.10")
+    with pytest.raises(SettingsError) as error:
+        _inventory({"name": "store1", "address": "store1.lan"}, {"name": "store2", "address": "store2.lan"})
+    assert str(error.value) == (
+        "settings: inventory: replication addresses mix IPv4 and IPv6 (store1 192.0.2.10, store2 "
+        "2001:db8::11): DRBD replicates within one address family, so give every host a "
+        "replication_address of the same family"
+    )
+
+
+@pytest.mark.parametrize(
+    ("host", "expected"),
+    [
+        (
+            {"address": "192.0.2.10", "replication_address": "store1.lan"},
+            "inventory host store1: replication address 'store1.lan' does not resolve "
+            "(Name or service not known): give an IP address",
+        ),
+        (
+            {"address": "store1.lan"},
+            "inventory host store1: address 'store1.lan' does not resolve (Name or service not known): "
+            "give an IP address, or set replication_address",
+        ),
+        (
+            {"address": "10.0.0.256"},
+            "inventory host store1: address '10.0.0.256' is neither an IP address nor a DNS name",
+        ),
+        (
+            {"address": "192.0.2.10", "replication_address": "[fd00::1]"},
+            "setting inventory.0.replication_address [HSF_INVENTORY__0__REPLICATION_ADDRESS]: "
+            "'[fd00::1]' is neither an IP address nor a DNS name",
+        ),
+        (
+            {"address": "192.0.2.10", "replication_port": 0},
+            "setting inventory.0.replication_port [HSF_INVENTORY__0__REPLICATION_PORT]: "
+            "Input should be greater than or equal to 1",
+        ),
+    ],
+)
+def test_a_bad_replication_address_is_one_clear_line(
+    monkeypatch: pytest.MonkeyPatch, host: dict[str, object], expected: str
+) -> None:
+    # Every lookup fails as for an unknown name: no DNS query may leave this machine.
+    monkeypatch.setattr("socket.getaddrinfo", _fake_resolver({}))
+    with pytest.raises(SettingsError) as error:
+        _inventory({"name": "store1", **host})
+    message = str(error.value)
+    assert len(message.splitlines()) == 1, message
+    assert expected in message
+
+
+def test_two_hosts_cannot_share_a_replication_address(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("socket.getaddrinfo", _no_lookup)
+    with pytest.raises(SettingsError) as error:
+        _inventory(
+            {"name": "store1", "address": "192.0.2.10"},
+            {"name": "store2", "address": "192.0.2.11", "replication_address": "192.0.2.10"},
+        )
+    assert str(error.value) == (
+        "settings: inventory: hosts store1 and store2 have the same replication address 192.0.2.10: "
+        "each node needs its own"
+    )
