@@ -656,6 +656,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--replace", action="store_true", help="adopt: overwrite a different stored passphrase"
     )
+    parser.add_argument("--debug", action="store_true", help="show Python tracebacks of failures")
     args = parser.parse_args(argv)
 
     def act(settings: Settings) -> int:
@@ -678,7 +679,7 @@ def main(argv: list[str] | None = None) -> int:
             print(preview(args.png, settings.backup.rotation))
         return 0
 
-    return run_cli(act)
+    return run_cli(act, debug=args.debug)
 
 
 if __name__ == "__main__":

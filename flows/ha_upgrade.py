@@ -17,7 +17,7 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.logging import get_run_logger
 from pydantic import BaseModel, Field
 
-from tasks.cli import run_cli
+from tasks.cli import CheckFailed, run_cli
 from tasks.cluster import drbd_resource, node_targets, o2cb_cluster, secret_block_name, shared_secret
 from tasks.context import current_executor, refuse_dry_run, run_context
 from tasks.drbd import steps
@@ -220,7 +220,11 @@ def _upgrade(settings: Settings) -> HaUpgradeReport:
                 1 for path, digest in staged.items() if found.get(path) == digest
             )
         if any(count != len(staged) for count in report.files_verified_on.values()):
-            raise RuntimeError(f"restored files differ: {report.files_verified_on}; the staging copy is kept")
+            raise CheckFailed(  # not lost: the staging copy on the primary still holds every file
+                f"restored files differ from the staging copy (files verified per node: "
+                f"{report.files_verified_on} of {len(staged)}); "
+                f"the staging copy {primary}:{ha.staging_dir} is kept"
+            )
         current_executor().run(["rm", "-rf", ha.staging_dir], targets[primary])
         step(f"restored {len(staged)} files onto OCFS2, verified on every node; staging copy removed")
     report.cross_node = cross_node_proof(targets, drbd.mountpoint)

@@ -251,7 +251,9 @@ def _down(lab: LabSettings, dry_run: bool) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m flows.lab", description=__doc__.splitlines()[0])
     parser.add_argument("command", choices=["up", "status", "down"])
-    command = parser.parse_args(argv).command
+    parser.add_argument("--debug", action="store_true", help="show Python tracebacks of failures")
+    args = parser.parse_args(argv)
+    command = args.command
 
     def act(settings: Settings) -> int:
         lab = settings.lab
@@ -268,7 +270,7 @@ def main(argv: list[str] | None = None) -> int:
             print("\n".join(removed) if removed else "nothing to remove")
         return 0
 
-    return run_cli(act)
+    return run_cli(act, debug=args.debug)
 
 
 if __name__ == "__main__":

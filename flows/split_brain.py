@@ -18,7 +18,7 @@ from prefect.logging import get_run_logger
 from pydantic import BaseModel, Field
 
 from flows.setup import setup
-from tasks.cli import run_cli
+from tasks.cli import CheckFailed, run_cli
 from tasks.cluster import drbd_resource, node_targets, secret_block_name, shared_secret
 from tasks.context import current_executor, refuse_dry_run, run_context
 from tasks.drbd import commands as cmd
@@ -206,7 +206,7 @@ def _drill(settings: Settings) -> SplitBrainReport:
         )
     rescued = files_on(victim, rescue)
     if any(rescued.get(p) != sides[victim][p] for p in diverged):
-        raise RuntimeError(f"saving the victim's files failed; nothing was discarded ({rescue})")
+        raise CheckFailed(f"{victim}: saving the victim's files into {rescue} failed; nothing was discarded")
     steps.umount(targets[victim], mp)
     steps.demote(targets[victim], resource)
     run(cmd.disconnect_argv(resource.name), targets[victim], ok_codes=(0, 10, 11))

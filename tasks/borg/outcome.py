@@ -73,6 +73,10 @@ class ResultWrong(BorgError):
     it selected; sources could not be put back after a failed in-place restore)."""
 
 
+class ServerNotPrepared(BorgError):
+    """The backup server has no account for the repository: ``python -m flows.backup init`` prepares it."""
+
+
 class SourceMissing(BorgError):
     """A source of the backup does not exist or cannot be read: the backup would be empty or partial."""
 

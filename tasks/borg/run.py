@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 from tasks.borg.commands import as_account_argv, dies_with_parent, in_directory, with_passphrase_on_stdin
-from tasks.borg.outcome import BorgOutcome, interpret
+from tasks.borg.outcome import BorgOutcome, ServerNotPrepared, interpret
 from tasks.context import current_executor
 from tasks.executor import LOCAL, Target
 
@@ -51,5 +51,8 @@ def account_home(account: str, target: Target) -> str:
     """The account's home directory from the passwd database of ``target``."""
     entry = current_executor().run(["getent", "passwd", account], target, read_only=True, ok_codes=(0, 2))
     if not entry.stdout.strip():
-        raise RuntimeError(f"{target.name}: no account {account!r}: prepare the backup server first")
+        raise ServerNotPrepared(
+            f"{target.name}: no account {account!r}: the backup server is not prepared "
+            "(`python -m flows.backup init` prepares it)"
+        )
     return entry.stdout.split(":")[5]

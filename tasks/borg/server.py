@@ -14,6 +14,7 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 from tasks.borg.remote import CLIENT_KEY_COMMENT, BackupServer, authorized_key_line, client_known_hosts
+from tasks.cli import CheckFailed
 from tasks.context import current_executor
 from tasks.drbd.plan import Refused
 from tasks.executor import LocalTarget, SshTarget
@@ -126,7 +127,10 @@ def probe_server(
     )
     host_key = _cat(admin, SERVER_HOST_KEY)
     if host_key is None:
-        raise RuntimeError(f"{admin.name}: no {SERVER_HOST_KEY} to pin for the backup client")
+        raise Refused(  # the client trusts no server key but this one, read over a pinned connection
+            f"{admin.name}: no {SERVER_HOST_KEY} to pin for the backup client; nothing was changed "
+            "(`ssh-keygen -A` on the server makes one)"
+        )
     return ServerProbe(
         borg_on_server=_has_borg(admin),
         borg_on_client=_has_borg(client),
@@ -176,7 +180,9 @@ def prepare_backup_server(
         if not public_key:
             if current_executor().dry_run:  # the key was not generated: nothing to authorize
                 return
-            raise RuntimeError(f"{client.name}: no public key at {backup.client_key}.pub")
+            raise CheckFailed(
+                f"{client.name}: no public key at {backup.client_key}.pub; nothing was authorized"
+            )
         run(["install", "-d", "-m", "700", "-o", server.user, f"{home}/.ssh"], admin)
         line = authorized_key_line(backup.repository, backup.append_only, public_key)
         others = [k for k in probe.authorized_keys.splitlines() if not k.endswith(CLIENT_KEY_COMMENT)]

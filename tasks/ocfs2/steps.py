@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from tasks.cli import CheckFailed
 from tasks.drbd.steps import run
 from tasks.executor import SshTarget
 from tasks.ocfs2.model import O2cbCluster, render_cluster_conf, render_o2cb_defaults
@@ -59,7 +60,7 @@ def start_o2cb(target: SshTarget, cluster: O2cbCluster) -> None:
     run(target, o2cb_restart_argv(), timeout=120)
     status = run(target, o2cb_status_argv(cluster.name), read_only=True)
     if "online" not in status.stdout.lower():
-        raise RuntimeError(
+        raise CheckFailed(
             f"{target.name}: o2cb cluster {cluster.name} is not online: {status.stdout.strip()}"
         )
 
