@@ -10,9 +10,11 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 
 from prefect import flow
 from prefect.artifacts import create_markdown_artifact
+from prefect.logging import get_run_logger
 from pydantic import BaseModel, Field
 
 from flows.lab import lab_up
@@ -21,7 +23,16 @@ from tasks.cluster import drbd_resource, node_targets, secret_block_name, shared
 from tasks.context import DryRunRefused, current_executor, run_context
 from tasks.drbd import steps
 from tasks.drbd.model import DrbdResource
-from tasks.drbd.plan import Refused, plan_bring_up, plan_filesystem, plan_replicate
+from tasks.drbd.plan import (
+    Preconditions,
+    Refused,
+    Step,
+    check_preconditions,
+    plan_bring_up,
+    plan_filesystem,
+    plan_replicate,
+    running_primary,
+)
 from tasks.drbd.roles import switch_primary
 from tasks.executor import SshTarget
 from tasks.plan import PlannedStep, apply
@@ -39,6 +50,9 @@ class SetupReport(BaseModel):
     filesystem_seen: dict[str, str] = Field(
         default_factory=dict, description="Filesystem type each node found on the volume (role-switch check)."
     )
+    kept_files: list[str] = Field(
+        default_factory=list, description="Resource files setup did not write, copied aside before replacing."
+    )
     initial_sync_s: float | None = None
     seconds: float = 0.0
 
@@ -54,6 +68,8 @@ class SetupReport(BaseModel):
             + (" (dry run: planned, none applied)" if self.dry_run and self.steps else ""),
             *(f"  - {s}" for s in self.steps),
         ]
+        if self.kept_files:
+            lines.append(f"replaced files kept as: {', '.join(self.kept_files)}")
         if self.filesystem_seen:
             seen = ", ".join(f"{n}: {t}" for n, t in self.filesystem_seen.items())
             lines.append(f"every node recognises the filesystem: {seen}")
@@ -103,7 +119,32 @@ def _build(settings: Settings) -> SetupReport:
     targets = node_targets(settings)
     resource = drbd_resource(settings, shared_secret(secret_block_name(settings)))
     current_executor().add_secret(resource.shared_secret.get_secret_value())
-    primary = settings.primary
+    allowed = Preconditions(
+        fstype=drbd.fstype,
+        install_packages=drbd.install_packages,
+        adopt_existing=drbd.adopt_existing,
+        force_create_md=drbd.force_create_md,
+    )
+
+    # Phase 0: every node probed, every precondition checked; one line per problem, nothing changed.
+    probes = steps.probe_nodes(targets, resource, drbd.mountpoint, drbd.fstype)
+    if any(p.dual_primary_config for p in probes.values()):
+        raise Refused(
+            f"{resource.name} runs in high-availability mode (dual-primary, OCFS2): the fault-tolerant setup "
+            "manages single-primary volumes and changes nothing here"
+        )
+    for probe in probes.values():
+        for secret in probe.file_secrets():
+            current_executor().add_secret(secret)
+    if problems := check_preconditions(probes, resource, allowed):
+        raise Refused("nothing was changed:\n" + "\n".join(problems))
+    primary = running_primary(probes) or settings.primary
+    if primary != settings.primary:
+        get_run_logger().warning(
+            "%s is Primary now, not primary_node %s: it stays the primary (no role change, no mkfs)",
+            primary,
+            settings.primary,
+        )
     device = resource.node(primary).device
     report = SetupReport(
         resource=resource.name,
@@ -113,6 +154,7 @@ def _build(settings: Settings) -> SetupReport:
         mountpoint=drbd.mountpoint,
         dry_run=settings.dry_run,
     )
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
 
     def on(step: PlannedStep) -> SshTarget:
         return targets[step.node or primary]
@@ -120,12 +162,21 @@ def _build(settings: Settings) -> SetupReport:
     def wait_synced(step: PlannedStep) -> None:
         report.initial_sync_s = steps.wait_synced(on(step), resource, drbd.sync_timeout_s)
 
+    def keep_config(step: PlannedStep) -> None:
+        report.kept_files.append(f"{step.node}:{steps.keep_config(on(step), resource, stamp)}")
+
+    def install_tools(step: PlannedStep) -> None:
+        assert isinstance(step, Step)
+        steps.install_tools(on(step), step.packages, drbd.fstype)
+
     handlers: dict[str, Callable[[PlannedStep], object]] = {
-        "install_tools": lambda s: steps.install_tools(on(s)),
+        "install_tools": install_tools,
+        "keep_config": keep_config,
         "write_config": lambda s: steps.write_config(on(s), resource),
         "load_module": lambda s: steps.load_module(on(s)),
         "create_md": lambda s: steps.create_md(on(s), resource, s.force),
         "up": lambda s: steps.up(on(s), resource),
+        "disconnect": lambda s: steps.disconnect(on(s), resource),
         "adjust": lambda s: steps.adjust(on(s), resource),
         "wait_connected": lambda s: steps.wait_connected(on(s), resource, drbd.connect_timeout_s),
         "skip_initial_sync": lambda s: steps.skip_initial_sync(on(s), resource),
@@ -136,27 +187,21 @@ def _build(settings: Settings) -> SetupReport:
         "mount": lambda s: steps.mount(on(s), device, drbd.mountpoint),
     }
 
-    # Phase 1: configuration, module, metadata, attach — per node.
-    probes = steps.probe_nodes(targets, resource, drbd.mountpoint)
-    if any(p.dual_primary_config for p in probes.values()):
-        raise Refused(
-            f"{resource.name} runs in high-availability mode (dual-primary, OCFS2): the fault-tolerant setup "
-            "manages single-primary volumes and changes nothing here"
-        )
-    bring_up = plan_bring_up(probes, drbd.disk, drbd.force_create_md)
+    # Phase 1: configuration, module, metadata, attach — per node; a running resource adjusted.
+    bring_up = plan_bring_up(probes, allowed)
     report.steps += apply(bring_up, handlers, nothing_to_do=f"{resource.name} is configured on every node")
 
     # Phase 2: connect, the one initial promotion, the initial sync.
     if bring_up:
-        probes = steps.probe_nodes(targets, resource, drbd.mountpoint)
+        probes = steps.probe_nodes(targets, resource, drbd.mountpoint, drbd.fstype)
     fresh_metadata = any(s.kind == "create_md" for s in bring_up)
     replicate = plan_replicate(probes, primary, drbd.initial_sync, fresh_metadata)
     report.steps += apply(replicate, handlers, nothing_to_do="connected, one primary, both disks UpToDate")
 
     # Phase 3: the filesystem on the primary, then proof that every node can read it.
     if replicate:
-        probes = steps.probe_nodes(targets, resource, drbd.mountpoint)
-    filesystem = plan_filesystem(probes[primary], drbd.fstype, drbd.mountpoint, device)
+        probes = steps.probe_nodes(targets, resource, drbd.mountpoint, drbd.fstype)
+    filesystem = plan_filesystem(probes, primary, drbd.fstype, drbd.mountpoint, device)
     report.steps += apply(filesystem, handlers, nothing_to_do=f"{drbd.fstype} mounted on {primary}")
     if any(s.kind == "mkfs" for s in filesystem) and not current_executor().dry_run:
         report.filesystem_seen = verify_every_node(targets, resource, primary, drbd.mountpoint)

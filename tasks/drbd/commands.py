@@ -7,6 +7,12 @@ from typing import Literal
 FsType = Literal["ext4", "xfs"]
 
 
+def apt_update_argv() -> list[str]:
+    """Refresh the package lists; ``--error-on=any`` makes a source that cannot be fetched an error
+    (plain ``apt-get update`` only warns, and the install then fails or installs stale packages)."""
+    return ["apt-get", "update", "-q", "--error-on=any"]
+
+
 def install_packages_argv(packages: list[str]) -> list[str]:
     """Debian/Ubuntu package install on a real host (the lab image already has them)."""
     return ["apt-get", "install", "-y", "-q", "--no-install-recommends", *packages]
@@ -31,6 +37,75 @@ def rename_argv(source: str, dest: str) -> list[str]:
 
 def sha256_argv(*paths: str) -> list[str]:
     return ["sha256sum", *paths]
+
+
+def read_file_argv(path: str) -> list[str]:
+    """The file's content on stdout; exit 1 when it does not exist."""
+    return ["cat", path]
+
+
+def copy_file_argv(source: str, dest: str) -> list[str]:
+    """A copy keeping mode, owner and times (``-p``), refusing to overwrite (``-n``)."""
+    return ["cp", "-p", "-n", source, dest]
+
+
+# drbdmeta (create-md) asks before writing over anything but zeros in a disk's first 65 KiB (HOW_MUCH
+# in drbd-utils' drbdmeta.c): a filesystem whose signature was wiped still counts as data there.
+DRBDMETA_CHECKED_BYTES = 65 * 1024
+# Where a filesystem on a DRBD device keeps its superblock on the backing disk (internal metadata sits at
+# the disk's end): probing only this head finds it even behind DRBD's own signature.
+HEAD_PROBE_BYTES = 1024 * 1024
+
+
+def hostname_argv() -> list[str]:
+    """The node name DRBD matches ``on <name>`` against."""
+    return ["uname", "-n"]
+
+
+def which_argv(tools: list[str]) -> list[str]:
+    """Print the path of each tool found; the names are arguments (dash's ``command -v`` takes one)."""
+    return ["sh", "-c", 'for tool; do command -v "$tool"; done', "sh", *tools]
+
+
+def modinfo_argv(module: str = "drbd") -> list[str]:
+    """The module's file: exit 0 when the running kernel can load it."""
+    return ["modinfo", "-F", "filename", module]
+
+
+def lsblk_argv(device: str) -> list[str]:
+    """The device, its children (partitions, holders such as DRBD) and their mountpoints, as JSON;
+    exit 32 when ``device`` is not a block device."""
+    return ["lsblk", "--json", "--bytes", "--paths", "-o", "NAME,TYPE,SIZE,MOUNTPOINTS", device]
+
+
+def flush_buffers_argv(device: str) -> list[str]:
+    """Drop the device's cached pages (as drbdmeta does): DRBD writes to its backing disk below the page
+    cache, so a buffered read can return what the disk held before (measured: zeros under an ext4)."""
+    return ["blockdev", "--flushbufs", device]
+
+
+def blkid_head_argv(device: str) -> list[str]:
+    """Signatures in the first MiB only: a filesystem inside DRBD's data area, or on a plain disk."""
+    return ["blkid", "-p", "-o", "export", "--size", str(HEAD_PROBE_BYTES), device]
+
+
+def zero_head_argv(device: str) -> list[str]:
+    """Exit 0 when the bytes drbdmeta checks are all zero, 1 when any is not, 2 when unreadable."""
+    return ["cmp", "-s", "-n", str(DRBDMETA_CHECKED_BYTES), device, "/dev/zero"]
+
+
+def ip_addresses_argv() -> list[str]:
+    return ["ip", "-json", "address", "show"]
+
+
+def drbdsetup_show_argv() -> list[str]:
+    """Every resource configured in the kernel, as drbdsetup prints it (empty when none)."""
+    return ["drbdsetup", "show"]
+
+
+def adjust_dry_run_argv(resource: str) -> list[str]:
+    """What ``adjust`` would run to bring the kernel to the config given on stdin; changes nothing."""
+    return ["drbdadm", "-c", "/dev/stdin", "-d", "adjust", resource]
 
 
 def drbdadm_dump_argv(config: str, resource: str) -> list[str]:

@@ -147,10 +147,26 @@ class DrbdResource(DrbdTuning):
         return f"/etc/drbd.d/{self.name}.res"
 
 
+# The first line of every resource file this project writes: a file without it was written by someone
+# else, and is replaced only when the settings say so (``drbd.adopt_existing``).
+OWN_FILE_HEADER = "# Written by ha-storage-flows; changes here are overwritten by the next run."
+_SECRET_IN_CONFIG = re.compile(r"(shared-secret\s+\"?|--shared-secret=)[^\"\s;]+")
+
+
+def mask_secrets(text: str) -> str:
+    """A resource file (or drbdsetup command) with its shared secret replaced, for showing to people."""
+    return _SECRET_IN_CONFIG.sub(r"\1******", text)
+
+
+def secrets_in(text: str) -> list[str]:
+    """The shared secrets a resource file (or drbdsetup command) holds, to mask wherever they appear."""
+    return [match.group(0)[len(match.group(1)) :] for match in _SECRET_IN_CONFIG.finditer(text)]
+
+
 def render_resource(resource: DrbdResource) -> str:
     """The resource file. The secret is in it: write it with mode 0600 and never log it."""
     lines = [
-        "# Written by ha-storage-flows; changes here are overwritten by the next run.",
+        OWN_FILE_HEADER,
         f"resource {resource.name} {{",
         f"  protocol {resource.protocol};",
         "  net {",

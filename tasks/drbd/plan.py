@@ -1,6 +1,7 @@
 """Pure plans for building the fault-tolerant volume, in three phases with a probe before each.
 
-1. ``plan_bring_up``: config, module, metadata, ``up`` — per node;
+0. ``check_preconditions``: every reason not to start, on every node, before anything changes;
+1. ``plan_bring_up``: config, module, metadata, ``up`` — per node; a running resource adjusted;
 2. ``plan_replicate``: connect, the one initial promotion, the initial sync;
 3. ``plan_filesystem``: mkfs (only on a volume without one) and mount on the primary.
 
@@ -10,11 +11,13 @@ that holds something else than DRBD metadata makes the plan refuse (:class:`Refu
 
 from __future__ import annotations
 
+import difflib
 from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from tasks.drbd.probes import BlockSignature, DrbdState, Mount
+from tasks.drbd.model import OWN_FILE_HEADER, DrbdResource, mask_secrets, render_resource, secrets_in
+from tasks.drbd.probes import AdjustPreview, BlockDevice, BlockSignature, DrbdState, Mount
 from tasks.plan import PlannedStep
 
 
@@ -22,26 +25,77 @@ class Refused(Exception):
     """The plan would destroy data the user did not ask to destroy."""
 
 
+# The tool each step needs, and the Debian package that brings it.
+TOOL_PACKAGES = {"drbdadm": "drbd-utils", "mkfs.ext4": "e2fsprogs", "mkfs.xfs": "xfsprogs"}
+
+
+def tools_needed(fstype: str) -> list[str]:
+    return ["drbdadm", f"mkfs.{fstype}"]
+
+
 class NodeProbe(BaseModel):
-    """One node's facts, read by the probe task."""
+    """One node's facts, read by the probe task (nothing on the node changes to read them)."""
 
     node: str
-    tools: bool = Field(description="drbdadm is installed.")
+    hostname: str = Field(description="`uname -n`: DRBD finds its own 'on <name>' section by it.")
+    tools_found: list[str] = Field(default_factory=list, description="Needed tools that are installed.")
+    module_available: bool = Field(True, description="The running kernel has a drbd module (modinfo).")
+    config_text: str | None = Field(None, description="The resource file as it is now (None: no file).")
     config_current: bool = Field(description="/etc/drbd.d/<res>.res has the rendered content.")
-    dual_primary_config: bool = Field(False, description="The node's resource file allows two primaries.")
     module_loaded: bool
     state: DrbdState
-    backing: BlockSignature = Field(description="What blkid finds on the backing disk.")
+    running: dict[str, list[int]] = Field(
+        default_factory=dict, description="Resources configured in the kernel and their minors."
+    )
+    disk: BlockDevice | None = Field(None, description="The backing disk as lsblk sees it (None: no device).")
+    addresses: list[str] | None = Field(None, description="Addresses configured on the host (None: unknown).")
+    backing: BlockSignature = Field(description="What blkid finds on the whole backing disk.")
+    head: BlockSignature = Field(
+        default_factory=BlockSignature, description="What blkid finds in the disk's first MiB."
+    )
+    head_zero: bool | None = Field(
+        None, description="The bytes drbdmeta checks are all zero (None: the disk could not be read)."
+    )
+    adjust: AdjustPreview | None = Field(
+        None,
+        description="What adjust would run for the rendered config (a running resource whose file differs).",
+    )
     volume: BlockSignature | None = Field(None, description="What blkid finds on /dev/drbdN (Primary only).")
     mount: Mount | None = Field(None, description="What is mounted at the mountpoint.")
+
+    @property
+    def tools(self) -> bool:
+        """drbdadm is installed."""
+        return "drbdadm" in self.tools_found
+
+    @property
+    def dual_primary_config(self) -> bool:
+        """The node's resource file allows two primaries."""
+        return self.config_text is not None and "allow-two-primaries yes" in self.config_text
+
+    def file_secrets(self) -> list[str]:
+        """Secrets in the node's resource file as it is (another's file holds another secret)."""
+        return secrets_in(self.config_text or "")
+
+    @property
+    def own_config(self) -> bool:
+        """No file yet, or one this project wrote (its own to rewrite)."""
+        return self.config_text is None or self.config_text.startswith(OWN_FILE_HEADER)
+
+    @property
+    def attached(self) -> bool:
+        """The resource runs here with its backing disk attached (DRBD holds the disk)."""
+        return self.state.configured and self.state.disk not in ("Diskless", "DUnknown")
 
 
 StepKind = Literal[
     "install_tools",
+    "keep_config",
     "write_config",
     "load_module",
     "create_md",
     "up",
+    "disconnect",
     "adjust",
     "wait_connected",
     "skip_initial_sync",
@@ -56,33 +110,167 @@ StepKind = Literal[
 class Step(PlannedStep):
     kind: StepKind
     node: str
+    packages: tuple[str, ...] = Field((), description="install_tools: the Debian packages to install.")
 
 
-def plan_bring_up(probes: dict[str, NodeProbe], disk: str, force_create_md: bool) -> list[Step]:
-    """Per node: tools, config, module, metadata, up (or adjust when the config changed)."""
+class Preconditions(BaseModel):
+    """What the setup may do, given the settings that allow more than the default."""
+
+    fstype: str
+    install_packages: bool = False
+    adopt_existing: bool = False
+    force_create_md: bool = False
+
+
+def config_difference(node: str, current: str | None, wanted: str, path: str) -> str:
+    """A unified diff of the node's resource file against the one setup would write, secrets masked."""
+    diff = difflib.unified_diff(
+        mask_secrets(current or "").splitlines(),
+        mask_secrets(wanted).splitlines(),
+        fromfile=f"{node}:{path} (now)",
+        tofile=f"{node}:{path} (setup would write)",
+        lineterm="",
+    )
+    return "\n".join(f"    {line}" for line in diff)
+
+
+def check_preconditions(
+    probes: dict[str, NodeProbe], resource: DrbdResource, allowed: Preconditions
+) -> list[str]:
+    """Every reason not to start, one line each (a refused file adds its difference below its line).
+
+    Checked on every node before the first change, so that a typo or a host that is not what the
+    settings say stops the run with nothing changed.
+    """
+    problems: list[str] = []
+    rendered = render_resource(resource)
+    live_change = [n for n, p in probes.items() if p.state.configured and not p.config_current]
+    for node, probe in probes.items():
+        spec = resource.node(node)
+        if probe.hostname != node:
+            problems.append(
+                f"{node}: the host's name is {probe.hostname!r}, and DRBD finds its section by that name: "
+                f"name the inventory host {probe.hostname!r} (or rename the host)"
+            )
+        missing = [t for t in tools_needed(allowed.fstype) if t not in probe.tools_found]
+        if missing and not allowed.install_packages:
+            packages = ", ".join(f"{t} ({TOOL_PACKAGES[t]})" for t in missing)
+            problems.append(
+                f"{node}: missing {packages}: install the package, or set drbd.install_packages = true"
+            )
+        if not probe.module_loaded and not probe.module_available:
+            problems.append(
+                f"{node}: the running kernel has no drbd module (modinfo drbd): DRBD 8.4 needs it"
+            )
+        if probe.addresses is None:
+            problems.append(
+                f"{node}: could not list the host's addresses (ip address): is iproute2 installed?"
+            )
+        elif str(spec.address) not in probe.addresses:
+            has = ", ".join(a for a in probe.addresses if not a.startswith(("127.", "::1", "fe80")))
+            problems.append(
+                f"{node}: replication address {spec.address} is not configured on the host (it has "
+                f"{has or 'none'}): set the inventory host's replication_address"
+            )
+        for other, minors in probe.running.items():
+            if other != resource.name and spec.minor in minors:
+                problems.append(
+                    f"{node}: {spec.device} belongs to the running resource {other!r}: "
+                    "choose another drbd.minor"
+                )
+        problems += _disk_problems(node, probe, spec.disk, spec.device, allowed)
+        if not probe.config_current and not probe.own_config and not allowed.adopt_existing:
+            problems.append(
+                f"{node}: {resource.config_path} was not written by ha-storage-flows and differs from what "
+                "setup would write; set drbd.adopt_existing = true to replace it (a copy of it is kept):\n"
+                + config_difference(node, probe.config_text, rendered, resource.config_path)
+            )
+        if probe.state.configured and probe.config_text is None and not allowed.adopt_existing:
+            problems.append(
+                f"{node}: resource {resource.name} runs without {resource.config_path}; "
+                "set drbd.adopt_existing = true to give it setup's file"
+            )
+        if probe.adjust is not None:
+            for harm in probe.adjust.harms:
+                problems.append(
+                    f"{node}: applying the settings to the running {resource.name} would {harm}; "
+                    "check drbd.disk and drbd.minor against the running resource (drbdsetup show)"
+                )
+    if live_change:
+        unhealthy = [f"{n} {p.state.summary()}" for n, p in probes.items() if not p.state.healthy]
+        if unhealthy:
+            problems.append(
+                f"{resource.name} runs and its configuration would change on {', '.join(live_change)}: "
+                f"that is done only while it is Connected and UpToDate on every node ({'; '.join(unhealthy)})"
+            )
+    return problems
+
+
+def _disk_problems(node: str, probe: NodeProbe, disk: str, device: str, allowed: Preconditions) -> list[str]:
+    if probe.disk is None:
+        return [f"{node}: {disk} is not a block device on this host: check drbd.disk"]
+    users = [u for u in probe.disk.users() if not (probe.attached and u.startswith(device))]
+    if users:
+        return [f"{node}: {disk} is in use ({', '.join(users)}): DRBD needs a whole disk nothing else uses"]
+    if probe.state.configured or probe.backing.is_drbd_metadata or probe.head_zero:
+        return []
+    if probe.head_zero is None:
+        return [f"{node}: {disk} could not be read: refusing to write DRBD metadata to it"]
+    if allowed.force_create_md:
+        return []
+    held = probe.head.type or probe.backing.type
+    what = (
+        f"a {held} signature" if held else "data that is not zeros in its first 65 KiB (drbdmeta refuses it)"
+    )
+    label = (
+        f" (label {probe.head.label or probe.backing.label})"
+        if (probe.head.label or probe.backing.label)
+        else ""
+    )
+    return [
+        f"{node}: {disk} holds {what}{label}; refusing to write DRBD metadata over it. "
+        "Set drbd.force_create_md = true to destroy it."
+    ]
+
+
+def plan_bring_up(probes: dict[str, NodeProbe], allowed: Preconditions) -> list[Step]:
+    """Per node: tools, config (a foreign file kept first), module, metadata, up; then a running
+    resource takes its new config: disconnected on every node first when the connection changes (so
+    no node meets a peer with the other secret), adjusted, and connected again."""
     steps: list[Step] = []
     for node, probe in probes.items():
-        if not probe.tools:
-            steps.append(Step(kind="install_tools", node=node, reason="drbdadm not found"))
+        missing = [t for t in tools_needed(allowed.fstype) if t not in probe.tools_found]
+        if missing:
+            packages = tuple(sorted({TOOL_PACKAGES[t] for t in missing}))
+            reason = f"missing {', '.join(missing)}"
+            steps.append(Step(kind="install_tools", node=node, reason=reason, packages=packages))
         if not probe.config_current:
+            if probe.config_text is not None and not probe.own_config:
+                steps.append(
+                    Step(kind="keep_config", node=node, reason="adopting a file setup did not write")
+                )
             steps.append(Step(kind="write_config", node=node, reason="resource file missing or different"))
         if not probe.module_loaded:
             steps.append(Step(kind="load_module", node=node, reason="drbd module not loaded"))
         if probe.state.configured:
-            if not probe.config_current:
-                steps.append(Step(kind="adjust", node=node, reason="running resource needs the new config"))
             continue
         if not probe.backing.is_drbd_metadata:
-            if not probe.backing.blank and not force_create_md:
-                raise Refused(
-                    f"{node}: {disk} already holds {probe.backing.type}"
-                    f"{f' (label {probe.backing.label})' if probe.backing.label else ''}; refusing to write "
-                    "DRBD metadata over it. Nothing was changed. "
-                    "Set drbd.force_create_md = true to destroy it."
-                )
-            why = "disk is blank" if probe.backing.blank else f"forced over {probe.backing.type}"
-            steps.append(Step(kind="create_md", node=node, reason=why, force=not probe.backing.blank))
+            blank = bool(probe.head_zero)
+            why = (
+                "disk is blank" if blank else f"forced over {probe.head.type or probe.backing.type or 'data'}"
+            )
+            steps.append(Step(kind="create_md", node=node, reason=why, force=not blank))
         steps.append(Step(kind="up", node=node, reason="resource not configured in the kernel"))
+    live = {n: p for n, p in probes.items() if p.state.configured and not p.config_current}
+    if any(p.adjust is not None and p.adjust.reconnects for p in live.values()):
+        for node in live:
+            steps.append(Step(kind="disconnect", node=node, reason="the connection's settings change"))
+    for node in live:
+        steps.append(Step(kind="adjust", node=node, reason="running resource takes the new config"))
+    if live:
+        first = next(iter(live))
+        steps.append(Step(kind="wait_connected", node=first, reason="peers reconnect with the new config"))
+        steps.append(Step(kind="wait_synced", node=first, reason="writes made meanwhile resync"))
     return steps
 
 
@@ -117,13 +305,34 @@ def plan_replicate(
     return steps
 
 
-def plan_filesystem(probe: NodeProbe, fstype: str, mountpoint: str, device: str) -> list[Step]:
-    """On the primary: mkfs only when blkid finds nothing on the volume; mount when not mounted."""
+def running_primary(probes: dict[str, NodeProbe]) -> str | None:
+    """The node DRBD reports as Primary, if any (single-primary: at most one)."""
+    return next((n for n, p in probes.items() if p.state.role == "Primary"), None)
+
+
+def plan_filesystem(
+    probes: dict[str, NodeProbe], primary: str, fstype: str, mountpoint: str, device: str
+) -> list[Step]:
+    """On the primary: mkfs only on a volume that reads blank where it can be read, mount when not.
+
+    Blank means: the Primary's /dev/drbdN has no signature, and no node's backing disk has one in
+    its first MiB (internal metadata keeps a filesystem at the disk's start). A volume that no node
+    can read (no Primary: a dry run) counts as blank only when every backing disk's head does.
+    """
     steps: list[Step] = []
+    probe = probes[primary]
+    holders = ", ".join(f"{n}: {p.head.type}" for n, p in probes.items() if p.head.type)
     if probe.volume is None or probe.volume.blank:
-        steps.append(Step(kind="mkfs", node=probe.node, reason=f"no filesystem on {device}: making {fstype}"))
+        if holders:
+            raise Refused(
+                f"{device} on {primary} reads blank or cannot be read, but the backing disks hold a "
+                f"filesystem at their start ({holders}): refusing mkfs. Nothing was changed."
+            )
+        if probe.volume is None and any(p.head_zero is None for p in probes.values()):
+            raise Refused(f"{device} could not be read on any node: refusing mkfs. Nothing was changed.")
+        steps.append(Step(kind="mkfs", node=primary, reason=f"no filesystem on {device}: making {fstype}"))
     if probe.mount is None:
-        steps.append(Step(kind="mount", node=probe.node, reason=f"{device} not mounted at {mountpoint}"))
+        steps.append(Step(kind="mount", node=primary, reason=f"{device} not mounted at {mountpoint}"))
     elif probe.mount.source != device:
-        raise Refused(f"{probe.node}: {mountpoint} has {probe.mount.source} mounted, not {device}")
+        raise Refused(f"{primary}: {mountpoint} has {probe.mount.source} mounted, not {device}")
     return steps

@@ -141,3 +141,98 @@ def parse_findmnt(text: str) -> Mount | None:
         return None
     fs = filesystems[0]
     return Mount(source=fs["source"], target=fs["target"], fstype=fs["fstype"], options=fs["options"])
+
+
+class BlockDevice(BaseModel):
+    """A block device as lsblk sees it, with what sits on it (partitions, DRBD, device-mapper)."""
+
+    path: str
+    type: str
+    size: int
+    mountpoints: list[str] = Field(default_factory=list, description="Where it is mounted ([SWAP]: swap).")
+    children: list[BlockDevice] = Field(default_factory=list)
+
+    def users(self) -> list[str]:
+        """Every device stacked on this one and every mountpoint on it or them, e.g. '/dev/drbd0',
+        '/dev/vdb1 at /srv'."""
+        found = [f"{self.path} at {m}" for m in self.mountpoints]
+        for child in self.children:
+            found.append(child.path)
+            found.extend(u for u in child.users() if u != child.path)
+        return found
+
+
+def parse_lsblk(text: str) -> BlockDevice | None:
+    """``lsblk --json --bytes --paths -o NAME,TYPE,SIZE,MOUNTPOINTS DEV``; None when DEV is not a block
+    device (lsblk exits 32 with an empty list)."""
+    if not text.strip():
+        return None
+    devices = json.loads(text).get("blockdevices") or []
+    if not devices:
+        return None
+
+    def device(raw: dict[str, Any]) -> BlockDevice:
+        return BlockDevice(
+            path=raw["name"],
+            type=raw["type"],
+            size=int(raw["size"]),
+            mountpoints=[m for m in raw.get("mountpoints") or [] if m],
+            children=[device(c) for c in raw.get("children") or []],
+        )
+
+    return device(devices[0])
+
+
+def parse_ip_addresses(text: str) -> list[str]:
+    """Every address configured on the host (``ip -json address show``), without prefix lengths."""
+    return [info["local"] for link in json.loads(text or "[]") for info in link.get("addr_info", [])]
+
+
+def parse_found_tools(text: str) -> set[str]:
+    """Names of the tools ``command -v`` printed a path for."""
+    return {line.rsplit("/", 1)[-1] for line in text.split() if line.startswith("/")}
+
+
+_SHOW_RESOURCE = re.compile(r"^resource\s+(?P<name>\S+)\s*\{", re.MULTILINE)
+_SHOW_MINOR = re.compile(r"device\s+minor\s+(?P<minor>\d+);")
+
+
+def parse_drbdsetup_show(text: str) -> dict[str, list[int]]:
+    """Resources configured in the kernel (``drbdsetup show`` of DRBD 8.4) and their device minors."""
+    starts = list(_SHOW_RESOURCE.finditer(text))
+    resources: dict[str, list[int]] = {}
+    for index, match in enumerate(starts):
+        end = starts[index + 1].start() if index + 1 < len(starts) else len(text)
+        body = text[match.end() : end]
+        resources[match["name"]] = [int(m["minor"]) for m in _SHOW_MINOR.finditer(body)]
+    return resources
+
+
+# What `drbdadm -d adjust` may print that leaves a node without its disk or its peer.
+_LOSES_REDUNDANCY = {"detach": "detach its disk (Diskless)", "down": "take the resource down"}
+
+
+class AdjustPreview(BaseModel):
+    """What ``drbdadm -d adjust`` would run for a new config, judged: does the change keep the disk?"""
+
+    commands: list[str] = Field(default_factory=list, description="drbdsetup/drbdmeta lines (secrets in).")
+
+    @property
+    def reconnects(self) -> bool:
+        """The connection is re-made (address, port, secret, algorithm changed)."""
+        return any(_verb(c) == "disconnect" for c in self.commands)
+
+    @property
+    def harms(self) -> list[str]:
+        """Why applying it would leave a node degraded, one reason per command."""
+        return [_LOSES_REDUNDANCY[v] for c in self.commands if (v := _verb(c)) in _LOSES_REDUNDANCY]
+
+
+def _verb(command: str) -> str:
+    words = command.split()
+    return words[1] if len(words) > 1 and words[0].startswith("drbdsetup") else ""
+
+
+def parse_adjust_dry_run(text: str) -> AdjustPreview:
+    """``drbdadm -d adjust RES`` output: one command per line (empty when nothing would change)."""
+    return AdjustPreview(commands=[line.strip() for line in text.splitlines() if line.strip()])

@@ -6,7 +6,7 @@ SSH transport errors are retried; waits poll DRBD's own state with a deadline.
 
 from __future__ import annotations
 
-import hashlib
+import shlex
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -17,9 +17,20 @@ from prefect.logging import get_run_logger
 from tasks.context import current_executor
 from tasks.drbd import commands as cmd
 from tasks.drbd.model import DrbdResource, render_resource
-from tasks.drbd.plan import NodeProbe
-from tasks.drbd.probes import DrbdState, parse_blkid_export, parse_findmnt, parse_proc_drbd
-from tasks.executor import CommandResult, SshTarget
+from tasks.drbd.plan import NodeProbe, Refused, tools_needed
+from tasks.drbd.probes import (
+    BlockSignature,
+    DrbdState,
+    parse_adjust_dry_run,
+    parse_blkid_export,
+    parse_drbdsetup_show,
+    parse_findmnt,
+    parse_found_tools,
+    parse_ip_addresses,
+    parse_lsblk,
+    parse_proc_drbd,
+)
+from tasks.executor import CommandError, CommandResult, SshTarget
 from tasks.lab.host import wait_until
 from tasks.step import step
 
@@ -43,54 +54,114 @@ def drbd_state(target: SshTarget, minor: int) -> DrbdState:
 
 
 @step(name="probe-drbd-node", retry_transport=True)  # submitted: the executor's own timeouts apply
-def probe_node(target: SshTarget, resource: DrbdResource, mountpoint: str) -> NodeProbe:
+def probe_node(target: SshTarget, resource: DrbdResource, mountpoint: str, fstype: str = "ext4") -> NodeProbe:
+    """Everything the plans need to know about one node, read without changing it.
+
+    The backing disk is read below the page cache (``blockdev --flushbufs`` first): DRBD writes to it
+    with bios, so a cached read can show what the disk held before.
+    """
     node = resource.node(target.name)
-    tools = run(target, ["sh", "-c", "command -v drbdadm"], read_only=True, ok_codes=(0, 1, 127)).ok
-    wanted = hashlib.sha256(render_resource(resource).encode()).hexdigest()
-    current = run(target, cmd.sha256_argv(resource.config_path), read_only=True, ok_codes=(0, 1))
-    config_current = current.ok and current.stdout.split()[:1] == [wanted]
-    dual = run(
-        target,
-        ["grep", "-q", "allow-two-primaries yes", resource.config_path],
-        read_only=True,
-        ok_codes=(0, 1, 2),
-    )
-    modules = run(target, ["cat", "/proc/modules"], read_only=True).stdout
+    rendered = render_resource(resource)
+
+    def read(argv: list[str], ok: tuple[int, ...] = (0,)) -> CommandResult:
+        return run(target, argv, read_only=True, ok_codes=ok, quiet=True)
+
+    config = read(cmd.read_file_argv(resource.config_path), (0, 1))
+    config_text = config.stdout if config.ok else None
+    modules = read(["cat", "/proc/modules"]).stdout
+    module_loaded = any(line.split()[:1] == ["drbd"] for line in modules.splitlines())
     state = drbd_state(target, node.minor)
-    backing = parse_blkid_export(
-        run(target, cmd.blkid_argv(node.disk), read_only=True, ok_codes=(0, 2)).stdout
-    )
+    show = read(cmd.drbdsetup_show_argv(), (0, 10, 20, 127))
+    disk = parse_lsblk(read(cmd.lsblk_argv(node.disk), (0, 32, 64)).stdout)
+    head_zero = None
+    backing = head = BlockSignature()
+    if disk is not None:
+        read(cmd.flush_buffers_argv(node.disk), (0, 1))
+        backing = parse_blkid_export(read(cmd.blkid_argv(node.disk), (0, 2, 8)).stdout)
+        head = parse_blkid_export(read(cmd.blkid_head_argv(node.disk), (0, 2, 8)).stdout)
+        zero = read(cmd.zero_head_argv(node.disk), (0, 1, 2)).exit_code
+        head_zero = {0: True, 1: False}.get(zero)
+    addresses = read(cmd.ip_addresses_argv(), (0, 127))
+    adjust = None
+    if state.configured and config_text != rendered:
+        preview = run(
+            target,
+            cmd.adjust_dry_run_argv(resource.name),
+            stdin=rendered,
+            read_only=True,
+            quiet=True,
+            secrets=[resource.shared_secret.get_secret_value()],
+        )
+        adjust = parse_adjust_dry_run(preview.stdout)
     volume = None
     if state.role == "Primary":
-        volume = parse_blkid_export(
-            run(target, cmd.blkid_argv(node.device), read_only=True, ok_codes=(0, 2)).stdout
-        )
-    mount = parse_findmnt(run(target, cmd.findmnt_argv(mountpoint), read_only=True, ok_codes=(0, 1)).stdout)
+        volume = parse_blkid_export(read(cmd.blkid_argv(node.device), (0, 2)).stdout)
+    mount = parse_findmnt(read(cmd.findmnt_argv(mountpoint), (0, 1)).stdout)
     return NodeProbe(
         node=target.name,
-        tools=tools,
-        config_current=config_current,
-        dual_primary_config=dual.exit_code == 0,
-        module_loaded=any(line.split()[:1] == ["drbd"] for line in modules.splitlines()),
+        hostname=read(cmd.hostname_argv()).stdout.strip(),
+        tools_found=sorted(parse_found_tools(read(cmd.which_argv(tools_needed(fstype)), (0, 1, 127)).stdout)),
+        module_available=module_loaded or read(cmd.modinfo_argv(), (0, 1)).ok,
+        config_text=config_text,
+        config_current=config_text == rendered,
+        module_loaded=module_loaded,
         state=state,
+        running=parse_drbdsetup_show(show.stdout) if show.ok else {},
+        disk=disk,
+        addresses=parse_ip_addresses(addresses.stdout) if addresses.ok else None,
         backing=backing,
+        head=head,
+        head_zero=head_zero,
+        adjust=adjust,
         volume=volume,
         mount=mount,
     )
 
 
 def probe_nodes(
-    targets: Mapping[str, SshTarget], resource: DrbdResource, mountpoint: str
+    targets: Mapping[str, SshTarget], resource: DrbdResource, mountpoint: str, fstype: str = "ext4"
 ) -> dict[str, NodeProbe]:
     """Every node probed at once (read-only)."""
-    futures = {node: probe_node.submit(target, resource, mountpoint) for node, target in targets.items()}
+    futures = {
+        node: probe_node.submit(target, resource, mountpoint, fstype) for node, target in targets.items()
+    }
     return {node: future.result() for node, future in futures.items()}
 
 
 @step(name="install-drbd-tools", timeout_seconds=900, retry_transport=True)
-def install_tools(target: SshTarget) -> None:
-    run(target, ["apt-get", "update", "-q"], timeout=600)
-    run(target, cmd.install_packages_argv(["drbd-utils", "xfsprogs"]), timeout=600)
+def install_tools(target: SshTarget, packages: tuple[str, ...], fstype: str) -> None:
+    """apt-get update (any failure to fetch is an error, not a warning), install, then check the tools."""
+    run(target, cmd.apt_update_argv(), timeout=600)
+    run(
+        target,
+        cmd.install_packages_argv(list(packages)),
+        timeout=600,
+        env={"DEBIAN_FRONTEND": "noninteractive"},
+    )
+    if current_executor().dry_run:
+        return
+    wanted = tools_needed(fstype)
+    found = parse_found_tools(run(target, cmd.which_argv(wanted), read_only=True, ok_codes=(0, 1)).stdout)
+    if missing := [t for t in wanted if t not in found]:
+        raise CommandError(
+            shlex.join(cmd.install_packages_argv(list(packages))),
+            0,
+            f"installed, but still missing: {', '.join(missing)}",
+            target.name,
+        )
+
+
+@step(name="keep-drbd-config", timeout_seconds=120, retry_transport=True)
+def keep_config(target: SshTarget, resource: DrbdResource, stamp: str) -> str:
+    """Copy a resource file setup did not write aside before replacing it; returns the copy's path."""
+    copy = f"{resource.config_path}.hsf-{stamp}"  # not *.res: drbdadm never reads it
+    run(target, cmd.copy_file_argv(resource.config_path, copy))
+    return copy
+
+
+@step(name="drbd-disconnect", timeout_seconds=120, retry_transport=True)
+def disconnect(target: SshTarget, resource: DrbdResource) -> None:
+    run(target, cmd.disconnect_argv(resource.name))
 
 
 @step(name="write-drbd-config", timeout_seconds=120, retry_transport=True)
@@ -187,7 +258,7 @@ def mkfs(target: SshTarget, device: str, fstype: cmd.FsType, label: str) -> None
     """Make a filesystem — refusing, by a fresh probe, if the device already holds anything."""
     found = parse_blkid_export(run(target, cmd.blkid_argv(device), read_only=True, ok_codes=(0, 2)).stdout)
     if not found.blank:
-        raise RuntimeError(f"{target.name}: {device} already holds {found.type}; refusing to mkfs over it")
+        raise Refused(f"{target.name}: {device} already holds {found.type}; refusing to mkfs over it")
     run(target, cmd.mkfs_argv(fstype, device, label), timeout=540)
 
 

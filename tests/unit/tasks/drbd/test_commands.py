@@ -22,7 +22,14 @@ import pytest
 
 from tasks.drbd import commands as c
 from tasks.drbd.model import DrbdResource, render_resource
-from tasks.drbd.probes import parse_blkid_export, parse_findmnt
+from tasks.drbd.probes import (
+    parse_adjust_dry_run,
+    parse_blkid_export,
+    parse_findmnt,
+    parse_found_tools,
+    parse_ip_addresses,
+    parse_lsblk,
+)
 
 SECRET = "s3cr3t-Secret_value.0123"
 
@@ -366,6 +373,140 @@ def test_mount_and_umount_a_filesystem_in_a_private_namespace(tmp_path: Path) ->
     assert mount is not None and (mount.target, mount.fstype) == (str(mountpoint), "ext4")
     assert unmounted.strip() == "findmnt exit 1"
     assert not (mountpoint / "written-while-mounted").exists()  # it went to the filesystem, now unmounted
+
+
+# -- probes: what setup reads before it changes anything --------------------------------------------
+
+
+def test_read_file_prints_the_content_and_exits_1_when_missing(tmp_path: Path) -> None:
+    config = tmp_path / "r0.res"
+    config.write_text("resource r0 {}\n")
+    assert (
+        run(c.read_file_argv(str(config))).stdout,
+        run(c.read_file_argv(str(tmp_path / "no"))).returncode,
+    ) == (
+        "resource r0 {}\n",
+        1,
+    )
+
+
+def test_copy_file_keeps_mode_and_times_and_never_overwrites(tmp_path: Path) -> None:
+    source, copy = tmp_path / "r0.res", tmp_path / "r0.res.hsf-20261126T093000Z"
+    source.write_text("hand-made")
+    source.chmod(0o600)
+    os.utime(source, (1_700_000_000, 1_700_000_000))
+    assert run(c.copy_file_argv(str(source), str(copy))).returncode == 0
+    assert (copy.read_text(), stat.S_IMODE(copy.stat().st_mode), copy.stat().st_mtime) == (
+        "hand-made",
+        0o600,
+        1_700_000_000,
+    )
+    source.write_text("changed")
+    run(c.copy_file_argv(str(source), str(copy)))
+    assert copy.read_text() == "hand-made"  # an earlier copy is never replaced
+
+
+def test_hostname_is_the_kernel_node_name() -> None:
+    assert run(c.hostname_argv()).stdout.strip() == os.uname().nodename
+
+
+@needs("dash")
+def test_which_prints_each_tool_found_even_under_dash() -> None:
+    """Debian's sh is dash, whose ``command -v`` looks at its first argument only: one call per tool."""
+    argv = c.which_argv(["cat", "hsf-no-such-tool", "ls"])
+    result = run(["dash", *argv[1:]])
+    assert parse_found_tools(result.stdout) == {"cat", "ls"}
+    assert argv[:2] == ["sh", "-c"] and argv[3:] == ["sh", "cat", "hsf-no-such-tool", "ls"]
+
+
+@needs("modinfo")
+def test_modinfo_exits_1_for_a_module_the_kernel_does_not_have() -> None:
+    assert c.modinfo_argv() == ["modinfo", "-F", "filename", "drbd"]
+    missing = run(c.modinfo_argv("hsf-no-such-module"))
+    assert missing.returncode == 1 and "not found" in missing.stderr
+
+
+@needs("lsblk")
+def test_lsblk_on_a_path_that_is_not_a_block_device_exits_32_with_no_device(tmp_path: Path) -> None:
+    result = run(c.lsblk_argv(str(tmp_path / "vdz")))
+    assert result.returncode == 32
+    assert parse_lsblk(result.stdout) is None
+
+
+def test_zero_head_tells_zeros_from_data_and_from_a_missing_disk(tmp_path: Path) -> None:
+    """drbdmeta's own test: anything but zeros in the first 65 KiB, even past a wiped signature."""
+    image = _blank(tmp_path)
+    assert run(c.zero_head_argv(str(image))).returncode == 0
+    with image.open("r+b") as f:
+        f.seek(c.DRBDMETA_CHECKED_BYTES - 1)
+        f.write(b"\x01")
+    assert run(c.zero_head_argv(str(image))).returncode == 1
+    with image.open("r+b") as f:
+        f.seek(c.DRBDMETA_CHECKED_BYTES - 1)
+        f.write(b"\x00")
+        f.seek(c.DRBDMETA_CHECKED_BYTES)
+        f.write(b"\x01")  # just past what drbdmeta reads
+    assert run(c.zero_head_argv(str(image))).returncode == 0
+    assert run(c.zero_head_argv(str(tmp_path / "vdz"))).returncode == 2
+
+
+@needs("mkfs.ext4", "blkid", "wipefs")
+def test_head_probe_finds_a_filesystem_behind_drbd_metadata_and_full_probe_does_not(tmp_path: Path) -> None:
+    """Internal metadata at the disk's end hides a filesystem at its start from a whole-disk probe."""
+    image = _blank(tmp_path)
+    assert run(c.mkfs_argv("ext4", str(image), "r0")).returncode == 0
+    drbd_md = Path(__file__).parents[3] / "fixtures" / "drbd" / "md-v08-tail.bin"
+    tail = drbd_md.read_bytes()
+    with image.open("r+b") as f:
+        f.seek(image.stat().st_size - len(tail))
+        f.write(tail)
+    whole = parse_blkid_export(run(c.blkid_argv(str(image))).stdout)
+    head = parse_blkid_export(run(c.blkid_head_argv(str(image))).stdout)
+    assert (whole.type, head.type, head.label) == ("drbd", "ext4", "r0")
+    assert run(["wipefs", "-a", "-q", str(image)]).returncode == 0
+    assert run(c.blkid_head_argv(str(image))).returncode == 2  # signatures gone: blkid sees nothing …
+    assert run(c.zero_head_argv(str(image))).returncode == 1  # … but the data drbdmeta checks is still there
+
+
+@needs("blockdev")
+def test_flush_buffers_is_a_block_device_ioctl(tmp_path: Path) -> None:
+    assert c.flush_buffers_argv("/dev/vdb") == ["blockdev", "--flushbufs", "/dev/vdb"]
+    assert (
+        "BLKFLSBUF" in run(c.flush_buffers_argv(str(_blank(tmp_path)))).stderr
+    )  # a file has no cache to drop
+
+
+@needs("ip")
+def test_ip_addresses_lists_every_local_address() -> None:
+    result = run(c.ip_addresses_argv())
+    assert result.returncode == 0
+    assert "127.0.0.1" in parse_ip_addresses(result.stdout)
+
+
+@needs("drbdsetup")
+def test_drbdsetup_show_without_the_module_exits_20() -> None:
+    """The probe reads ``drbdsetup show`` with exit 20 (no module) meaning: nothing runs here."""
+    assert c.drbdsetup_show_argv() == ["drbdsetup", "show"]
+    assert run(c.drbdsetup_show_argv()).returncode in (0, 20)
+
+
+@needs_drbdadm
+def test_adjust_dry_run_reads_the_config_from_stdin_and_runs_nothing(config: Path) -> None:
+    text = config.read_text()
+    result = run(c.adjust_dry_run_argv("r0"), stdin=text, env={"__DRBD_NODE__": "nodea"})
+    assert result.returncode == 0, result.stderr
+    preview = parse_adjust_dry_run(result.stdout)
+    assert any(" attach " in line for line in preview.commands)  # nothing runs here: all of it would be done
+
+
+@needs("apt-get")
+def test_apt_update_makes_any_fetch_failure_an_error_and_apt_accepts_it() -> None:
+    argv = c.apt_update_argv()
+    assert "--error-on=any" in argv
+    listed = run(
+        [*argv, "--print-uris", "-o", "Debug::NoLocking=1"]
+    )  # lists what it would fetch, fetches none
+    assert listed.returncode == 0, listed.stderr
 
 
 def test_every_builder_is_covered() -> None:

@@ -8,8 +8,13 @@ from pathlib import Path
 import pytest
 
 from tasks.drbd.probes import (
+    parse_adjust_dry_run,
     parse_blkid_export,
+    parse_drbdsetup_show,
     parse_findmnt,
+    parse_found_tools,
+    parse_ip_addresses,
+    parse_lsblk,
     parse_proc_drbd,
 )
 
@@ -212,3 +217,46 @@ def test_findmnt_mounted() -> None:
 @pytest.mark.parametrize("text", [fixture("findmnt_not_mounted.txt"), '{"filesystems": []}', "  \n"])
 def test_findmnt_nothing_mounted(text: str) -> None:
     assert parse_findmnt(text) is None
+
+
+# -- what setup reads before it changes anything (output captured on the lab's nodes) ---------------
+
+
+def test_lsblk_backing_disk_attached_to_drbd_and_mounted() -> None:
+    disk = parse_lsblk(fixture("lsblk_backing_attached_mounted.json"))
+    assert disk is not None
+    assert (disk.path, disk.type, disk.size, disk.mountpoints) == ("/dev/vdb", "disk", 1073741824, [])
+    assert disk.users() == ["/dev/drbd0", "/dev/drbd0 at /mnt/r0"]
+
+
+def test_lsblk_not_a_block_device() -> None:
+    assert parse_lsblk(fixture("lsblk_not_a_block_device.json")) is None
+    assert parse_lsblk("") is None
+
+
+def test_ip_addresses_of_a_node() -> None:
+    assert parse_ip_addresses(fixture("ip_address_nodea.json")) == ["127.0.0.1", "::1", "10.77.0.11"]
+
+
+def test_drbdsetup_show_names_each_running_resource_and_its_minors() -> None:
+    assert parse_drbdsetup_show(fixture("drbdsetup_show_r0.txt")) == {"r0": [0]}
+    assert parse_drbdsetup_show("") == {}
+
+
+def test_found_tools_from_one_command_v_per_tool() -> None:
+    assert parse_found_tools(fixture("which_drbd_tools.txt")) == {"drbdadm", "mkfs.ext4", "mkfs.xfs"}
+
+
+@pytest.mark.parametrize(
+    ("name", "reconnects", "harms"),
+    [
+        ("adjust_dry_run_reconnect.txt", True, []),  # port, cram-hmac-alg: the connection is re-made
+        ("adjust_dry_run_detach.txt", False, ["detach its disk (Diskless)"]),  # another backing disk
+        ("adjust_dry_run_options.txt", False, []),  # resync-rate: changed in place
+    ],
+)
+def test_adjust_dry_run_judged(name: str, reconnects: bool, harms: list[str]) -> None:
+    preview = parse_adjust_dry_run(fixture(name))
+    assert preview.commands
+    assert (preview.reconnects, preview.harms) == (reconnects, harms)
+    assert parse_adjust_dry_run("").commands == []
