@@ -17,7 +17,15 @@ from tasks.settings import LabSettings, Settings, load_settings
 
 # The lab tests share one lab and build on each other's state: basics, the fault-tolerant volume and its
 # drills, then the one-way upgrade to high availability. Backups use the backup VM and nodea's /home.
-MODULE_ORDER = ("test_lab.py", "test_backup.py", "test_drbd.py", "test_split_brain.py", "test_ha.py")
+MODULE_ORDER = (
+    "test_lab.py",
+    "test_backup.py",
+    "test_drbd.py",
+    "test_setup_hand_made.py",
+    "test_inventory.py",
+    "test_split_brain.py",
+    "test_ha.py",
+)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -44,7 +44,7 @@ def test_a_disk_that_holds_a_filesystem_is_refused_before_anything_changes(
     replay: Callable[..., Replay],
 ) -> None:
     nodes = replay("disk-holds-ext4")
-    with pytest.raises(Refused, match=r"nodeb: /dev/vdb already holds ext4 \(label userdata\)"):
+    with pytest.raises(Refused, match=r"nodeb: /dev/vdb holds ext4 \(label userdata\); refusing"):
         setup()
     assert nodes.changed == []
 
