@@ -218,15 +218,9 @@ def _disk_problems(node: str, probe: NodeProbe, disk: str, device: str, allowed:
         return [f"{node}: {disk} could not be read: refusing to write DRBD metadata to it"]
     if allowed.force_create_md:
         return []
-    held = probe.head.type or probe.backing.type
-    what = (
-        f"a {held} signature" if held else "data that is not zeros in its first 65 KiB (drbdmeta refuses it)"
-    )
-    label = (
-        f" (label {probe.head.label or probe.backing.label})"
-        if (probe.head.label or probe.backing.label)
-        else ""
-    )
+    found = probe.head if probe.head.type else probe.backing
+    what = found.type or "data that is not zeros in its first 65 KiB (drbdmeta refuses it)"
+    label = f" (label {found.label})" if found.label else ""
     return [
         f"{node}: {disk} holds {what}{label}; refusing to write DRBD metadata over it. "
         "Set drbd.force_create_md = true to destroy it."
@@ -238,12 +232,13 @@ def plan_bring_up(probes: dict[str, NodeProbe], allowed: Preconditions) -> list[
     resource takes its new config: disconnected on every node first when the connection changes (so
     no node meets a peer with the other secret), adjusted, and connected again."""
     steps: list[Step] = []
-    for node, probe in probes.items():
+    for node, probe in probes.items():  # first on every node: a package that fails changes nothing else
         missing = [t for t in tools_needed(allowed.fstype) if t not in probe.tools_found]
         if missing:
             packages = tuple(sorted({TOOL_PACKAGES[t] for t in missing}))
             reason = f"missing {', '.join(missing)}"
             steps.append(Step(kind="install_tools", node=node, reason=reason, packages=packages))
+    for node, probe in probes.items():
         if not probe.config_current:
             if probe.config_text is not None and not probe.own_config:
                 steps.append(

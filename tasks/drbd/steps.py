@@ -82,8 +82,9 @@ def probe_node(target: SshTarget, resource: DrbdResource, mountpoint: str, fstyp
         zero = read(cmd.zero_head_argv(node.disk), (0, 1, 2)).exit_code
         head_zero = {0: True, 1: False}.get(zero)
     addresses = read(cmd.ip_addresses_argv(), (0, 127))
+    tools_found = parse_found_tools(read(cmd.which_argv(tools_needed(fstype)), (0, 1, 127)).stdout)
     adjust = None
-    if state.configured and config_text != rendered:
+    if state.configured and config_text != rendered and "drbdadm" in tools_found:
         preview = run(
             target,
             cmd.adjust_dry_run_argv(resource.name),
@@ -100,7 +101,7 @@ def probe_node(target: SshTarget, resource: DrbdResource, mountpoint: str, fstyp
     return NodeProbe(
         node=target.name,
         hostname=read(cmd.hostname_argv()).stdout.strip(),
-        tools_found=sorted(parse_found_tools(read(cmd.which_argv(tools_needed(fstype)), (0, 1, 127)).stdout)),
+        tools_found=sorted(tools_found),
         module_available=module_loaded or read(cmd.modinfo_argv(), (0, 1)).ok,
         config_text=config_text,
         config_current=config_text == rendered,

@@ -176,7 +176,7 @@ def test_preconditions_refuse_to_overwrite_a_filesystem() -> None:
     probes = {"nodea": fresh("nodea"), "nodeb": fresh("nodeb", **ext4)}
     (problem,) = check_preconditions(probes, RESOURCE, EXT4)
     assert problem == (
-        "nodeb: /dev/vdb holds a ext4 signature (label data); refusing to write DRBD metadata over it. "
+        "nodeb: /dev/vdb holds ext4 (label data); refusing to write DRBD metadata over it. "
         "Set drbd.force_create_md = true to destroy it."
     )
     assert check_preconditions(probes, RESOURCE, FORCED) == []
