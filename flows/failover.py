@@ -5,6 +5,10 @@ kills the primary, detects the loss from the survivor's own DRBD state, promotes
 survivor, verifies every byte; then brings the old primary back, lets it resync as secondary, switches
 roles back and verifies every byte again. The report answers, from evidence: was data lost, and what
 had to be done on the other node. Exits 1 if any byte was lost.
+
+A drill that fails midway never leaves the volume without a primary: it checks the nodes, restores
+service where it safely can (or says exactly what to run, and where), publishes a partial report of
+what it saw, and then fails with its original error (exit 4 for a failed command or a timeout).
 """
 
 from __future__ import annotations
@@ -25,12 +29,12 @@ from tasks.context import current_executor, refuse_dry_run, run_context
 from tasks.drbd import steps
 from tasks.drbd.model import DrbdResource
 from tasks.drbd.plan import Refused
-from tasks.drbd.roles import rejoin, switch_primary
+from tasks.drbd.roles import Recovery, rejoin, restore_service, switch_primary
 from tasks.events import DATA_LOST, FAILOVER_COMPLETED, cluster_resource, emit
 from tasks.executor import SshTarget
 from tasks.lab.host import wait_until
 from tasks.manifest import Entry, contents, lost_files, tree_manifest
-from tasks.nodes import kill_node
+from tasks.nodes import confirm_down, fault_outcome, fire_fault
 from tasks.settings import Settings, load_settings
 from tasks.step import step
 
@@ -56,6 +60,10 @@ class FailoverReport(BaseModel):
     rto_s: float = Field(description="Kill → every byte verified on the survivor.")
     after_failover: Verification
     survivor_commands: list[str] = Field(description="State-changing commands run on the survivor.")
+    down_s: float = Field(
+        0.0,
+        description="Survivor saw the loss → the killed node confirmed off SSH (real hosts; 0 in the lab).",
+    )
     returned_s: float = Field(description="Restart of the killed node → it answers SSH.")
     resync_s: float = Field(description="Old primary attached → both disks UpToDate again.")
     after_rejoin: list[Verification]
@@ -68,7 +76,8 @@ class FailoverReport(BaseModel):
     def answers(self) -> tuple[str, str]:
         lost = (
             f"No. All {self.dataset_bytes:,} bytes ({self.dataset_files} files) verified by sha256 on "
-            f"{self.survivor} after {self.killed} was destroyed, and again on both nodes after the resync."
+            f"{self.survivor} after {self.killed} was {fault_outcome(self.fault)}, and again on both nodes "
+            "after the resync."
             if self.bytes_lost == 0
             else f"YES: {self.bytes_lost:,} of {self.dataset_bytes:,} bytes lost "
             f"({', '.join(self.after_failover.lost_files) or 'after rejoin'})."
@@ -87,6 +96,7 @@ class FailoverReport(BaseModel):
         rows = [
             ("fault", f"{self.fault} on {self.killed} at {self.started_at}"),
             ("detection (kill → survivor sees peer lost)", f"{self.detection_s:.1f} s"),
+            *([("killed node confirmed off SSH", f"+{self.down_s:.1f} s")] if self.down_s else []),
             ("promote survivor", f"{self.promote_s:.1f} s"),
             ("mount (journal replay)", f"{self.mount_s:.1f} s"),
             ("RTO (kill → every byte verified)", f"{self.rto_s:.1f} s"),
@@ -102,6 +112,89 @@ class FailoverReport(BaseModel):
                 "",
                 f"Have you lost data after destroying one node?  {lost}",
                 f"Was it necessary to do something on the other node to get the data?  {manual}",
+            ]
+        )
+
+
+PHASES = {
+    "dataset": "writing the dataset and its sha256 manifest on the primary",
+    "kill": "the fault, until the survivor saw its peer lost and the killed node stopped answering",
+    "failover": "promoting, mounting and verifying every byte on the survivor",
+    "rejoin": "bringing the killed node back and resyncing it as secondary",
+    "switch back": "switching roles back and verifying every byte on the returned node",
+}
+FIGURES = {
+    "detection_s": "detection (kill → survivor sees peer lost)",
+    "down_s": "killed node confirmed off SSH",
+    "promote_s": "promote survivor",
+    "mount_s": "mount (journal replay)",
+    "rto_s": "RTO (kill → every byte verified)",
+    "returned_s": "old primary back on SSH",
+    "resync_s": "resync after rejoin",
+}
+
+
+class FailoverProgress(BaseModel):
+    """What the drill has seen so far. When it fails midway this is its partial report: the phase it
+    reached, the figures measured until then, every verification, and what the recovery found and did
+    (or what an operator must run)."""
+
+    resource: str
+    killed: str = Field(description="The primary the drill kills (setup's primary).")
+    survivor: str
+    fault: str
+    started_at: str
+    phase: str = Field("dataset", description="The phase running now (a key of PHASES).")
+    fired: bool = Field(False, description="The fault was fired at the killed node.")
+    dataset_files: int = 0
+    dataset_bytes: int = 0
+    figures: dict[str, float] = Field(default_factory=dict, description="Measured so far (keys of FIGURES).")
+    verified: list[Verification] = Field(default_factory=list)
+    survivor_commands: list[str] = Field(default_factory=list)
+    error: str = Field("", description="The error the drill failed with.")
+    recovery: Recovery | None = None
+
+    def render(self) -> str:
+        error, *more = self.error.splitlines() or [""]
+        fault = (
+            f"{self.fault} fired at {self.killed} (what it did: see the nodes below)"
+            if self.fired
+            else f"not fired: {self.killed} was not touched"
+        )
+        rows = [
+            ("failed while", PHASES.get(self.phase, self.phase)),
+            ("error", error),
+            *(("", line) for line in more),
+            *(
+                [("dataset", f"{self.dataset_files} files, {self.dataset_bytes:,} bytes")]
+                if self.dataset_files
+                else []
+            ),
+            ("fault", fault),
+            *((FIGURES.get(k, k), f"{v:.1f} s") for k, v in self.figures.items()),
+            *(
+                (
+                    f"verified on {v.node}",
+                    f"{v.files_ok} files, {v.bytes_ok:,} bytes intact, {v.bytes_lost:,} lost"
+                    + (f" ({', '.join(v.lost_files)})" if v.lost_files else ""),
+                )
+                for v in self.verified
+            ),
+        ]
+        if self.survivor_commands:
+            rows.append((f"ran on {self.survivor}", "; ".join(f"`{c}`" for c in self.survivor_commands)))
+        width = max(len(label) for label, _ in rows)
+        recovery = (
+            [self.recovery.summary(), *(f"  {seen.describe()}" for seen in self.recovery.seen)]
+            if self.recovery
+            else ["Service: not checked (see the log): check `cat /proc/drbd` and the mount on both nodes."]
+        )
+        return "\n".join(
+            [
+                f"Failover drill FAILED, DRBD {self.resource}: {self.killed} → {self.survivor} "
+                f"(started {self.started_at})",
+                *(f"  {label:<{width}}  {value}" for label, value in rows),
+                *recovery,
             ]
         )
 
@@ -178,63 +271,149 @@ def failover_drill(settings: Settings | None = None) -> FailoverReport:
 
 
 def _drill(settings: Settings) -> FailoverReport:
+    built = setup(settings)
+    targets = node_targets(settings)
+    resource = drbd_resource(settings, shared_secret(secret_block_name(settings)))
+    primary = built.primary  # the primary setup left mounted (it may adopt one other than settings')
+    progress = FailoverProgress(
+        resource=resource.name,
+        killed=primary,
+        survivor=resource.peer_of(primary).name,
+        fault=settings.fault,
+        started_at=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+    )
+    try:
+        report = _phases(settings, targets, resource, progress)
+    except Exception as exc:
+        _after_failure(settings, targets, resource, progress, exc)
+        raise
+    _publish(report, settings.cluster_name)
+    return report
+
+
+def _phases(
+    settings: Settings, targets: dict[str, SshTarget], resource: DrbdResource, progress: FailoverProgress
+) -> FailoverReport:
+    """The drill after setup; ``progress`` records what it has seen, for a partial report."""
     log = get_run_logger()
     executor = current_executor()
     drbd = settings.drbd
+    primary, survivor = progress.killed, progress.survivor
+    figures = progress.figures
 
-    # Phase 1: the volume, and a dataset whose every byte is recorded.
-    setup(settings)
-    targets = node_targets(settings)
-    resource = drbd_resource(settings, shared_secret(secret_block_name(settings)))
-    primary, survivor = settings.primary, resource.peer_of(settings.primary).name
+    # Phase 1: a dataset whose every byte is recorded.
     remove_old_datasets(targets[primary], drbd.mountpoint)
-    started_at = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    directory = f"{drbd.mountpoint}/drill-{started_at.replace(':', '')}"
+    directory = f"{drbd.mountpoint}/drill-{progress.started_at.replace(':', '')}"
     write_dataset(targets[primary], directory, settings.failover.dataset_files, settings.failover.file_mib)
     manifest = tree_manifest(targets[primary], directory)
     dataset = contents(manifest)
-    dataset_bytes = sum(manifest[p].size for p in dataset)
-    log.info("wrote %d files (%d bytes) with their sha256 on %s", len(dataset), dataset_bytes, primary)
+    progress.dataset_files, progress.dataset_bytes = len(dataset), sum(manifest[p].size for p in dataset)
+    log.info(
+        "wrote %d files (%d bytes) with their sha256 on %s", len(dataset), progress.dataset_bytes, primary
+    )
 
     # Phase 2: kill the primary; the survivor takes over (every state-changing command is recorded).
+    progress.phase = "kill"
     with executor.recording() as commands:
-        killed_at = time.monotonic()
-        kill_node(settings, targets[primary])
-        seen = wait_peer_lost(targets[survivor], resource, timeout_s=120)
-        detected_at = time.monotonic()
-        log.info("%s lost its peer after %.1f s: %s", survivor, detected_at - killed_at, seen)
-        promote_s = steps.promote(targets[survivor], resource)
-        mount_s = steps.mount(targets[survivor], resource.node(survivor).device, drbd.mountpoint)
-        after_failover = verify_dataset(targets[survivor], directory, manifest)
-        verified_at = time.monotonic()
-    survivor_commands = [c.command for c in commands if c.target == survivor]
+        try:
+            killed_at = time.monotonic()
+            progress.fired = True
+            fire_fault(settings, targets[primary])
+            try:
+                seen = wait_peer_lost(targets[survivor], resource, timeout_s=120)
+            except TimeoutError:
+                confirm_down(settings, targets[primary])  # a fault that did nothing: say that instead
+                raise
+            detected_at = time.monotonic()
+            figures["detection_s"] = round(detected_at - killed_at, 2)
+            log.info("%s lost its peer after %.1f s: %s", survivor, detected_at - killed_at, seen)
+            # Never promote next to a live primary: the killed node must no longer answer.
+            figures["down_s"] = round(confirm_down(settings, targets[primary]), 2)
+            progress.phase = "failover"
+            figures["promote_s"] = round(steps.promote(targets[survivor], resource), 2)
+            device = resource.node(survivor).device
+            figures["mount_s"] = round(steps.mount(targets[survivor], device, drbd.mountpoint), 2)
+            after_failover = verify_dataset(targets[survivor], directory, manifest)
+            figures["rto_s"] = round(time.monotonic() - killed_at, 2)
+            progress.verified.append(after_failover)
+        finally:
+            progress.survivor_commands = [c.command for c in commands if c.target == survivor]
 
     # Phase 3: the old primary rejoins as secondary, takes over again, and proves its copy.
+    progress.phase = "rejoin"
     rejoined = rejoin(settings, targets, resource, primary)
+    figures["returned_s"], figures["resync_s"] = round(rejoined.returned_s, 1), round(rejoined.resync_s, 1)
     on_survivor = verify_dataset(targets[survivor], directory, manifest)
+    progress.verified.append(on_survivor)
+    progress.phase = "switch back"
     switch_primary(targets, resource, drbd.mountpoint, old=survivor, new=primary)
     on_returned = verify_dataset(targets[primary], directory, manifest)
+    progress.verified.append(on_returned)
 
-    report = FailoverReport(
+    return FailoverReport(
         resource=resource.name,
         killed=primary,
         survivor=survivor,
-        fault=settings.fault,
-        dataset_files=len(dataset),
-        dataset_bytes=dataset_bytes,
-        detection_s=round(detected_at - killed_at, 2),
-        promote_s=round(promote_s, 2),
-        mount_s=round(mount_s, 2),
-        rto_s=round(verified_at - killed_at, 2),
+        fault=progress.fault,
+        dataset_files=progress.dataset_files,
+        dataset_bytes=progress.dataset_bytes,
+        detection_s=figures["detection_s"],
+        promote_s=figures["promote_s"],
+        mount_s=figures["mount_s"],
+        rto_s=figures["rto_s"],
         after_failover=after_failover,
-        survivor_commands=survivor_commands,
-        returned_s=round(rejoined.returned_s, 1),
-        resync_s=round(rejoined.resync_s, 1),
+        survivor_commands=progress.survivor_commands,
+        down_s=figures["down_s"],
+        returned_s=figures["returned_s"],
+        resync_s=figures["resync_s"],
         after_rejoin=[on_survivor, on_returned],
-        started_at=started_at,
+        started_at=progress.started_at,
     )
-    _publish(report, settings.cluster_name)
-    return report
+
+
+def _after_failure(
+    settings: Settings,
+    targets: dict[str, SshTarget],
+    resource: DrbdResource,
+    progress: FailoverProgress,
+    exc: Exception,
+) -> None:
+    """A drill failed midway: one node must still serve the volume, and what it saw is published.
+
+    Never raises (the drill's own error follows): a recovery or publication that fails is logged.
+    """
+    log = get_run_logger()
+    progress.error = f"{type(exc).__name__}: {exc}"
+    log.error("failover drill failed while %s; checking the volume is served", PHASES[progress.phase])
+    # Before the fault the primary serves; after it the survivor holds the newest data.
+    prefer = progress.survivor if progress.fired else progress.killed
+    try:
+        progress.recovery = restore_service(targets, resource, settings.drbd.mountpoint, prefer=prefer)
+    except Exception as failed:  # restore_service reports; this is its own bug
+        log.error("the recovery check itself failed: %s: %s", type(failed).__name__, failed)
+    try:
+        _publish_failure(progress)
+    except Exception as failed:  # the drill's error matters more than its artifact
+        log.error("could not publish the partial report: %s: %s", type(failed).__name__, failed)
+
+
+def _publish_failure(progress: FailoverProgress) -> None:
+    """The partial report: in the log, and as the drill's markdown artifact (the same key as a report)."""
+    text = progress.render()
+    get_run_logger().error("%s", text)
+    service = progress.recovery.summary() if progress.recovery else "Service: not checked."
+    create_markdown_artifact(
+        key=f"failover-{progress.resource}",
+        markdown="\n\n".join(
+            (
+                f"# Failover drill FAILED: {progress.killed} → {progress.survivor}",
+                f"**Failed while** {PHASES.get(progress.phase, progress.phase)}.",
+                f"**{service}**",
+                f"```\n{text}\n```",
+            )
+        ),
+        description=f"FAILED while {progress.phase}: {progress.error.splitlines()[0][:200]}",
+    )
 
 
 def _publish(report: FailoverReport, cluster: str) -> None:

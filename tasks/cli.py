@@ -55,9 +55,20 @@ def take_debug_flag(argv: list[str]) -> bool:
     return found
 
 
+# Prefect's records that repeat the error the CLI's last line states (or only point at its docs): on the
+# console they keep their first line.
+_FIRST_LINE_ONLY = (
+    "Encountered exception during execution",
+    "Finished in state",
+    "Starting temporary server",
+)
+
+
 class WithoutTraceback(logging.Formatter):
-    """Formats a record as ``inner`` does, without its traceback or stack; leaves the record as it was
-    (so the handlers after this one, such as Prefect's API log handler, still get the traceback)."""
+    """Formats a record as ``inner`` does, without its traceback or stack; Prefect's records that repeat
+    the failure keep only their first line (a many-line refusal is said once, by the CLI's own last
+    line). Leaves the record as it was (so the handlers after this one, such as Prefect's API log
+    handler, still get all of it)."""
 
     def __init__(self, inner: logging.Formatter | None) -> None:
         super().__init__()
@@ -67,7 +78,11 @@ class WithoutTraceback(logging.Formatter):
         saved = record.exc_info, record.exc_text, record.stack_info
         record.exc_info, record.exc_text, record.stack_info = None, None, None
         try:
-            return self.inner.format(record)
+            text = self.inner.format(record)
+            if not str(record.msg).startswith(_FIRST_LINE_ONLY):
+                return text
+            first, *rest = text.split("\n", 1)
+            return f"{first} …" if rest else first
         finally:
             record.exc_info, record.exc_text, record.stack_info = saved
 

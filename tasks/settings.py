@@ -429,6 +429,25 @@ class ClusterSettings(BaseModel):
     )
 
 
+# ``{node}`` / ``{address}`` in a power command's arguments; ``${VAR}`` and ``{}`` are the program's own.
+POWER_PLACEHOLDER = re.compile(r"(?<!\$)\{(\w+)\}")
+POWER_FIELDS = ("node", "address")
+
+
+def _check_power_command(argv: tuple[str, ...]) -> tuple[str, ...]:
+    """Placeholders checked when the settings load: a typo in power_on_command must not surface only
+    after the node was powered off."""
+    unknown = sorted({name for part in argv for name in POWER_PLACEHOLDER.findall(part)} - set(POWER_FIELDS))
+    if unknown:
+        names = ", ".join(f"{{{name}}}" for name in unknown)
+        raise ValueError(f"unknown placeholder {names} in {list(argv)} (use {{node}}, {{address}})")
+    return argv
+
+
+# An argv run on this machine, with {node} and {address} filled in per element (never a shell line).
+PowerCommand = Annotated[tuple[str, ...], AfterValidator(_check_power_command)]
+
+
 class FailoverSettings(BaseModel):
     """The failover drill."""
 
@@ -443,14 +462,14 @@ class FailoverSettings(BaseModel):
             "the drill; 'auto' = 'destroy' in the lab and 'none' for real hosts (opt in explicitly)."
         ),
     )
-    power_off_command: tuple[str, ...] = Field(
+    power_off_command: PowerCommand = Field(
         (),
         description=(
             "fault 'command': the argv run on this machine to cut the primary's power; {node} and "
             "{address} are replaced by the killed node's name and SSH address."
         ),
     )
-    power_on_command: tuple[str, ...] = Field(
+    power_on_command: PowerCommand = Field(
         (),
         description=(
             "Real hosts: the argv run on this machine to power the killed node on again ({node}, "

@@ -95,10 +95,11 @@ def plan_recovery(seen: Mapping[str, NodeSeen], mountpoint: str, prefer: str | N
     """Pure: from what each node showed, the one safe way back to a served volume.
 
     A Primary is never joined by a second one: if a node that answers is Primary, the service is
-    restored there (mounted if need be). Otherwise a Secondary whose own disk is UpToDate and whose
-    peer is not known to be Primary is promoted, ``prefer`` first (a drill's survivor holds the newest
-    data). Anything else — no node answers, only Outdated/Inconsistent disks, a resource that is not
-    up — is not done automatically: the plan names the node an operator should act on.
+    restored there (mounted if need be); if one is still connected to a Primary peer, that peer runs
+    (only this machine cannot reach it) and nothing is done. Otherwise a Secondary whose own disk is
+    UpToDate is promoted, ``prefer`` first (a drill's survivor holds the newest data). Anything else —
+    no node answers, only Outdated/Inconsistent disks, a resource that is not up — is not done
+    automatically: the plan names the node an operator should act on.
     """
     order = sorted(seen, key=lambda n: (n != prefer, n))
     answering = [seen[n] for n in order if seen[n].answers and seen[n].state is not None]
@@ -120,14 +121,17 @@ def plan_recovery(seen: Mapping[str, NodeSeen], mountpoint: str, prefer: str | N
                 reason=f"{node.node} is Primary but nothing is mounted at {mountpoint}",
             )
     for node in answering:
+        if node.state is not None and node.state.connected and node.state.peer_role == "Primary":
+            peer = next((n for n in order if n != node.node), node.node)
+            return RecoveryPlan(
+                node=peer,
+                automatic=False,
+                reason=f"{node.node} is still connected to {peer}, which is Primary: {peer} runs but does "
+                "not answer this machine, and a second Primary would split the data",
+            )
+    for node in answering:
         state = node.state
-        if (
-            state is not None
-            and state.configured
-            and state.role == "Secondary"
-            and state.disk == "UpToDate"
-            and state.peer_role != "Primary"
-        ):
+        if state is not None and state.configured and state.role == "Secondary" and state.disk == "UpToDate":
             return RecoveryPlan(
                 node=node.node,
                 automatic=True,
@@ -197,6 +201,8 @@ class Recovery(BaseModel):
         if self.restored:
             did = "; ".join(f"`{c}`" for c in self.done)
             return f"Service restored on {self.serving} ({self.plan.reason}): ran {did}."
+        if not self.to_run:
+            return f"Service not restored: {self.plan.reason}. Check {self.plan.node}; nothing was changed."
         why = self.failed or self.plan.reason
         run = "; ".join(f"`{c}`" for c in self.to_run)
         down = next((s for s in self.seen if s.node == self.plan.node and not s.answers), None)
@@ -238,7 +244,8 @@ def restore_service(
         recovery.serving = plan.node
         return recovery
     if not plan.automatic:
-        recovery.to_run = recovery_commands(resource, plan.node, mountpoint, up=plan.up)
+        if plan.promote or plan.mount:
+            recovery.to_run = recovery_commands(resource, plan.node, mountpoint, up=plan.up)
         return recovery
     target, device = targets[plan.node], resource.node(plan.node).device
     promote = plan.promote

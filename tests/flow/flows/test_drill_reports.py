@@ -2,7 +2,8 @@
 
 The drills themselves need the lab (tests/lab); here each flow's own ``publish`` step runs inside a
 real flow run under the Prefect harness with a report of the kind the drill produces, and the test
-reads the artifacts and events back through the API.
+reads the artifacts and events back through the API. A failover drill that fails midway publishes its
+partial report instead, under the same key.
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ from prefect.runtime import flow_run
 
 from flows import failover, ha_node_loss, ha_upgrade, split_brain
 from tasks import events
+from tasks.drbd.probes import DrbdState, Mount
+from tasks.drbd.roles import NodeSeen, Recovery, plan_recovery
 
 MIB = 1024 * 1024
 
@@ -183,3 +186,56 @@ def test_drill_publishes_report_table_and_events(
     if not ok:
         [lost] = [e for e in got if e.event == events.DATA_LOST]
         assert lost.payload["drill"] == drill
+
+
+SUPERBLOCK = "mount: /mnt/r0: can't read superblock on /dev/drbd0."
+
+
+def failed_failover() -> failover.FailoverProgress:
+    """A drill whose mount on the survivor failed after the fault; the recovery mounted it again."""
+    gone = NodeSeen(node="nodea", answers=False, error="no SSH answer")
+    survivor = NodeSeen(
+        node="nodeb",
+        answers=True,
+        state=DrbdState(minor=0, connection="WFConnection", role="Primary", disk="UpToDate"),
+        mount=Mount(source="/dev/drbd0", target="/mnt/r0", fstype="ext4", options="rw,relatime"),
+    )
+    plan = plan_recovery(
+        {"nodea": gone, "nodeb": survivor.model_copy(update={"mount": None})}, "/mnt/r0", "nodeb"
+    )
+    return failover.FailoverProgress(
+        resource="r0", killed="nodea", survivor="nodeb", fault="sysrq-poweroff",
+        started_at="2026-01-01T00:00:00Z", phase="failover", fired=True,
+        dataset_files=5, dataset_bytes=100 * MIB,
+        figures={"detection_s": 5.7, "down_s": 3.1, "promote_s": 0.7},
+        survivor_commands=["drbdadm primary r0", "mkdir -p /mnt/r0", "mount /dev/drbd0 /mnt/r0"],
+        error=f"CommandError: [nodeb] `mount /dev/drbd0 /mnt/r0` exited 32\n{SUPERBLOCK}",
+        recovery=Recovery(
+            seen=[gone, survivor], plan=plan, serving="nodeb",
+            done=["mkdir -p /mnt/r0", "mount /dev/drbd0 /mnt/r0"],
+        ),
+    )  # fmt: skip
+
+
+@flow
+def _publish_failure_in_a_run(progress: failover.FailoverProgress) -> str:
+    failover._publish_failure(progress)
+    return str(flow_run.id)
+
+
+def test_a_failed_failover_drill_publishes_its_partial_report(prefect_harness: None) -> None:
+    run_id = _publish_failure_in_a_run(failed_failover())
+    with get_client(sync_client=True) as client:
+        [artifact] = client.read_artifacts(
+            artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[uuid.UUID(run_id)]))
+        )
+    assert (artifact.key, artifact.type) == ("failover-r0", "markdown")
+    text = str(artifact.data)
+    assert text.startswith("# Failover drill FAILED: nodea → nodeb\n\n**Failed while** promoting, mounting")
+    assert "**Service restored on nodeb (nodeb is Primary but nothing is mounted at /mnt/r0): ran " in text
+    assert SUPERBLOCK in text
+    assert "  nodea: does not answer (no SSH answer)" in text
+    assert (
+        artifact.description
+        == "FAILED while failover: CommandError: [nodeb] `mount /dev/drbd0 /mnt/r0` exited 32"
+    )

@@ -1,10 +1,17 @@
-"""Unit tests for flows/failover.py's FailoverReport: the two answers and the rendered report."""
+"""Unit tests for flows/failover.py: the report's two answers and its rendering, the partial report of
+a drill that failed midway, and the recovery it runs (tasks/drbd/roles.py's plan, as a table)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from flows.failover import FailoverReport, Verification
+import pytest
+from pydantic import SecretStr
+
+from flows.failover import FailoverProgress, FailoverReport, Verification
+from tasks.drbd.model import DrbdNode, DrbdResource
+from tasks.drbd.probes import DrbdState, Mount, parse_proc_drbd
+from tasks.drbd.roles import NodeSeen, Recovery, RecoveryPlan, plan_recovery, recovery_commands
 
 MIB = 1024 * 1024
 DATASET_BYTES = 8 * 64 * MIB  # 536,870,912
@@ -53,6 +60,21 @@ def test_nothing_lost() -> None:
     assert "536,870,912 bytes (8 files)" in lost
     assert "on nodeb after nodea was destroyed" in lost
     assert "both nodes" in lost
+
+
+@pytest.mark.parametrize(
+    ("fault", "wording"),
+    [
+        ("destroy", "after nodea was destroyed,"),
+        ("sysrq-poweroff", "after nodea was powered off,"),
+        ("sysrq-crash", "after nodea was crashed,"),
+        ("command", "after nodea was cut by power_off_command,"),
+    ],
+)
+def test_the_answer_names_the_fault_that_was_used(fault: str, wording: str) -> None:
+    lost, _ = report(fault=fault).answers()
+    assert wording in lost
+    assert fault == "destroy" or "destroyed" not in lost
 
 
 def test_bytes_lost_on_failover() -> None:
@@ -135,3 +157,224 @@ def test_render_reports_lost_bytes() -> None:
     text = report(after_failover=verified("nodeb", ["f1"])).render()
     assert "67,108,864 of 536,870,912" in text
     assert "YES: 67,108,864" in text
+
+
+def test_a_real_host_s_confirmation_time_is_a_row_of_its_own() -> None:
+    """On real hosts the drill waits until the killed node stops answering before it promotes: that
+    time is in the RTO, so the report shows it (the lab's destroy needs no wait and shows no row)."""
+    text = report(fault="sysrq-poweroff", down_s=4.26).render()
+    rows = [line for line in text.splitlines() if line.startswith("  ")]
+    assert len(rows) == 9
+    assert any(row.startswith("  killed node confirmed off SSH") and row.endswith("+4.3 s") for row in rows)
+    assert "confirmed off SSH" not in report().render()
+
+
+# -- a drill that failed midway: the partial report and the recovery -------------------------------
+
+PROC_DRBD = "version: 8.4.11 (api:1/proto:86-101)\n 0: cs:{cs} ro:{ro} ds:{ds} C r-----\n"
+MOUNTED = Mount(source="/dev/drbd0", target="/mnt/r0", fstype="ext4", options="rw,relatime")
+
+
+def seen(node: str, cs: str = "", ro: str = "", ds: str = "", mounted: bool = False) -> NodeSeen:
+    """A node as the recovery reads it: /proc/drbd as DRBD 8.4 prints it; no cs = does not answer."""
+    if not cs:
+        return NodeSeen(node=node, answers=False, error="no SSH answer")
+    text = PROC_DRBD.format(cs=cs, ro=ro, ds=ds) if cs != "Unconfigured" else "version: 8.4.11\n"
+    state = parse_proc_drbd(text).get(0, DrbdState(minor=0, connection="Unconfigured"))  # as drbd_state
+    return NodeSeen(node=node, answers=True, state=state, mount=MOUNTED if mounted else None)
+
+
+def plan(*nodes: NodeSeen, prefer: str | None = "nodeb") -> RecoveryPlan:
+    return plan_recovery({n.node: n for n in nodes}, "/mnt/r0", prefer)
+
+
+def test_a_serving_primary_is_left_alone() -> None:
+    p = plan(
+        seen("nodea", "Connected", "Primary/Secondary", "UpToDate/UpToDate", mounted=True), seen("nodeb")
+    )
+    assert (p.node, p.automatic, p.nothing_to_do) == ("nodea", True, True)
+    assert p.reason == "nodea is Primary with /dev/drbd0 mounted at /mnt/r0: service is up"
+
+
+def test_a_primary_without_its_mount_is_mounted_not_joined_by_another_primary() -> None:
+    """The survivor was promoted, then its mount failed: mount there; never promote the other node."""
+    p = plan(
+        seen("nodea", "WFConnection", "Secondary/Unknown", "UpToDate/DUnknown"),
+        seen("nodeb", "WFConnection", "Primary/Unknown", "UpToDate/DUnknown"),
+        prefer="nodea",
+    )
+    assert (p.node, p.automatic, p.promote, p.mount) == ("nodeb", True, False, True)
+
+
+def test_an_up_to_date_secondary_is_promoted_the_preferred_one_first() -> None:
+    """Killed primary gone, survivor Secondary with an UpToDate disk: promote and mount the survivor."""
+    p = plan(seen("nodea"), seen("nodeb", "WFConnection", "Secondary/Unknown", "UpToDate/DUnknown"))
+    assert (p.node, p.automatic, p.promote, p.mount, p.up) == ("nodeb", True, True, True, False)
+    both = [
+        seen("nodea", "Connected", "Secondary/Secondary", "UpToDate/UpToDate"),
+        seen("nodeb", "Connected", "Secondary/Secondary", "UpToDate/UpToDate"),
+    ]
+    assert plan(*both, prefer="nodeb").node == "nodeb"
+    assert plan(*both, prefer="nodea").node == "nodea"
+    assert plan(*both, prefer=None).node == "nodea"
+
+
+def test_a_secondary_still_connected_to_a_primary_is_never_promoted() -> None:
+    """The peer is Primary and DRBD still reaches it (only this machine does not): a second Primary
+    would split the data, so nothing is done and the peer is the node to check."""
+    p = plan(seen("nodea"), seen("nodeb", "Connected", "Secondary/Primary", "UpToDate/UpToDate"))
+    assert (p.node, p.automatic, p.up, p.promote, p.mount) == ("nodea", False, False, False, False)
+    assert p.reason.startswith("nodeb is still connected to nodea, which is Primary: nodea runs but")
+
+
+@pytest.mark.parametrize("disk", ["Outdated", "Inconsistent", "Consistent", "Diskless"])
+def test_a_disk_that_is_not_up_to_date_is_never_promoted(disk: str) -> None:
+    p = plan(seen("nodea"), seen("nodeb", "WFConnection", "Secondary/Unknown", f"{disk}/DUnknown"))
+    assert not p.automatic
+    assert p.node == "nodea", "the commands are for the node that holds the good data"
+    assert (p.up, p.promote, p.mount) == (True, True, True)
+    assert p.reason == (
+        "no node that answers is Primary or has an UpToDate disk to promote: "
+        f"nodeb: cs:WFConnection ro:Secondary/Unknown ds:{disk}/DUnknown, nothing mounted; "
+        "nodea: does not answer (no SSH answer)"
+    )
+
+
+def test_when_no_node_answers_the_commands_are_for_the_preferred_node() -> None:
+    p = plan(seen("nodea"), seen("nodeb"))
+    assert (p.node, p.automatic, p.up) == ("nodeb", False, True)
+
+
+def test_an_unconfigured_resource_needs_up_first() -> None:
+    p = plan(seen("nodea"), seen("nodeb", "Unconfigured"))
+    assert (p.node, p.automatic, p.up) == ("nodeb", False, True)
+
+
+RESOURCE = DrbdResource(
+    nodes=(DrbdNode(name="nodea", address="10.0.0.11"), DrbdNode(name="nodeb", address="10.0.0.12", minor=3)),
+    shared_secret=SecretStr("s" * 24),
+)
+
+
+def test_recovery_commands_are_exactly_what_an_operator_types() -> None:
+    assert recovery_commands(RESOURCE, "nodea", "/mnt/r0") == [
+        "drbdadm primary r0",
+        "mkdir -p /mnt/r0",
+        "mount /dev/drbd0 /mnt/r0",
+    ]
+    assert recovery_commands(RESOURCE, "nodeb", "/srv/my data", up=True) == [
+        "drbdadm up r0",
+        "drbdadm primary r0",
+        "mkdir -p '/srv/my data'",
+        "mount /dev/drbd3 '/srv/my data'",
+    ]
+    assert recovery_commands(RESOURCE, "nodea", "/mnt/r0", promote=False) == [
+        "mkdir -p /mnt/r0",
+        "mount /dev/drbd0 /mnt/r0",
+    ]
+
+
+def test_the_recovery_summary_says_where_the_service_is_or_what_to_run_where() -> None:
+    up = seen("nodea", "Connected", "Primary/Secondary", "UpToDate/UpToDate", mounted=True)
+    untouched = Recovery(seen=[up], plan=plan(up), serving="nodea")
+    assert untouched.summary() == (
+        "Service: nodea is Primary with /dev/drbd0 mounted at /mnt/r0: service is up; nothing was changed."
+    )
+    survivor = seen("nodeb", "WFConnection", "Secondary/Unknown", "UpToDate/DUnknown")
+    restored = Recovery(
+        seen=[seen("nodea"), survivor],
+        plan=plan(seen("nodea"), survivor),
+        done=recovery_commands(RESOURCE, "nodeb", "/mnt/r0"),
+        serving="nodeb",
+    )
+    assert restored.restored
+    assert restored.summary().startswith(
+        "Service restored on nodeb (no node is Primary; nodeb has an UpToDate"
+    )
+    assert restored.summary().endswith(
+        "ran `drbdadm primary r0`; `mkdir -p /mnt/r0`; `mount /dev/drbd3 /mnt/r0`."
+    )
+    stuck = Recovery(
+        seen=[seen("nodea"), seen("nodeb")],
+        plan=plan(seen("nodea"), seen("nodeb")),
+        to_run=recovery_commands(RESOURCE, "nodeb", "/mnt/r0", up=True),
+    )
+    assert not stuck.restored
+    assert stuck.summary() == (
+        "Service NOT restored: no node that answers is Primary or has an UpToDate disk to promote: "
+        "nodeb: does not answer (no SSH answer); nodea: does not answer (no SSH answer). To restore it, run "
+        "on nodeb once it answers again (power it on): `drbdadm up r0`; `drbdadm primary r0`; "
+        "`mkdir -p /mnt/r0`; `mount /dev/drbd3 /mnt/r0`; then `python -m flows.setup` brings the other "
+        "node back as secondary."
+    )
+    failed = stuck.model_copy(update={"failed": "mounting on nodeb failed: bad superblock"})
+    assert failed.summary().startswith("Service NOT restored: mounting on nodeb failed: bad superblock. ")
+
+
+def progress(**overrides: Any) -> FailoverProgress:
+    fields: dict[str, Any] = {
+        "resource": "r0",
+        "killed": "nodea",
+        "survivor": "nodeb",
+        "fault": "sysrq-poweroff",
+        "started_at": "2026-01-01T00:00:00Z",
+    }
+    fields.update(overrides)
+    return FailoverProgress(**fields)
+
+
+def test_a_drill_that_failed_before_the_fault_says_nothing_was_touched() -> None:
+    up = seen("nodea", "Connected", "Primary/Secondary", "UpToDate/UpToDate", mounted=True)
+    text = progress(
+        error="CommandError: [nodea] `dd if=/dev/urandom of=/mnt/r0/x/f0001.bin` exited 1\ndd: No space left",
+        recovery=Recovery(seen=[up], plan=plan(up), serving="nodea"),
+    ).render()
+    lines = text.splitlines()
+    assert lines[0] == "Failover drill FAILED, DRBD r0: nodea → nodeb (started 2026-01-01T00:00:00Z)"
+    assert lines[1].split(None, 2)[2] == "writing the dataset and its sha256 manifest on the primary"
+    assert lines[2].endswith("CommandError: [nodea] `dd if=/dev/urandom of=/mnt/r0/x/f0001.bin` exited 1")
+    assert lines[3].strip() == "dd: No space left", "the error's stderr tail follows, indented"
+    assert lines[4].endswith("not fired: nodea was not touched")
+    assert lines[5].startswith("Service: nodea is Primary with /dev/drbd0 mounted")
+    assert (
+        lines[6]
+        == "  nodea: cs:Connected ro:Primary/Secondary ds:UpToDate/UpToDate, /dev/drbd0 mounted at /mnt/r0"
+    )
+
+
+def test_a_drill_that_failed_after_the_fault_reports_what_it_measured_and_did() -> None:
+    survivor = seen("nodeb", "WFConnection", "Primary/Unknown", "UpToDate/DUnknown")
+    text = progress(
+        phase="failover",
+        fired=True,
+        dataset_files=5,
+        dataset_bytes=100 * MIB,
+        figures={"detection_s": 5.72, "down_s": 3.1, "promote_s": 0.7},
+        survivor_commands=["drbdadm primary r0", "mkdir -p /mnt/r0", "mount /dev/drbd0 /mnt/r0"],
+        error="CommandError: [nodeb] `mount /dev/drbd0 /mnt/r0` exited 32",
+        recovery=Recovery(
+            seen=[seen("nodea"), survivor],
+            plan=plan(seen("nodea"), survivor),
+            done=["mkdir -p /mnt/r0", "mount /dev/drbd0 /mnt/r0"],
+            serving="nodeb",
+        ),
+    ).render()
+    assert "promoting, mounting and verifying every byte on the survivor" in text
+    assert "5 files, 104,857,600 bytes" in text
+    assert "sysrq-poweroff fired at nodea" in text
+    labelled = [line.strip().split("  ", 1) for line in text.splitlines()[1:] if "  " in line.strip()]
+    rows = {label: value for label, value in labelled}
+    assert rows["detection (kill → survivor sees peer lost)"].strip() == "5.7 s"
+    assert rows["killed node confirmed off SSH"].strip() == "3.1 s"
+    assert rows["promote survivor"].strip() == "0.7 s"
+    assert "mount (journal replay)" not in rows, "only what was measured"
+    assert (
+        rows["ran on nodeb"].strip() == "`drbdadm primary r0`; `mkdir -p /mnt/r0`; `mount /dev/drbd0 /mnt/r0`"
+    )
+    assert "Service restored on nodeb (nodeb is Primary but nothing is mounted at /mnt/r0): ran " in text
+    assert "  nodea: does not answer (no SSH answer)" in text.splitlines()
+
+
+def test_a_partial_report_without_a_recovery_says_to_check_by_hand() -> None:
+    text = progress(phase="rejoin", fired=True, error="TimeoutError: x").render()
+    assert text.splitlines()[-1].startswith("Service: not checked")

@@ -259,6 +259,31 @@ def test_the_console_shows_no_traceback_and_other_handlers_get_it(api_first: boo
         logger.removeHandler(console)
     inside, outside = stream.getvalue().split("ERROR | ")[1:]
     assert inside.strip() == "Encountered exception during execution: Refused('no')"
+    assert "…" not in inside
     assert "Traceback (most recent call last)" in outside
     assert all("Traceback (most recent call last)" in text for text in api.texts)
     assert all(record.exc_info is not None and record.exc_text for record in api.records)
+
+
+def test_the_console_shows_the_first_line_of_a_multi_line_message() -> None:
+    """Prefect repeats a failure's message in two records; a many-line refusal is said once, at the end."""
+    stream = io.StringIO()
+    console = PrefectConsoleHandler(stream=stream)
+    console.setFormatter(logging.Formatter("%(levelname)s | %(message)s"))
+    api = _Full()
+    logger = logging.getLogger("hsf-test-cli-lines")
+    logger.propagate = False
+    logger.addHandler(console)
+    logger.addHandler(api)
+    try:
+        with console_without_tracebacks():
+            logger.error("Finished in state Failed('nothing was changed:\nnodea: one\nnodeb: two')")
+            logger.error("%s", "Failover drill FAILED, DRBD r0\n  failed while  promoting")  # our report
+    finally:
+        logger.removeHandler(console)
+        logger.removeHandler(api)
+    assert stream.getvalue() == (
+        "ERROR | Finished in state Failed('nothing was changed: …\n"
+        "ERROR | Failover drill FAILED, DRBD r0\n  failed while  promoting\n"
+    )
+    assert api.texts[0:1] == ["Finished in state Failed('nothing was changed:\nnodea: one\nnodeb: two')"]

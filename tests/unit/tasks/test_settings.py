@@ -324,3 +324,27 @@ def test_two_hosts_cannot_share_a_replication_address(monkeypatch: pytest.Monkey
         "settings: inventory: hosts store1 and store2 have the same replication address 192.0.2.10: "
         "each node needs its own"
     )
+
+
+def test_power_commands_placeholders_are_checked_when_the_settings_load() -> None:
+    """A typo in power_on_command would otherwise surface only after the node was powered off."""
+    ok = FailoverSettings(
+        fault="command",
+        power_off_command=("ipmitool", "-H", "{node}-bmc", "power", "off"),
+        power_on_command=("ssh", "hv", "virsh start {node}", "${HOME}", "{}"),
+    )
+    assert ok.power_off_command[2] == "{node}-bmc"
+    with pytest.raises(
+        ValueError, match=r"unknown placeholder \{host\}, \{ip\} in \['off', '\{host\}', '\{ip\}'\]"
+    ):
+        FailoverSettings(fault="command", power_off_command=("off", "{host}", "{ip}"))
+    with pytest.raises(
+        ValueError, match=r"failover\.fault is 'command' but failover\.power_off_command is empty"
+    ):
+        FailoverSettings(fault="command")
+
+
+def test_real_host_faults_are_refused_in_the_lab() -> None:
+    for fault in ("sysrq-poweroff", "sysrq-crash"):
+        with pytest.raises(SettingsError, match=f"failover.fault '{fault}' is for real hosts"):
+            load_settings(failover={"fault": fault})
