@@ -165,6 +165,10 @@ def _build(settings: Settings) -> SetupReport:
     def keep_config(step: PlannedStep) -> None:
         report.kept_files.append(f"{step.node}:{steps.keep_config(on(step), resource, stamp)}")
 
+    def disconnect(step: PlannedStep) -> None:
+        assert isinstance(step, Step)
+        steps.disconnect(on(step), *step.endpoints)
+
     def install_tools(step: PlannedStep) -> None:
         assert isinstance(step, Step)
         steps.install_tools(on(step), step.packages, drbd.fstype)
@@ -176,7 +180,7 @@ def _build(settings: Settings) -> SetupReport:
         "load_module": lambda s: steps.load_module(on(s)),
         "create_md": lambda s: steps.create_md(on(s), resource, s.force),
         "up": lambda s: steps.up(on(s), resource),
-        "disconnect": lambda s: steps.disconnect(on(s), resource),
+        "disconnect": disconnect,
         "adjust": lambda s: steps.adjust(on(s), resource),
         "wait_connected": lambda s: steps.wait_connected(on(s), resource, drbd.connect_timeout_s),
         "skip_initial_sync": lambda s: steps.skip_initial_sync(on(s), resource),

@@ -149,6 +149,12 @@ def disconnect_argv(resource: str) -> list[str]:
     return ["drbdadm", "disconnect", resource]
 
 
+def disconnect_endpoints_argv(local: str, peer: str) -> list[str]:
+    """Drop the connection between two endpoints (``ipv4:10.0.0.1:7789``) as the kernel has it,
+    whatever the resource file says now."""
+    return ["drbdsetup", "disconnect", local, peer]
+
+
 def proc_drbd_argv() -> list[str]:
     return ["cat", "/proc/drbd"]
 

@@ -111,6 +111,7 @@ class Step(PlannedStep):
     kind: StepKind
     node: str
     packages: tuple[str, ...] = Field((), description="install_tools: the Debian packages to install.")
+    endpoints: tuple[str, ...] = Field((), description="disconnect: the running connection's endpoints.")
 
 
 class Preconditions(BaseModel):
@@ -258,8 +259,11 @@ def plan_bring_up(probes: dict[str, NodeProbe], allowed: Preconditions) -> list[
         steps.append(Step(kind="up", node=node, reason="resource not configured in the kernel"))
     live = {n: p for n, p in probes.items() if p.state.configured and not p.config_current}
     if any(p.adjust is not None and p.adjust.reconnects for p in live.values()):
-        for node in live:
-            steps.append(Step(kind="disconnect", node=node, reason="the connection's settings change"))
+        for node, probe in live.items():
+            endpoints = probe.adjust.disconnect_endpoints if probe.adjust else None
+            if endpoints:
+                reason = "the connection's settings change"
+                steps.append(Step(kind="disconnect", node=node, reason=reason, endpoints=endpoints))
     for node in live:
         steps.append(Step(kind="adjust", node=node, reason="running resource takes the new config"))
     if live:

@@ -220,7 +220,17 @@ class AdjustPreview(BaseModel):
     @property
     def reconnects(self) -> bool:
         """The connection is re-made (address, port, secret, algorithm changed)."""
-        return any(_verb(c) == "disconnect" for c in self.commands)
+        return self.disconnect_endpoints is not None
+
+    @property
+    def disconnect_endpoints(self) -> tuple[str, str] | None:
+        """The running connection's two endpoints as the kernel knows them (``ipv4:10.0.0.1:7789``),
+        from the ``disconnect`` adjust would run: the resource file may already name new ones."""
+        for command in self.commands:
+            words = command.split()
+            if _verb(command) == "disconnect" and len(words) == 4:
+                return words[2], words[3]
+        return None
 
     @property
     def harms(self) -> list[str]:

@@ -161,8 +161,9 @@ def keep_config(target: SshTarget, resource: DrbdResource, stamp: str) -> str:
 
 
 @step(name="drbd-disconnect", timeout_seconds=120, retry_transport=True)
-def disconnect(target: SshTarget, resource: DrbdResource) -> None:
-    run(target, cmd.disconnect_argv(resource.name))
+def disconnect(target: SshTarget, local: str, peer: str) -> None:
+    """Drop the running connection (exit 10 "unknown connection": already gone) before it changes."""
+    run(target, cmd.disconnect_endpoints_argv(local, peer), ok_codes=(0, 10))
 
 
 @step(name="write-drbd-config", timeout_seconds=120, retry_transport=True)

@@ -103,7 +103,7 @@ def test_a_hand_made_running_resource_is_refused_with_the_difference_and_nothing
     assert lines[0] == "nothing was changed:"
     assert lines[1].startswith("nodea: /etc/drbd.d/r0.res was not written by ha-storage-flows and differs")
     assert "set drbd.adopt_existing = true" in lines[1]
-    assert '-    shared-secret "******";' in message and "-    cram-hmac-alg sha1;" in message
+    assert '     shared-secret "******";' in message and "-    cram-hmac-alg sha1;" in message
     assert '"secret"' not in message
     assert any(line.startswith("nodeb: /etc/drbd.d/r0.res was not written") for line in lines)
     assert snapshot(targets) == before

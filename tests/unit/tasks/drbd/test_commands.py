@@ -499,6 +499,19 @@ def test_adjust_dry_run_reads_the_config_from_stdin_and_runs_nothing(config: Pat
     assert any(" attach " in line for line in preview.commands)  # nothing runs here: all of it would be done
 
 
+def test_disconnect_endpoints_is_the_disconnect_adjust_itself_would_run() -> None:
+    """Captured on the lab: ``drbdadm -d adjust`` for a new port names the running connection by its
+    endpoints; dropping it the same way works whatever the resource file says by then."""
+    preview = parse_adjust_dry_run(
+        (Path(__file__).parents[3] / "fixtures/drbd/adjust_dry_run_reconnect.txt").read_text()
+    )
+    assert preview.disconnect_endpoints is not None
+    argv = c.disconnect_endpoints_argv(*preview.disconnect_endpoints)
+    adjusts = preview.commands[0].split()
+    assert (argv[0], argv[1:]) == ("drbdsetup", adjusts[1:])  # drbdsetup runs drbdsetup-84 on an 8.4 kernel
+    assert argv[2:] == ["ipv4:10.77.0.11:7789", "ipv4:10.77.0.12:7789"]
+
+
 @needs("apt-get")
 def test_apt_update_makes_any_fetch_failure_an_error_and_apt_accepts_it() -> None:
     argv = c.apt_update_argv()
