@@ -24,7 +24,7 @@ from tasks.drbd.roles import rejoin
 from tasks.events import DATA_LOST, HA_NODE_LOSS_COMPLETED, cluster_resource, emit
 from tasks.executor import SshTarget
 from tasks.manifest import contents, tree_manifest
-from tasks.nodes import kill_node
+from tasks.nodes import confirm_down, fault_outcome, fire_fault
 from tasks.ocfs2 import steps as ocfs2
 from tasks.settings import Settings, load_settings
 from tasks.step import step
@@ -32,6 +32,7 @@ from tasks.step import step
 
 class NodeLossReport(BaseModel):
     killed: str
+    fault: str = Field("destroy", description="How the node was killed (failover.fault).")
     survivor: str
     heartbeat_threshold: int
     idle_timeout_ms: int
@@ -51,7 +52,7 @@ class NodeLossReport(BaseModel):
         verified = ", ".join(f"{n}: {c}/{self.files_checked}" for n, c in self.files_verified_on.items())
         return "\n".join(
             (
-                f"HA node loss: {self.killed} destroyed while {self.survivor} kept writing",
+                f"HA node loss: {self.killed} {fault_outcome(self.fault)} while {self.survivor} kept writing",
                 f"  o2cb: heartbeat threshold {self.heartbeat_threshold}, idle {self.idle_timeout_ms} ms",
                 f"  write latency before the kill   {self.baseline_write_s:.2f} s",
                 f"  survivor's write stall          {self.stall_s:.1f} s",
@@ -105,14 +106,16 @@ def _drill(settings: Settings, writes_after: int) -> NodeLossReport:
     current_executor().run(["mkdir", "-p", writes], targets[survivor])
     baseline = max(timed_sync_write(targets[survivor], f"{writes}/before-{i}", 60) for i in range(3))
     killed_at = time.monotonic()
-    kill_node(settings, targets[killed])
+    fire_fault(settings, targets[killed])
     stall = timed_sync_write(targets[survivor], f"{writes}/after-0", 600)
     stall_s = time.monotonic() - killed_at
+    confirm_down(settings, targets[killed])  # after the measurement: the check must not delay the write
     log.info(
-        "%s wrote again %.1f s after %s was destroyed (that write took %.1f s)",
+        "%s wrote again %.1f s after %s was %s (that write took %.1f s)",
         survivor,
         stall_s,
         killed,
+        fault_outcome(settings.fault),
         stall,
     )
     for i in range(1, writes_after):
@@ -130,6 +133,7 @@ def _drill(settings: Settings, writes_after: int) -> NodeLossReport:
         verified[node] = sum(1 for path, digest in before_rejoin.items() if found.get(path) == digest)
     report = NodeLossReport(
         killed=killed,
+        fault=settings.fault,
         survivor=survivor,
         heartbeat_threshold=cluster.heartbeat_threshold,
         idle_timeout_ms=cluster.idle_timeout_ms,
