@@ -191,6 +191,11 @@ def check_preconditions(
                 f"{node}: resource {resource.name} runs without {resource.config_path}; "
                 "set drbd.adopt_existing = true to give it setup's file"
             )
+        if probe.adjust is not None and probe.adjust.rejected:
+            problems.append(
+                f"{node}: drbdadm cannot apply the new config to the running {resource.name}: "
+                f"{probe.adjust.rejected}"
+            )
         if probe.adjust is not None:
             for harm in probe.adjust.harms:
                 problems.append(

@@ -216,6 +216,7 @@ class AdjustPreview(BaseModel):
     """What ``drbdadm -d adjust`` would run for a new config, judged: does the change keep the disk?"""
 
     commands: list[str] = Field(default_factory=list, description="drbdsetup/drbdmeta lines (secrets in).")
+    rejected: str | None = Field(None, description="drbdadm's error when it cannot apply the config at all.")
 
     @property
     def reconnects(self) -> bool:

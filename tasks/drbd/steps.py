@@ -83,24 +83,30 @@ def probe_node(target: SshTarget, resource: DrbdResource, mountpoint: str, fstyp
         head_zero = {0: True, 1: False}.get(zero)
     addresses = read(cmd.ip_addresses_argv(), (0, 127))
     tools_found = parse_found_tools(read(cmd.which_argv(tools_needed(fstype)), (0, 1, 127)).stdout)
+    hostname = read(cmd.hostname_argv()).stdout.strip()
     adjust = None
-    if state.configured and config_text != rendered and "drbdadm" in tools_found:
+    # What adjust would do, judged before anything is written (drbdadm finds this host's section by its
+    # name: with another hostname there is nothing to judge, and the precondition says so).
+    if state.configured and config_text != rendered and "drbdadm" in tools_found and hostname == target.name:
         preview = run(
             target,
             cmd.adjust_dry_run_argv(resource.name),
             stdin=rendered,
             read_only=True,
             quiet=True,
+            ok_codes=range(256),
             secrets=[resource.shared_secret.get_secret_value()],
         )
         adjust = parse_adjust_dry_run(preview.stdout)
+        if not preview.ok:
+            adjust.rejected = (preview.stderr.strip().splitlines() or [f"exit {preview.exit_code}"])[0]
     volume = None
     if state.role == "Primary":
         volume = parse_blkid_export(read(cmd.blkid_argv(node.device), (0, 2)).stdout)
     mount = parse_findmnt(read(cmd.findmnt_argv(mountpoint), (0, 1)).stdout)
     return NodeProbe(
         node=target.name,
-        hostname=read(cmd.hostname_argv()).stdout.strip(),
+        hostname=hostname,
         tools_found=sorted(tools_found),
         module_available=module_loaded or read(cmd.modinfo_argv(), (0, 1)).ok,
         config_text=config_text,

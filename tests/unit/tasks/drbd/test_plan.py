@@ -558,3 +558,12 @@ def test_filesystem_no_primary_but_a_disk_holds_ext4_plans_only_the_mount_refusa
     primary = probe("nodea", volume=None, mount=None, head=EXT4_VOLUME)
     with pytest.raises(Refused, match=r"nodea: ext4"):
         plan_filesystem(nodes(primary), "nodea", "ext4", MOUNTPOINT, DEVICE)
+
+
+def test_preconditions_a_config_drbdadm_rejects_is_one_line() -> None:
+    rejected = AdjustPreview(rejected="'r0' not defined in your config (for this host).")
+    probes = {**HEALTHY, "nodeb": probe("nodeb", config_current=False, adjust=rejected)}
+    assert check_preconditions(probes, RESOURCE, EXT4) == [
+        "nodeb: drbdadm cannot apply the new config to the running r0: "
+        "'r0' not defined in your config (for this host)."
+    ]
