@@ -56,7 +56,8 @@ def take_debug_flag(argv: list[str]) -> bool:
 
 
 # Prefect's records that repeat the error the CLI's last line states (or only point at its docs): on the
-# console they keep their first line.
+# console they keep their first line, at most REPEAT_WIDTH characters of it.
+REPEAT_WIDTH = 160
 _FIRST_LINE_ONLY = (
     "Encountered exception during execution",
     "Finished in state",
@@ -82,7 +83,8 @@ class WithoutTraceback(logging.Formatter):
             if not str(record.msg).startswith(_FIRST_LINE_ONLY):
                 return text
             first, *rest = text.split("\n", 1)
-            return f"{first} …" if rest else first
+            cut = len(first) > REPEAT_WIDTH  # a repr() is one line however long the error: cut it too
+            return f"{first[:REPEAT_WIDTH]} …" if rest or cut else first
         finally:
             record.exc_info, record.exc_text, record.stack_info = saved
 

@@ -19,6 +19,7 @@ from prefect.logging.handlers import PrefectConsoleHandler
 from tasks import cli as cli_module
 from tasks.borg.outcome import ServerNotPrepared, WrongPassphrase
 from tasks.cli import (
+    REPEAT_WIDTH,
     CheckFailed,
     WithoutTraceback,
     console_without_tracebacks,
@@ -279,11 +280,13 @@ def test_the_console_shows_the_first_line_of_a_multi_line_message() -> None:
         with console_without_tracebacks():
             logger.error("Finished in state Failed('nothing was changed:\nnodea: one\nnodeb: two')")
             logger.error("%s", "Failover drill FAILED, DRBD r0\n  failed while  promoting")  # our report
+            logger.error("Encountered exception during execution: %r", Refused("x" * 300 + "\nsecond"))
     finally:
         logger.removeHandler(console)
         logger.removeHandler(api)
-    assert stream.getvalue() == (
-        "ERROR | Finished in state Failed('nothing was changed: …\n"
-        "ERROR | Failover drill FAILED, DRBD r0\n  failed while  promoting\n"
-    )
+    finished, ours, ours_second, repeated, end = stream.getvalue().split("\n")
+    assert finished == "ERROR | Finished in state Failed('nothing was changed: …"
+    assert (ours, ours_second) == ("ERROR | Failover drill FAILED, DRBD r0", "  failed while  promoting")
+    assert repeated.startswith("ERROR | Encountered exception during execution: Refused('xxx")
+    assert repeated.endswith("x …") and len(repeated) == REPEAT_WIDTH + 2 and end == ""
     assert api.texts[0:1] == ["Finished in state Failed('nothing was changed:\nnodea: one\nnodeb: two')"]
