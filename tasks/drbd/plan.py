@@ -306,6 +306,8 @@ def plan_replicate(
             steps.append(Step(kind="promote", node=primary, reason="no node is Primary"))
     if brand_new or not all(p.state.disk == "UpToDate" for p in probes.values()):
         steps.append(Step(kind="wait_synced", node=primary, reason="peer disk not UpToDate yet"))
+    elif steps and steps[0].kind == "wait_connected":  # a node that returns resyncs what it missed
+        steps.append(Step(kind="wait_synced", node=primary, reason="a reconnected peer may resync"))
     return steps
 
 

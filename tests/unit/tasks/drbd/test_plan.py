@@ -312,7 +312,8 @@ def test_replicate_peer_not_connected_waits_then_promotes() -> None:
         ),
     }
     steps = plan_replicate(probes, "nodeb", initial_sync="full", fresh_metadata=False)
-    assert kinds(steps) == [("wait_connected", "nodeb"), ("promote", "nodeb")]
+    assert kinds(steps) == [("wait_connected", "nodeb"), ("promote", "nodeb"), ("wait_synced", "nodeb")]
+    assert steps[-1].reason == "a reconnected peer may resync"  # measured: setup ended mid-resync
 
 
 # -- plan_filesystem --------------------------------------------------------------------------------
