@@ -53,7 +53,9 @@ class SetupReport(BaseModel):
     kept_files: list[str] = Field(
         default_factory=list, description="Resource files setup did not write, copied aside before replacing."
     )
-    initial_sync_s: float | None = None
+    sync_s: float | None = Field(
+        None, description="Waiting until both disks were UpToDate (initial sync or resync)."
+    )
     seconds: float = 0.0
 
     @property
@@ -73,8 +75,9 @@ class SetupReport(BaseModel):
         if self.filesystem_seen:
             seen = ", ".join(f"{n}: {t}" for n, t in self.filesystem_seen.items())
             lines.append(f"every node recognises the filesystem: {seen}")
-        if self.initial_sync_s is not None and not self.dry_run:
-            lines.append(f"initial sync: {self.initial_sync_s:.1f} s")
+        if self.sync_s is not None and not self.dry_run:
+            initial = any(s.startswith(("initial_promote", "skip_initial_sync")) for s in self.steps)
+            lines.append(f"{'initial sync' if initial else 'resync'}: {self.sync_s:.1f} s")
         lines.append(f"took {self.seconds:.1f} s")
         return "\n".join(lines)
 
@@ -160,7 +163,7 @@ def _build(settings: Settings) -> SetupReport:
         return targets[step.node or primary]
 
     def wait_synced(step: PlannedStep) -> None:
-        report.initial_sync_s = steps.wait_synced(on(step), resource, drbd.sync_timeout_s)
+        report.sync_s = steps.wait_synced(on(step), resource, drbd.sync_timeout_s)
 
     def keep_config(step: PlannedStep) -> None:
         report.kept_files.append(f"{step.node}:{steps.keep_config(on(step), resource, stamp)}")
