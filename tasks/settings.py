@@ -43,7 +43,7 @@ from pydantic_settings import (
 )
 
 from tasks.borg.rotation import Rotation
-from tasks.drbd.model import AfterSb0, BackingDisk, DrbdTuning, Minor, ResourceName
+from tasks.drbd.model import AfterSb0, BackingDisk, DrbdFencing, DrbdTuning, Minor, ResourceName
 from tasks.executor import SshAccess
 from tasks.fields import (
     AbsolutePath,
@@ -56,6 +56,18 @@ from tasks.fields import (
     ip_literal,
 )
 from tasks.ocfs2.model import ClusterName, HeartbeatThreshold, IdleTimeoutMs
+from tasks.pacemaker.model import (
+    SBD_AGENT,
+    FenceAgentName,
+    FenceParams,
+    Sbd,
+    ServiceIp,
+    StonithDevice,
+    TokenMs,
+    default_stonith_timeout_s,
+    stonith_devices,
+    stonith_timeout_problem,
+)
 
 EMBEDDED = "embedded"
 
@@ -410,8 +422,103 @@ class BackupSettings(BaseModel):
     )
 
 
+class FencingSettings(FenceParams):
+    """Node fencing (STONITH) of the Pacemaker cluster (``[cluster.fencing]``).
+
+    The lab fences with SBD (fence_sbd on a shared disk plus each VM's watchdog). Real hosts name their
+    fence agent, with parameters shared by every node (``params``, ``secret_params``) and per node
+    (``[cluster.fencing.nodes.<name>]``, e.g. each BMC's ``ip``)::
+
+        [cluster.fencing]
+        agent = "fence_ipmilan"
+        params = { username = "admin", lanplus = "1" }
+        [cluster.fencing.nodes.store1]
+        params = { ip = "10.0.9.101" }
+        secret_params = { password = "..." }
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    stonith: bool = Field(
+        True,
+        description=(
+            "false DISABLES NODE FENCING (stonith-enabled=false; DRBD then fences with resource-only): a "
+            "node that is cut off but still running can keep writing while the other is promoted, which "
+            "means split-brain and lost writes. Every run that builds the cluster warns about it. Only for "
+            "a test cluster that has no fence device at all."
+        ),
+    )
+    agent: FenceAgentName | None = Field(
+        None,
+        description=(
+            "The fence agent that powers a node off, e.g. 'fence_ipmilan' (fence-agents), with its "
+            "parameters in params / secret_params (every node) and nodes (per node). None: 'fence_sbd' "
+            "on the sbd disk — the lab's default; real hosts (target 'inventory') must name one."
+        ),
+    )
+    nodes: dict[Hostname, FenceParams] = Field(
+        default_factory=dict,
+        description=(
+            "Per-node agent parameters over the shared ones (fence_ipmilan: each node's BMC ip, and its "
+            "username/password when they differ): one fence device per node, never run on the node it "
+            "fences. Empty: one device fences every node (fence_sbd; an agent given the node as plug)."
+        ),
+    )
+    sbd: Sbd = Field(
+        default_factory=Sbd,
+        description="SBD, for the agent fence_sbd: the shared disk, the watchdog and the msgwait timeouts.",
+    )
+    stonith_timeout_s: int | None = Field(
+        None,
+        ge=10,
+        le=3600,
+        description=(
+            "pacemaker's stonith-timeout: how long one fencing may take before it is retried. None: 60 s "
+            "(as measured), or with fence_sbd twice (msgwait + 4 s + priority-fencing-delay 5 s) when that "
+            "is longer. With fence_sbd a set value must exceed msgwait + 4 s + 5 s (fence_sbd measured "
+            "msgwait + ~3 s)."
+        ),
+    )
+
+    @model_validator(mode="after")
+    def _consistent(self) -> FencingSettings:
+        if not self.stonith and (self.agent or self.nodes or self.params or self.secret_params):
+            raise ValueError(
+                "stonith is false but a fence agent or its parameters are set: remove one or the other"
+            )
+        if self.nodes and self.effective_agent == SBD_AGENT:
+            raise ValueError(
+                "nodes (per-node fence parameters) need an agent that fences one node per device, e.g. "
+                "agent = 'fence_ipmilan'; fence_sbd fences every node from the shared disk"
+            )
+        if self.stonith_timeout_s is not None and self.effective_agent == SBD_AGENT:
+            problem = stonith_timeout_problem(self.stonith_timeout_s, self.sbd.fence_duration_s)
+            if problem:
+                raise ValueError(f"{problem} (sbd.msgwait_s is {self.sbd.msgwait_s})")
+        return self
+
+    @property
+    def effective_agent(self) -> str:
+        """The fence agent in effect: the one named, else fence_sbd."""
+        return self.agent or SBD_AGENT
+
+    @property
+    def timeout_s(self) -> int:
+        """The stonith-timeout in effect (``stonith_timeout_s`` or its computed default)."""
+        if self.stonith_timeout_s is not None:
+            return self.stonith_timeout_s
+        sbd = self.effective_agent == SBD_AGENT
+        return default_stonith_timeout_s(self.sbd.fence_duration_s if sbd else None)
+
+    def devices(self, nodes: tuple[str, ...]) -> tuple[StonithDevice, ...]:
+        """The fence devices for ``nodes`` (none when STONITH is opted out)."""
+        if not self.stonith:
+            return ()
+        return stonith_devices(self.effective_agent, nodes, self, self.nodes, self.sbd)
+
+
 class ClusterSettings(BaseModel):
-    """How flows share the cluster."""
+    """How flows share the cluster, and the cluster manager that fails over by itself."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -427,6 +534,68 @@ class ClusterSettings(BaseModel):
         Path("/run/lock/ha-storage-flows"),
         description="Where the cluster's lock file lives on the control host (released if a run dies).",
     )
+    manager: Literal["none", "pacemaker"] = Field(
+        "none",
+        description=(
+            "'pacemaker': flows.setup also builds a Pacemaker + Corosync cluster that fences a lost node "
+            "and promotes and mounts the survivor by itself (DRBD fencing resource-and-stonith); 'none': "
+            "DRBD alone, and the failover drill promotes the survivor itself."
+        ),
+    )
+    token_ms: TokenMs = Field(
+        3000,
+        description=(
+            "Corosync totem token in ms: a node silent this long is declared lost (a new membership forms "
+            "1.2 x token later). 3000, corosync 3's default, was measured on the TCG lab: lost at +3.0 s, "
+            "new membership at +6.1-6.6 s, VM freezes of up to 4.5 s survived without fencing. 1000 "
+            "fenced a node frozen for 2.5 s there (a false fencing): do not lower it on slow or busy hosts."
+        ),
+    )
+    service_ip: ServiceIp | None = Field(
+        None,
+        description=(
+            "With manager 'pacemaker': an address the cluster brings up on the node that has the volume "
+            "mounted (IPaddr2), with its prefix length, e.g. '10.0.0.50/24'; None: no service IP."
+        ),
+    )
+    fencing: FencingSettings = Field(
+        default_factory=FencingSettings,
+        description="Node fencing (STONITH) of the Pacemaker cluster: SBD in the lab, your agent elsewhere.",
+    )
+
+    @field_validator("service_ip", mode="before")
+    @classmethod
+    def _empty_is_none(cls, value: object) -> object:
+        return None if value == "" else value  # TOML and the environment have no null
+
+    @model_validator(mode="after")
+    def _service_ip_needs_a_manager(self) -> ClusterSettings:
+        if self.service_ip is not None and self.manager != "pacemaker":
+            raise ValueError(
+                "service_ip is set but manager is 'none': only the cluster manager moves a service IP "
+                "(set manager = 'pacemaker', or leave service_ip unset)"
+            )
+        return self
+
+    @property
+    def drbd_fencing(self) -> DrbdFencing | None:
+        """DRBD's fencing policy under the cluster manager: resource-and-stonith (I/O freezes until the
+        peer is fenced or outdated; resource-only measured a split-brain in a full partition), or
+        resource-only when STONITH was opted out (nothing would ever confirm a fencing); None without one.
+        """
+        if self.manager != "pacemaker":
+            return None
+        return "resource-and-stonith" if self.fencing.stonith else "resource-only"
+
+    @property
+    def stonith_warning(self) -> str | None:
+        """The line every run that builds the cluster logs loudly when STONITH was opted out."""
+        if self.manager != "pacemaker" or self.fencing.stonith:
+            return None
+        return (
+            "STONITH IS DISABLED (cluster.fencing.stonith = false): no node is fenced; a node that is cut "
+            "off but still running can keep writing while the other is promoted (split-brain, lost writes)"
+        )
 
 
 # ``{node}`` / ``{address}`` in a power command's arguments; ``${VAR}`` and ``{}`` are the program's own.
@@ -617,7 +786,41 @@ class Settings(BaseSettings):
             raise ValueError(
                 f"failover.fault {self.failover.fault!r} is for real hosts; the lab uses 'destroy'"
             )
+        if self.cluster.manager == "pacemaker":
+            self._pacemaker_consistent()
         return self
+
+    def _pacemaker_consistent(self) -> None:
+        fencing = self.cluster.fencing
+        if self.target == "inventory" and fencing.stonith and fencing.agent is None:
+            raise ValueError(
+                "cluster.fencing.agent [HSF_CLUSTER__FENCING__AGENT] is not set: with cluster.manager "
+                "'pacemaker' on real hosts name the fence agent that powers a node off (e.g. "
+                "'fence_ipmilan', its parameters in cluster.fencing.params / secret_params / nodes), or "
+                "opt out of node fencing with cluster.fencing.stonith = false (unsafe)"
+            )
+        for node in fencing.nodes:
+            if node not in self.node_names:
+                raise UnknownNodeError(node, self.node_names, setting="cluster.fencing.nodes")
+        missing = [node for node in self.node_names if fencing.nodes and node not in fencing.nodes]
+        if missing:
+            raise ValueError(
+                f"cluster.fencing.nodes has no entry for {', '.join(missing)}: with per-node fence "
+                "parameters every node needs its own (each gets its own fence device)"
+            )
+        service_ip = self.cluster.service_ip
+        if service_ip is not None:
+            addresses: dict[str, IpAddress]
+            if self.target == "lab":
+                addresses = {node: self.lab.address_of(node) for node in self.lab.machines}
+            else:
+                addresses = {host.name: host.replication_ip for host in self.inventory}
+            taken = [name for name, address in addresses.items() if address == service_ip.ip]
+            if taken:
+                raise ValueError(
+                    f"cluster.service_ip {service_ip.ip} is {taken[0]}'s own address: the service IP "
+                    "must be one no host has"
+                )
 
     @property
     def fault(self) -> str:

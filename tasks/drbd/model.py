@@ -71,6 +71,15 @@ AfterSb0 = Literal[
 AfterSb1 = Literal["disconnect", "consensus", "violently-as0p", "discard-secondary", "call-pri-lost-after-sb"]
 AfterSb2 = Literal["disconnect", "violently-as0p", "call-pri-lost-after-sb"]
 
+# Fencing when a cluster manager (Pacemaker) owns the resource. resource-and-stonith freezes a Primary's
+# I/O on connection loss until the fence-peer handler returns; resource-only does not, and a full partition
+# measured a split-brain with it (the Primary that was shot had written on alone for ~7 s).
+DrbdFencing = Literal["resource-only", "resource-and-stonith"]
+# drbd-utils' handlers for DRBD 8.4 (the .9.sh ones are for DRBD 9): fence-peer places a location
+# constraint keeping the Promoted role off the outdated peer, after-resync-target removes it.
+CRM_FENCE_PEER = "/usr/lib/drbd/crm-fence-peer.sh"
+CRM_UNFENCE_PEER = "/usr/lib/drbd/crm-unfence-peer.sh"
+
 
 class DrbdTuning(BaseModel):
     """How a resource replicates: the options the settings expose as they are (``[drbd]``)."""
@@ -108,6 +117,13 @@ class DrbdResource(DrbdTuning):
     after_sb_0pri: AfterSb0 = Field("disconnect", description="Split-brain policy with no primary.")
     after_sb_1pri: AfterSb1 = Field("disconnect", description="Split-brain policy with one primary.")
     after_sb_2pri: AfterSb2 = Field("disconnect", description="Split-brain policy with two primaries.")
+    fencing: DrbdFencing | None = Field(
+        None,
+        description=(
+            "When Pacemaker owns the resource: the disk section's fencing policy and the crm-fence-peer / "
+            "crm-unfence-peer handlers; None: no fencing (DRBD alone, promoted by the flows)."
+        ),
+    )
 
     @field_validator("shared_secret")
     @classmethod
@@ -185,8 +201,17 @@ def render_resource(resource: DrbdResource) -> str:
         "  disk {",
         f"    c-plan-ahead {resource.c_plan_ahead};",
         f"    resync-rate {resource.resync_rate};",
-        "  }",
     ]
+    if resource.fencing is not None:  # DRBD 8.4 syntax: in the disk section (DRBD 9 moved it to net)
+        lines.append(f"    fencing {resource.fencing};")
+    lines.append("  }")
+    if resource.fencing is not None:
+        lines += [
+            "  handlers {",
+            f'    fence-peer "{CRM_FENCE_PEER}";',
+            f'    after-resync-target "{CRM_UNFENCE_PEER}";',
+            "  }",
+        ]
     if resource.dual_primary:
         lines.append("  startup { become-primary-on both; }")
     for node in resource.nodes:

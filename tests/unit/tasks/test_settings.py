@@ -348,3 +348,219 @@ def test_real_host_faults_are_refused_in_the_lab() -> None:
     for fault in ("sysrq-poweroff", "sysrq-crash"):
         with pytest.raises(SettingsError, match=f"failover.fault '{fault}' is for real hosts"):
             load_settings(failover={"fault": fault})
+
+
+# -- the cluster manager and its fencing ([cluster], [cluster.fencing]) ---------------------------------
+
+STORES = [{"name": "store1", "address": "192.0.2.10"}, {"name": "store2", "address": "192.0.2.11"}]
+BMC_PASSWORD = "Bmc-secret 42"
+
+
+def _ipmi_fencing(**extra: object) -> dict[str, object]:
+    return {
+        "agent": "fence_ipmilan",
+        "params": {"username": "admin", "lanplus": "1"},
+        "nodes": {
+            "store1": {"params": {"ip": "10.0.9.101"}, "secret_params": {"password": BMC_PASSWORD}},
+            "store2": {"params": {"ip": "10.0.9.102"}, "secret_params": {"password": BMC_PASSWORD}},
+        },
+        **extra,
+    }
+
+
+def test_every_cluster_and_fencing_field_has_a_description() -> None:
+    from tasks.pacemaker.model import FenceParams, Sbd
+    from tasks.settings import ClusterSettings, FencingSettings
+
+    for model in (ClusterSettings, FencingSettings, FenceParams, Sbd):
+        missing = [name for name, field in model.model_fields.items() if not field.description]
+        assert not missing, f"{model.__name__}: {missing}"
+
+
+def test_cluster_manager_defaults_keep_todays_behaviour() -> None:
+    cluster = load_settings().cluster
+    assert (cluster.manager, cluster.token_ms, cluster.service_ip) == ("none", 3000, None)
+    fencing = cluster.fencing
+    assert (fencing.stonith, fencing.agent, fencing.effective_agent) == (True, None, "fence_sbd")
+    assert (fencing.sbd.device, fencing.sbd.watchdog_timeout_s, fencing.sbd.msgwait_s) == (
+        "/dev/disk/by-id/virtio-sbd",
+        5,
+        10,
+    )
+    assert fencing.stonith_timeout_s is None and fencing.timeout_s == 60
+    assert cluster.drbd_fencing is None and cluster.stonith_warning is None
+
+
+def test_the_lab_fences_with_sbd(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HSF_CLUSTER__MANAGER", "pacemaker")
+    monkeypatch.setenv("HSF_CLUSTER__FENCING__SBD__MSGWAIT_S", "20")
+    monkeypatch.setenv("HSF_CLUSTER__FENCING__SBD__WATCHDOG_TIMEOUT_S", "10")
+    settings = load_settings()
+    cluster = settings.cluster
+    assert cluster.drbd_fencing == "resource-and-stonith" and cluster.stonith_warning is None
+    (device,) = cluster.fencing.devices(settings.node_names)
+    assert (device.name, device.agent, device.targets) == ("st_sbd", "fence_sbd", ("nodea", "nodeb"))
+    assert device.params.params == {"devices": "/dev/disk/by-id/virtio-sbd"}
+    assert device.fence_duration_s == 24 and cluster.fencing.timeout_s == 60
+
+
+def test_real_hosts_fence_with_the_named_agent() -> None:
+    settings = load_settings(
+        target="inventory", inventory=STORES, cluster={"manager": "pacemaker", "fencing": _ipmi_fencing()}
+    )
+    devices = settings.cluster.fencing.devices(settings.node_names)
+    assert [(d.name, d.targets, d.params.params) for d in devices] == [
+        ("st_ipmilan_store1", ("store1",), {"username": "admin", "lanplus": "1", "ip": "10.0.9.101"}),
+        ("st_ipmilan_store2", ("store2",), {"username": "admin", "lanplus": "1", "ip": "10.0.9.102"}),
+    ]
+    assert all(d.params.secret_params["password"].get_secret_value() == BMC_PASSWORD for d in devices)
+    assert settings.cluster.fencing.timeout_s == 60
+    for shown in (repr(settings), str(settings.cluster), settings.model_dump_json()):
+        assert BMC_PASSWORD not in shown
+
+
+def test_the_stonith_opt_out_is_explicit_and_loud() -> None:
+    settings = load_settings(
+        target="inventory", inventory=STORES, cluster={"manager": "pacemaker", "fencing": {"stonith": False}}
+    )
+    cluster = settings.cluster
+    assert cluster.fencing.devices(settings.node_names) == ()
+    assert cluster.drbd_fencing == "resource-only"
+    assert cluster.stonith_warning is not None and cluster.stonith_warning.startswith("STONITH IS DISABLED")
+    description = type(cluster.fencing).model_fields["stonith"].description or ""
+    assert "DISABLES NODE FENCING" in description and "split-brain" in description
+
+
+def test_pacemaker_on_real_hosts_without_a_fence_agent_is_one_line_naming_the_setting() -> None:
+    with pytest.raises(SettingsError) as error:
+        load_settings(target="inventory", inventory=STORES, cluster={"manager": "pacemaker"})
+    message = str(error.value)
+    assert len(message.splitlines()) == 1, message
+    assert message.startswith(
+        "settings: cluster.fencing.agent [HSF_CLUSTER__FENCING__AGENT] is not set: with cluster.manager "
+        "'pacemaker' on real hosts name the fence agent"
+    )
+    assert "cluster.fencing.stonith = false" in message
+    # Without the cluster manager nothing fences, so nothing is missing.
+    assert load_settings(target="inventory", inventory=STORES).cluster.manager == "none"
+
+
+@pytest.mark.parametrize(
+    ("cluster", "expected"),
+    [
+        (
+            {"manager": "corosync"},
+            "setting cluster.manager [HSF_CLUSTER__MANAGER]: Input should be 'none' or",
+        ),
+        ({"token_ms": 500}, "setting cluster.token_ms [HSF_CLUSTER__TOKEN_MS]: Input should be greater than"),
+        ({"fencing": {"agent": "ipmilan"}}, "'ipmilan' is not a fence agent name such as 'fence_ipmilan'"),
+        ({"fencing": {"agent": "fence-ipmilan"}}, "'fence-ipmilan' is not a fence agent name"),
+        ({"fencing": {"agent": "fence_IPMI"}}, "'fence_IPMI' is not a fence agent name"),
+        (
+            {"manager": "pacemaker", "fencing": {"stonith_timeout_s": 19}},
+            "setting cluster.fencing [HSF_CLUSTER__FENCING]: stonith_timeout_s 19 must exceed 19 s: a "
+            "fencing takes up to 14 s (fence_sbd: msgwait + 4 s) and priority-fencing-delay adds 5 s",
+        ),
+        (
+            {"fencing": {"stonith_timeout_s": 25, "sbd": {"watchdog_timeout_s": 10, "msgwait_s": 20}}},
+            "stonith_timeout_s 25 must exceed 29 s",
+        ),
+        (
+            {"fencing": {"sbd": {"watchdog_timeout_s": 5, "msgwait_s": 8}}},
+            "setting cluster.fencing.sbd [HSF_CLUSTER__FENCING__SBD]: msgwait_s 8 must be at least twice",
+        ),
+        (
+            {"fencing": {"params": {"password": "x"}}},
+            "params password look like secrets: put them in secret_params",
+        ),
+        ({"fencing": {"stonith": False, "agent": "fence_ipmilan"}}, "stonith is false but a fence agent"),
+        (
+            {"manager": "pacemaker", "fencing": {"nodes": {"nodea": {"params": {"ip": "10.0.9.1"}}}}},
+            "nodes (per-node fence parameters) need an agent that fences one node per device",
+        ),
+        (
+            {"manager": "pacemaker", "service_ip": "10.77.0.50"},
+            "setting cluster.service_ip [HSF_CLUSTER__SERVICE_IP]: '10.77.0.50' has no prefix length",
+        ),
+        ({"service_ip": "10.77.0.50/24"}, "service_ip is set but manager is 'none'"),
+        (
+            {"manager": "pacemaker", "service_ip": "10.77.0.12/24"},
+            "cluster.service_ip 10.77.0.12 is nodeb's own",
+        ),
+        (
+            {"manager": "pacemaker", "fencing": {"agent": "fence_ipmilan", "nodes": {"nodez": {}}}},
+            "cluster.fencing.nodes: unknown node 'nodez' (known: nodea, nodeb)",
+        ),
+        (
+            {"manager": "pacemaker", "fencing": {"agent": "fence_ipmilan", "nodes": {"nodea": {}}}},
+            "cluster.fencing.nodes has no entry for nodeb",
+        ),
+    ],
+)
+def test_bad_cluster_settings_are_one_clear_line(cluster: dict[str, object], expected: str) -> None:
+    with pytest.raises(SettingsError) as error:
+        load_settings(cluster=cluster)
+    message = str(error.value)
+    assert len(message.splitlines()) == 1, message
+    assert expected in message
+
+
+@pytest.mark.parametrize(
+    "secret_params",
+    [{"password": 'has"quote ' + BMC_PASSWORD}, {"password": 4242424242}],
+    ids=["unsafe-character", "not-a-string"],
+)
+def test_a_rejected_fence_password_is_never_echoed(secret_params: dict[str, object]) -> None:
+    fencing = _ipmi_fencing()
+    fencing["secret_params"] = secret_params
+    with pytest.raises(SettingsError) as error:
+        load_settings(
+            target="inventory", inventory=STORES, cluster={"manager": "pacemaker", "fencing": fencing}
+        )
+    message = str(error.value)
+    assert len(message.splitlines()) == 1, message
+    assert "cluster.fencing.secret_params.password" in message
+    assert BMC_PASSWORD not in message and "4242424242" not in message
+
+
+def test_the_fencing_settings_have_variables() -> None:
+    from tasks.settings import setting_variables
+
+    assert {
+        "HSF_CLUSTER__MANAGER",
+        "HSF_CLUSTER__TOKEN_MS",
+        "HSF_CLUSTER__SERVICE_IP",
+        "HSF_CLUSTER__FENCING__AGENT",
+        "HSF_CLUSTER__FENCING__STONITH",
+        "HSF_CLUSTER__FENCING__SECRET_PARAMS",
+        "HSF_CLUSTER__FENCING__NODES",
+        "HSF_CLUSTER__FENCING__SBD__MSGWAIT_S",
+    } <= setting_variables()
+
+
+def test_fencing_from_a_toml_file(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    config = tmp_path / "hsf.toml"
+    config.write_text(
+        'target = "inventory"\n'
+        "inventory = [\n"
+        '  { name = "store1", address = "192.0.2.10" },\n'
+        '  { name = "store2", address = "192.0.2.11" },\n'
+        "]\n"
+        "[cluster]\n"
+        'manager = "pacemaker"\n'
+        'service_ip = "192.0.2.50/24"\n'
+        "[cluster.fencing]\n"
+        'agent = "fence_ipmilan"\n'
+        'params = { username = "admin", lanplus = "1" }\n'
+        f'secret_params = {{ password = "{BMC_PASSWORD}" }}\n'
+        "[cluster.fencing.nodes.store1]\n"
+        'params = { ip = "10.0.9.101" }\n'
+        "[cluster.fencing.nodes.store2]\n"
+        'params = { ip = "10.0.9.102" }\n'
+    )
+    monkeypatch.setenv("HSF_CONFIG", str(config))
+    settings = load_settings()
+    assert str(settings.cluster.service_ip) == "192.0.2.50/24"
+    devices = settings.cluster.fencing.devices(settings.node_names)
+    assert [d.params.params["ip"] for d in devices] == ["10.0.9.101", "10.0.9.102"]
+    assert [d.params.secret_params["password"].get_secret_value() for d in devices] == [BMC_PASSWORD] * 2

@@ -369,3 +369,130 @@ def test_model_accepts_exactly_the_resync_rates_drbdadm_accepts(tmp_path: Path, 
     except pydantic.ValidationError:
         model_accepts = False
     assert model_accepts == drbdadm_accepts, f"{rate}: model {model_accepts}, drbdadm {drbdadm_accepts}"
+
+
+# -- fencing under a cluster manager (Pacemaker) -------------------------------------------------------
+#
+# The lab's nodes run the DRBD 8.4 module, so their drbdadm hands every file to drbdadm-84. Without a
+# module (as here) drbdadm parses as DRBD 9, where `fencing` belongs in `net` and the 8.4 file is refused;
+# DRBD_DRIVER_VERSION_OVERRIDE makes this drbdadm pick the 8.4 parser the nodes use.
+# tests/fixtures/pacemaker/r0-rs.res is a verbatim copy of the Pacemaker spike's recommended resource
+# (lab-recipe/pacemaker/cfg/r0-rs.res), with which 9 automatic failovers and 3 full partitions ran clean.
+
+PACEMAKER_FIXTURES = Path(__file__).parents[3] / "fixtures" / "pacemaker"
+DRBD_84 = {"DRBD_DRIVER_VERSION_OVERRIDE": "8.4.11"}
+needs_drbdadm_84 = pytest.mark.skipif(
+    shutil.which("drbdadm") is None or not Path("/usr/lib/drbd/drbdadm-84").exists(),
+    reason="drbdadm with its 8.4 parser (drbd-utils) is not installed",
+)
+
+
+def _drbdadm_84_dump(tmp_path: Path, text: str, resource: str, node: str) -> str:
+    config = tmp_path / "r84.res"
+    config.write_text(text)
+    result = Executor().run(
+        drbdadm_dump_argv(str(config), resource),
+        env={"__DRBD_NODE__": node, **DRBD_84},
+        read_only=True,
+        timeout=30,
+    )
+    return result.stdout
+
+
+def _fencing_parts(dump: str) -> tuple[list[str], str]:
+    """The fencing option and the handlers section of a drbdadm dump, whitespace normalised."""
+    fencing = re.findall(r"^\s+fencing\s+(\S+);", dump, re.MULTILINE)
+    handlers = re.search(r"^\s+handlers \{\n(.*?)^\s+\}", dump, re.MULTILINE | re.DOTALL)
+    body = " ".join(handlers.group(1).split()) if handlers else ""
+    return fencing, body
+
+
+def test_no_fencing_by_default() -> None:
+    text = render_resource(_resource())
+    assert _resource().fencing is None
+    assert "fencing" not in text and "handlers" not in text and "crm-" not in text
+
+
+def test_fencing_adds_the_policy_and_the_84_handlers() -> None:
+    text = render_resource(_resource(fencing="resource-and-stonith"))
+    assert (
+        "  disk {\n"
+        "    c-plan-ahead 0;\n"
+        "    resync-rate 100M;\n"
+        "    fencing resource-and-stonith;\n"
+        "  }\n"
+        "  handlers {\n"
+        '    fence-peer "/usr/lib/drbd/crm-fence-peer.sh";\n'
+        '    after-resync-target "/usr/lib/drbd/crm-unfence-peer.sh";\n'
+        "  }\n"
+    ) in text
+    assert ".9.sh" not in text
+    assert text.count("{") == text.count("}")
+
+
+def test_fencing_adds_only_the_option_and_the_handlers() -> None:
+    """Everything else stays as it is without a cluster manager."""
+    plain = render_resource(_resource()).splitlines()
+    expected = list(plain)
+    after_rate = plain.index("    resync-rate 100M;") + 1
+    expected[after_rate:after_rate] = ["    fencing resource-only;"]
+    after_disk = expected.index("  }", after_rate) + 1
+    expected[after_disk:after_disk] = [
+        "  handlers {",
+        '    fence-peer "/usr/lib/drbd/crm-fence-peer.sh";',
+        '    after-resync-target "/usr/lib/drbd/crm-unfence-peer.sh";',
+        "  }",
+    ]
+    assert render_resource(_resource(fencing="resource-only")).splitlines() == expected
+
+
+def test_unknown_fencing_policy_is_rejected() -> None:
+    with pytest.raises(pydantic.ValidationError, match=r"fencing\n\s+Input should be 'resource-only' or"):
+        _resource(fencing="dont-care")
+
+
+@needs_drbdadm_84
+def test_measured_resource_parses_with_the_84_parser(tmp_path: Path) -> None:
+    """The guard of the comparison below: the spike's file parses with drbdadm's 8.4 parser."""
+    dump = _drbdadm_84_dump(tmp_path, (PACEMAKER_FIXTURES / "r0-rs.res").read_text(), "r0", "nodea")
+    assert _fencing_parts(dump) == (
+        ["resource-and-stonith"],
+        "fence-peer /usr/lib/drbd/crm-fence-peer.sh; after-resync-target /usr/lib/drbd/crm-unfence-peer.sh;",
+    )
+
+
+@needs_drbdadm_84
+@pytest.mark.parametrize("variant", ["default", "dual-primary", "ipv6", "port-minor-disk", "tuning"])
+def test_fenced_resource_is_accepted_by_the_84_parser_as_measured(tmp_path: Path, variant: str) -> None:
+    resource = _resource(**VARIANTS[variant], fencing="resource-and-stonith")
+    first = resource.nodes[0].name
+    ours = _drbdadm_84_dump(tmp_path, render_resource(resource), resource.name, first)
+    measured = _drbdadm_84_dump(tmp_path, (PACEMAKER_FIXTURES / "r0-rs.res").read_text(), "r0", "nodea")
+    assert _fencing_parts(ours) == _fencing_parts(measured)
+    assert re.search(rf"^resource {resource.name} \{{", ours, re.MULTILINE)
+    assert re.search(rf"shared-secret\s+\"?{re.escape(SECRET)}\"?;", ours)
+    assert re.search(rf"resync-rate\s+{resource.resync_rate};", ours)
+
+
+@needs_drbdadm_84
+def test_resource_only_is_accepted_by_the_84_parser(tmp_path: Path) -> None:
+    dump = _drbdadm_84_dump(tmp_path, render_resource(_resource(fencing="resource-only")), "r0", "nodea")
+    assert _fencing_parts(dump)[0] == ["resource-only"]
+    assert "crm-fence-peer.sh" in _fencing_parts(dump)[1]
+
+
+@needs_drbdadm_84
+def test_the_84_parser_really_checks_the_handlers(tmp_path: Path) -> None:
+    text = render_resource(_resource(fencing="resource-and-stonith"))
+    with pytest.raises(CommandError) as info:
+        _drbdadm_84_dump(tmp_path, text.replace("fence-peer ", "fence-pier "), "r0", "nodea")
+    assert info.value.exit_code == 10
+
+
+@needs_drbdadm
+@needs_drbdadm_84
+def test_the_plain_default_resource_parses_with_the_84_parser_too(tmp_path: Path) -> None:
+    """The other tests here parse with drbdadm's DRBD 9 parser (no module on this machine); the nodes
+    use the 8.4 one: without a cluster manager both accept the same file."""
+    dump = _drbdadm_84_dump(tmp_path, render_resource(_resource()), "r0", "nodea")
+    assert re.search(r"resync-rate\s+100M;", dump) and "fencing" not in dump
