@@ -111,6 +111,11 @@ def setup(settings: Settings | None = None) -> SetupReport:
 def _build(settings: Settings) -> SetupReport:
     started = time.monotonic()
     drbd = settings.drbd
+    if settings.cluster.manager != "none":  # never a volume silently built without the asked-for manager
+        raise Refused(
+            f"cluster.manager = {settings.cluster.manager!r}: building that cluster manager is not part of "
+            "this version yet (only its settings are); set cluster.manager = 'none'. Nothing was changed."
+        )
     if settings.target == "lab":
         lab = lab_up(settings)
         if lab.dry_run and lab.actions:

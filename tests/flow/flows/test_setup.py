@@ -62,3 +62,16 @@ def test_a_high_availability_volume_is_left_alone(replay: Callable[..., Replay])
     with pytest.raises(Refused, match="high-availability mode"):
         setup()
     assert nodes.changed == []
+
+
+def test_a_cluster_manager_this_version_cannot_build_is_refused_before_anything_changes(
+    replay: Callable[..., Replay], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    nodes = replay("fresh")
+    monkeypatch.setenv("HSF_CLUSTER__MANAGER", "pacemaker")
+    monkeypatch.setenv("HSF_CLUSTER__FENCING__STONITH", "false")
+    with pytest.raises(
+        Refused, match=r"^cluster.manager = 'pacemaker': building that cluster manager is not"
+    ):
+        setup()
+    assert nodes.changed == [] and nodes.probed == []  # not even a probe: no node was touched
