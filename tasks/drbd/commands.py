@@ -35,10 +35,6 @@ def rename_argv(source: str, dest: str) -> list[str]:
     return ["mv", "-f", source, dest]
 
 
-def sha256_argv(*paths: str) -> list[str]:
-    return ["sha256sum", *paths]
-
-
 def read_file_argv(path: str) -> list[str]:
     """The file's content on stdout; exit 1 when it does not exist."""
     return ["cat", path]

@@ -63,10 +63,9 @@ class NodeProbe(BaseModel):
     volume: BlockSignature | None = Field(None, description="What blkid finds on /dev/drbdN (Primary only).")
     mount: Mount | None = Field(None, description="What is mounted at the mountpoint.")
 
-    @property
-    def tools(self) -> bool:
-        """drbdadm is installed."""
-        return "drbdadm" in self.tools_found
+    def missing_tools(self, fstype: str) -> list[str]:
+        """The tools setup needs for ``fstype`` that this node lacks."""
+        return [t for t in tools_needed(fstype) if t not in self.tools_found]
 
     @property
     def dual_primary_config(self) -> bool:
@@ -153,7 +152,7 @@ def check_preconditions(
                 f"{node}: the host's name is {probe.hostname!r}, and DRBD finds its section by that name: "
                 f"name the inventory host {probe.hostname!r} (or rename the host)"
             )
-        missing = [t for t in tools_needed(allowed.fstype) if t not in probe.tools_found]
+        missing = probe.missing_tools(allowed.fstype)
         if missing and not allowed.install_packages:
             packages = ", ".join(f"{t} ({TOOL_PACKAGES[t]})" for t in missing)
             problems.append(
@@ -239,8 +238,7 @@ def plan_bring_up(probes: dict[str, NodeProbe], allowed: Preconditions) -> list[
     no node meets a peer with the other secret), adjusted, and connected again."""
     steps: list[Step] = []
     for node, probe in probes.items():  # first on every node: a package that fails changes nothing else
-        missing = [t for t in tools_needed(allowed.fstype) if t not in probe.tools_found]
-        if missing:
+        if missing := probe.missing_tools(allowed.fstype):
             packages = tuple(sorted({TOOL_PACKAGES[t] for t in missing}))
             reason = f"missing {', '.join(missing)}"
             steps.append(Step(kind="install_tools", node=node, reason=reason, packages=packages))

@@ -7,7 +7,6 @@ filesystem and mount builders run on scratch files here.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -259,15 +258,6 @@ def test_rename_replaces_the_destination(tmp_path: Path) -> None:
     dest.write_text("old")
     assert run(c.rename_argv(str(source), str(dest))).returncode == 0
     assert dest.read_text() == "new" and not source.exists()
-
-
-def test_sha256_prints_each_file_digest_first(tmp_path: Path) -> None:
-    one, two = tmp_path / "a", tmp_path / "b c"
-    one.write_bytes(b"first")
-    two.write_bytes(b"second")
-    assert run(c.sha256_argv(str(one))).stdout.split()[:1] == [hashlib.sha256(b"first").hexdigest()]
-    lines = run(c.sha256_argv(str(one), str(two))).stdout.splitlines()
-    assert lines == [f"{hashlib.sha256(p.read_bytes()).hexdigest()}  {p}" for p in (one, two)]
 
 
 def test_mkdir_makes_parents_and_is_idempotent(tmp_path: Path) -> None:
