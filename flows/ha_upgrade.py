@@ -21,7 +21,8 @@ from tasks.cli import CheckFailed, run_cli
 from tasks.cluster import drbd_resource, node_targets, o2cb_cluster, secret_block_name, shared_secret
 from tasks.context import current_executor, refuse_dry_run, run_context
 from tasks.drbd import steps
-from tasks.drbd.plan import Refused
+from tasks.drbd.model import render_resource
+from tasks.drbd.plan import Refused, foreign_config_problems
 from tasks.events import DATA_LOST, HA_UPGRADED, cluster_resource, emit
 from tasks.executor import SshTarget
 from tasks.manifest import contents, tree_manifest
@@ -143,6 +144,14 @@ def _upgrade(settings: Settings) -> HaUpgradeReport:
         report.seconds = round(time.monotonic() - started, 1)
         publish(report, settings.cluster_name)
         return report
+    rendered = render_resource(resource)
+    foreign = [
+        line for node, p in probes.items() for line in foreign_config_problems(node, p, resource, rendered)
+    ]
+    if foreign:  # setup adopts a hand-made resource (keeping its file); the upgrade never replaces one
+        raise Refused(
+            "nothing was changed; adopt the resource with python -m flows.setup first:\n" + "\n".join(foreign)
+        )
     for node, probe in probes.items():
         if not probe.state.healthy:
             raise Refused(

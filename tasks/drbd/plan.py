@@ -179,17 +179,8 @@ def check_preconditions(
                     "choose another drbd.minor"
                 )
         problems += _disk_problems(node, probe, spec.disk, spec.device, allowed)
-        if not probe.config_current and not probe.own_config and not allowed.adopt_existing:
-            problems.append(
-                f"{node}: {resource.config_path} was not written by ha-storage-flows and differs from what "
-                "setup would write; set drbd.adopt_existing = true to replace it (a copy of it is kept):\n"
-                + config_difference(node, probe.config_text, rendered, resource.config_path)
-            )
-        if probe.state.configured and probe.config_text is None and not allowed.adopt_existing:
-            problems.append(
-                f"{node}: resource {resource.name} runs without {resource.config_path}; "
-                "set drbd.adopt_existing = true to give it setup's file"
-            )
+        if not allowed.adopt_existing:
+            problems += foreign_config_problems(node, probe, resource, rendered)
         if probe.adjust is not None and probe.adjust.rejected:
             problems.append(
                 f"{node}: drbdadm cannot apply the new config to the running {resource.name}: "
@@ -209,6 +200,23 @@ def check_preconditions(
                 f"that is done only while it is Connected and UpToDate on every node ({'; '.join(unhealthy)})"
             )
     return problems
+
+
+def foreign_config_problems(node: str, probe: NodeProbe, resource: DrbdResource, rendered: str) -> list[str]:
+    """A resource file, or a running resource, that this project did not make: never replaced unless
+    the settings say so (setup adopts it with ``drbd.adopt_existing``, keeping a copy)."""
+    if not probe.config_current and not probe.own_config:
+        return [
+            f"{node}: {resource.config_path} was not written by ha-storage-flows and differs from what "
+            "setup would write; set drbd.adopt_existing = true to replace it (a copy of it is kept):\n"
+            + config_difference(node, probe.config_text, rendered, resource.config_path)
+        ]
+    if probe.state.configured and probe.config_text is None:
+        return [
+            f"{node}: resource {resource.name} runs without {resource.config_path}; "
+            "set drbd.adopt_existing = true to give it setup's file"
+        ]
+    return []
 
 
 def _disk_problems(node: str, probe: NodeProbe, disk: str, device: str, allowed: Preconditions) -> list[str]:

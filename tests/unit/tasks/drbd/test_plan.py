@@ -14,6 +14,7 @@ from tasks.drbd.plan import (
     Refused,
     Step,
     check_preconditions,
+    foreign_config_problems,
     plan_bring_up,
     plan_filesystem,
     plan_replicate,
@@ -568,3 +569,18 @@ def test_preconditions_a_config_drbdadm_rejects_is_one_line() -> None:
         "nodeb: drbdadm cannot apply the new config to the running r0: "
         "'r0' not defined in your config (for this host)."
     ]
+
+
+def test_foreign_config_problems_are_what_every_flow_refuses_without_adopting() -> None:
+    """The one check setup and the HA upgrade share: a hand-made file, or a resource without a file."""
+    rendered = render_resource(RESOURCE)
+    hand = probe("nodea", config_text=HAND_MADE, config_current=False)
+    (line,) = foreign_config_problems("nodea", hand, RESOURCE, rendered)
+    assert line.startswith("nodea: /etc/drbd.d/r0.res was not written by ha-storage-flows")
+    orphan = probe("nodeb", config_text=None, config_current=False)
+    assert foreign_config_problems("nodeb", orphan, RESOURCE, rendered) == [
+        "nodeb: resource r0 runs without /etc/drbd.d/r0.res; set drbd.adopt_existing = true to give it "
+        "setup's file"
+    ]
+    own_older = probe("nodea", config_text=rendered.replace("100M", "50M"), config_current=False)
+    assert foreign_config_problems("nodea", own_older, RESOURCE, rendered) == []
