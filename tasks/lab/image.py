@@ -48,6 +48,14 @@ GUEST_PACKAGES: tuple[str, ...] = (
     "nftables",
     "rsync",
     "psmisc",
+    # The cluster manager (cluster.manager = "pacemaker"): corosync, pacemaker with the crm shell, the
+    # resource agents (ocf:linbit:drbd comes with drbd-utils), and SBD fencing over the shared disk.
+    "pacemaker",
+    "corosync",
+    "crmsh",
+    "resource-agents",
+    "fence-agents",
+    "sbd",
 )
 
 

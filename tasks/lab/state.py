@@ -49,6 +49,11 @@ class LabLayout:
     def data_disk(self, node: str) -> Path:
         return self.vm_dir(node) / "data.img"
 
+    @property
+    def sbd_disk(self) -> Path:
+        """The SBD fencing disk all storage nodes share (one file, made once)."""
+        return self.root / "sbd.img"
+
     def seed(self, node: str) -> Path:
         return self.vm_dir(node) / "seed.img"
 
@@ -59,7 +64,8 @@ class LabLayout:
         return self.vm_dir(node) / "console.log"
 
     def vm_files(self, node: str) -> tuple[Path, ...]:
-        return (self.overlay(node), self.data_disk(node), self.seed(node), self.host_key(node))
+        shared = (self.sbd_disk,) if node in self.lab.nodes else ()
+        return (self.overlay(node), self.data_disk(node), self.seed(node), self.host_key(node), *shared)
 
     def address(self, node: str) -> ipaddress.IPv4Interface:
         return ipaddress.IPv4Interface(f"{self.lab.address_of(node)}/{self.lab.subnet.prefixlen}")
@@ -87,6 +93,7 @@ class LabLayout:
             "tb": self.lab.tcg_tb_cache_mib,
             "address": address.with_prefixlen,
             "data_gib": self.lab.data_disk_gib,
+            "sbd": node in self.lab.nodes,
         }
         spec_id = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
         return DomainSpec(
@@ -104,6 +111,7 @@ class LabLayout:
             root_disk=self.overlay(node),
             seed_disk=self.seed(node),
             console_log=self.console(node),
+            sbd_disk=self.sbd_disk if node in self.lab.nodes else None,
             spec_id=spec_id,
         )
 
@@ -248,7 +256,9 @@ def plan_up(layout: LabLayout, probe: LabProbe, specs: dict[str, DomainSpec], em
             defined = files = False
         if not files:
             actions.append(
-                Action(kind="prepare_vm_files", node=node, reason="overlay, data disk or seed missing")
+                Action(
+                    kind="prepare_vm_files", node=node, reason="overlay, data disk, seed or SBD disk missing"
+                )
             )
         if not defined:
             actions.append(Action(kind="define_vm", node=node, reason="domain not defined"))

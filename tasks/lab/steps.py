@@ -118,6 +118,10 @@ def ensure_network(lab: LabSettings) -> None:
             net.create()
 
 
+# SBD needs a few KiB per node slot; the measured lab used 16 MiB.
+SBD_DISK_SIZE = "16M"
+
+
 @step(name="prepare-vm-files", timeout_seconds=300)
 def prepare_vm_files(lab: LabSettings, node: str, image: GuestImage) -> None:
     """Overlay over the base image, blank data disk, the VM's own host key and its seed disk."""
@@ -134,6 +138,8 @@ def prepare_vm_files(lab: LabSettings, node: str, image: GuestImage) -> None:
     data = layout.data_disk(node)
     data.unlink(missing_ok=True)
     executor.run(qemu_img_raw_argv(data, f"{lab.data_disk_gib}G"), timeout=60)
+    if node in lab.nodes and not layout.sbd_disk.exists():  # shared: another node may be using it
+        executor.run(qemu_img_raw_argv(layout.sbd_disk, SBD_DISK_SIZE), timeout=60)
     host_key = layout.host_key(node)
     for stale in (host_key, host_key.with_name(host_key.name + ".pub")):
         stale.unlink(missing_ok=True)

@@ -11,6 +11,11 @@ from pydantic import BaseModel, ConfigDict, Field
 
 METADATA_NS = "https://ha-storage-flows.invalid/lab/1"
 DATA_DISK_TARGET = "vdb"
+SBD_DISK_TARGET = "vdc"
+SBD_DISK_SERIAL = "sbd"  # the guest sees it as /dev/disk/by-id/virtio-sbd
+# The guest names virtio disks in PCI slot order: the shared SBD disk sits in the last slot of bus 0, so
+# the data disk attached after definition (libvirt gives it the next free, lower slot) stays vdb.
+SBD_DISK_PCI_SLOT = "0x1f"
 
 
 class DomainSpec(BaseModel):
@@ -32,6 +37,13 @@ class DomainSpec(BaseModel):
     root_disk: Path = Field(description="qcow2 overlay over the shared base image.")
     seed_disk: Path = Field(description="Small ext4 image (label labseed) with the VM's SSH identity.")
     console_log: Path
+    sbd_disk: Path | None = Field(
+        None,
+        description=(
+            "The small raw disk every storage node shares for SBD fencing (None: not a cluster node); "
+            "with it comes QEMU's i6300esb watchdog, which resets the guest when sbd stops feeding it."
+        ),
+    )
     spec_id: str = Field(description="Hash of the lab settings this domain was made from (in metadata).")
 
     @property
@@ -64,6 +76,19 @@ def _file_disk(
     return disk
 
 
+def _shared_sbd_disk(parent: ET.Element, source: Path) -> ET.Element:
+    """The SBD disk, opened by every node's QEMU at once (``<shareable/>``: share-rw=on, no host cache,
+    so one node reads what another wrote; measured as the lab's fencing disk)."""
+    disk = _sub(parent, "disk", type="file", device="disk")
+    _sub(disk, "driver", name="qemu", type="raw", cache="none", io="threads")
+    _sub(disk, "source", file=str(source))
+    _sub(disk, "target", dev=SBD_DISK_TARGET, bus="virtio")
+    _sub(disk, "serial", SBD_DISK_SERIAL)
+    _sub(disk, "shareable")
+    _sub(disk, "address", type="pci", domain="0x0000", bus="0x00", slot=SBD_DISK_PCI_SLOT, function="0x0")
+    return disk
+
+
 def render_domain(spec: DomainSpec) -> str:
     """Domain XML: direct kernel boot, root overlay on virtio, seed on IDE (so virtio names stay vda/vdb)."""
     domain = ET.Element("domain", type=spec.domain_type)
@@ -90,6 +115,8 @@ def render_domain(spec: DomainSpec) -> str:
     devices = _sub(domain, "devices")
     _file_disk(devices, spec.root_disk, "qcow2", "vda", "virtio", None)
     _file_disk(devices, spec.seed_disk, "raw", "hda", "ide", "labseed")
+    if spec.sbd_disk is not None:
+        _shared_sbd_disk(devices, spec.sbd_disk)
     interface = _sub(devices, "interface", type="network")
     _sub(interface, "source", network=spec.network)
     _sub(interface, "mac", address=spec.mac)
@@ -102,6 +129,8 @@ def render_domain(spec: DomainSpec) -> str:
     _sub(console, "target", type="serial", port="0")
     rng = _sub(devices, "rng", model="virtio")
     _sub(rng, "backend", "/dev/urandom", model="random")
+    if spec.sbd_disk is not None:
+        _sub(devices, "watchdog", model="i6300esb", action="reset")
     _sub(devices, "memballoon", model="none")
     ET.register_namespace("hsf", METADATA_NS)
     return ET.tostring(domain, encoding="unicode")

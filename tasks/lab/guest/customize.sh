@@ -76,9 +76,11 @@ UseDNS no
 EOS
 
 chroot "$R" systemctl enable lab-net.service lab-seed.service systemd-networkd.service serial-getty@ttyS0.service
-# Nothing at boot that the flows should decide: DRBD and the o2cb cluster stack are started by the
-# flows (and o2cb fails until cluster.conf exists). Timers only cost CPU under emulation.
-for unit in drbd.service o2cb.service ocfs2.service; do
+# Nothing at boot that the flows should decide: DRBD, the o2cb cluster stack and the Pacemaker stack are
+# started by the flows (o2cb fails until cluster.conf exists; corosync would start a one-node cluster
+# from the package's sample corosync.conf, its memory mlocked). Timers only cost CPU under emulation.
+rm -f "$R/etc/corosync/corosync.conf"
+for unit in drbd.service o2cb.service ocfs2.service corosync.service pacemaker.service sbd.service; do
   [ -e "$R/lib/systemd/system/$unit" ] && chroot "$R" systemctl disable "$unit" >/dev/null 2>&1 || true
 done
 chroot "$R" systemctl mask systemd-networkd-wait-online.service apt-daily.timer apt-daily-upgrade.timer \

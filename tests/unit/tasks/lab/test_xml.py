@@ -14,6 +14,8 @@ from tasks.lab.image import GuestImage
 from tasks.lab.state import LabLayout
 from tasks.lab.xml import (
     DATA_DISK_TARGET,
+    SBD_DISK_PCI_SLOT,
+    SBD_DISK_TARGET,
     DomainSpec,
     disk_sources,
     mac_for,
@@ -128,6 +130,28 @@ def test_render_domain_devices(layout: LabLayout, image: GuestImage, domain_type
     assert _attr(interfaces[0], "mac", "address") == spec.mac == "52:54:00:4d:00:0c"
 
 
+def test_storage_nodes_share_the_sbd_disk_and_have_a_watchdog(layout: LabLayout, image: GuestImage) -> None:
+    for node in layout.lab.nodes:
+        root = ET.fromstring(render_domain(_spec(layout, image, "qemu", node)))
+        sbd = _disk(root, SBD_DISK_TARGET)
+        assert _attr(sbd, "source", "file") == str(layout.sbd_disk)  # one file for every node
+        assert sbd.find("shareable") is not None
+        assert (_attr(sbd, "driver", "type"), _attr(sbd, "driver", "cache")) == ("raw", "none")
+        assert sbd.findtext("serial") == "sbd"  # /dev/disk/by-id/virtio-sbd in the guest
+        # the last PCI slot: the data disk attached later gets a lower one and stays vdb
+        assert _attr(sbd, "address", "slot") == SBD_DISK_PCI_SLOT == "0x1f"
+        assert _attr(root, "devices/watchdog", "model") == "i6300esb"
+        assert _attr(root, "devices/watchdog", "action") == "reset"
+
+
+def test_backup_server_has_no_sbd_disk_nor_watchdog(layout: LabLayout, image: GuestImage) -> None:
+    server = layout.lab.backup_server
+    assert server is not None
+    root = ET.fromstring(render_domain(_spec(layout, image, "qemu", server)))
+    assert SBD_DISK_TARGET not in disk_sources(render_domain(_spec(layout, image, "qemu", server)))
+    assert root.find("devices/watchdog") is None
+
+
 @pytest.mark.parametrize("domain_type", ["qemu", "kvm"])
 def test_spec_id_round_trips(layout: LabLayout, image: GuestImage, domain_type: DomainType) -> None:
     spec = _spec(layout, image, domain_type)
@@ -194,6 +218,7 @@ def test_disk_sources(layout: LabLayout, image: GuestImage) -> None:
         "vda": str(layout.overlay("nodeb")),
         "hda": str(layout.seed("nodeb")),
         DATA_DISK_TARGET: str(layout.data_disk("nodeb")),
+        SBD_DISK_TARGET: str(layout.sbd_disk),
     }
 
 
