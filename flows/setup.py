@@ -19,11 +19,20 @@ from pydantic import BaseModel, Field
 
 from flows.lab import lab_up
 from tasks.cli import run_cli
-from tasks.cluster import drbd_resource, node_targets, secret_block_name, shared_secret
+from tasks.cluster import (
+    PacemakerCluster,
+    corosync_authkey,
+    drbd_resource,
+    node_targets,
+    pacemaker_cluster,
+    secret_block_name,
+    shared_secret,
+)
 from tasks.context import DryRunRefused, current_executor, run_context
 from tasks.drbd import steps
 from tasks.drbd.model import DrbdResource
 from tasks.drbd.plan import (
+    NodeProbe,
     Preconditions,
     Refused,
     Step,
@@ -35,6 +44,17 @@ from tasks.drbd.plan import (
 )
 from tasks.drbd.roles import switch_primary
 from tasks.executor import SshTarget
+from tasks.pacemaker import steps as pm_steps
+from tasks.pacemaker.commands import COROSYNC_AUTHKEY, COROSYNC_CONF, SBD_DEFAULT
+from tasks.pacemaker.model import cib_secrets
+from tasks.pacemaker.plan import (
+    ClusterProbe,
+    ClusterStep,
+    WantedCluster,
+    cluster_problems,
+    plan_cluster,
+    serving_node,
+)
 from tasks.plan import PlannedStep, apply
 from tasks.settings import Settings, load_settings
 
@@ -56,6 +76,7 @@ class SetupReport(BaseModel):
     sync_s: float | None = Field(
         None, description="Waiting until both disks were UpToDate (initial sync or resync)."
     )
+    cluster: str = Field("", description="The Pacemaker cluster as crm_mon saw it at the end (manager only).")
     seconds: float = 0.0
 
     @property
@@ -78,6 +99,8 @@ class SetupReport(BaseModel):
         if self.sync_s is not None and not self.dry_run:
             initial = any(s.startswith(("initial_promote", "skip_initial_sync")) for s in self.steps)
             lines.append(f"{'initial sync' if initial else 'resync'}: {self.sync_s:.1f} s")
+        if self.cluster:
+            lines.append(f"Pacemaker: {self.cluster}")
         lines.append(f"took {self.seconds:.1f} s")
         return "\n".join(lines)
 
@@ -111,11 +134,8 @@ def setup(settings: Settings | None = None) -> SetupReport:
 def _build(settings: Settings) -> SetupReport:
     started = time.monotonic()
     drbd = settings.drbd
-    if settings.cluster.manager != "none":  # never a volume silently built without the asked-for manager
-        raise Refused(
-            f"cluster.manager = {settings.cluster.manager!r}: building that cluster manager is not part of "
-            "this version yet (only its settings are); set cluster.manager = 'none'. Nothing was changed."
-        )
+    if warning := settings.cluster.stonith_warning:
+        get_run_logger().warning("%s", warning)
     if settings.target == "lab":
         lab = lab_up(settings)
         if lab.dry_run and lab.actions:
@@ -144,8 +164,21 @@ def _build(settings: Settings) -> SetupReport:
     for probe in probes.values():
         for secret in probe.file_secrets():
             current_executor().add_secret(secret)
-    if problems := check_preconditions(probes, resource, allowed):
+    problems = check_preconditions(probes, resource, allowed)
+    cluster: Phase4 | None = None
+    if settings.cluster.manager == "pacemaker":
+        cluster = Phase4.probe(settings, targets)
+        problems += cluster_problems(cluster.probes, cluster.wanted, drbd.install_packages)
+    else:
+        problems += [
+            f"{node}: Pacemaker runs here and owns the volume: with cluster.manager = 'none' setup would act "
+            "behind its back (set cluster.manager = 'pacemaker', or stop the cluster on every node first)"
+            for node, target in targets.items()
+            if pm_steps.pacemaker_active(target)
+        ]
+    if problems:
         raise Refused("nothing was changed:\n" + "\n".join(problems))
+    managed = cluster is not None and cluster.pacemaker_running
     primary = running_primary(probes) or settings.primary
     if primary != settings.primary:
         get_run_logger().warning(
@@ -201,7 +234,16 @@ def _build(settings: Settings) -> SetupReport:
 
     # Phase 1: configuration, module, metadata, attach — per node; a running resource adjusted.
     bring_up = plan_bring_up(probes, allowed)
+    if managed and (theirs := [str(s) for s in bring_up if s.kind not in PACEMAKER_LEAVES_TO_SETUP]):
+        raise Refused(
+            "Pacemaker runs the volume, and these steps are its own (it starts, connects and promotes DRBD; "
+            "wait for it, see crm_mon): " + "; ".join(theirs) + ". Nothing was changed."
+        )
     report.steps += apply(bring_up, handlers, nothing_to_do=f"{resource.name} is configured on every node")
+    if managed:
+        assert cluster is not None
+        report.steps += cluster.build(settings, targets, resource, probes, report, stamp)
+        return _finish(report, started)
 
     # Phase 2: connect, the one initial promotion, the initial sync.
     if bring_up:
@@ -219,11 +261,106 @@ def _build(settings: Settings) -> SetupReport:
         report.filesystem_seen = verify_every_node(targets, resource, primary, drbd.mountpoint)
         report.steps.append("verified the filesystem on every node by a controlled role switch")
 
+    if cluster is not None:  # Phase 4: Pacemaker takes the volume over
+        probes = steps.probe_nodes(targets, resource, drbd.mountpoint, drbd.fstype)
+        report.steps += cluster.build(settings, targets, resource, probes, report, stamp)
+    return _finish(report, started)
+
+
+def _finish(report: SetupReport, started: float) -> SetupReport:
     report.seconds = round(time.monotonic() - started, 1)
     create_markdown_artifact(
-        key=f"drbd-setup-{resource.name}", markdown=f"# DRBD setup\n\n```\n{report.render()}\n```"
+        key=f"drbd-setup-{report.resource}", markdown=f"# DRBD setup\n\n```\n{report.render()}\n```"
     )
     return report
+
+
+# What setup still does to a volume Pacemaker runs: its files, and a live change of a connected resource.
+PACEMAKER_LEAVES_TO_SETUP = {"install_tools", "keep_config", "write_config", "disconnect", "adjust"} | {
+    "wait_connected",
+    "wait_synced",
+}
+
+
+class Phase4:
+    """The Pacemaker cluster: probed with the volume in phase 0, built after it (``tasks.pacemaker``)."""
+
+    def __init__(self, model: PacemakerCluster, wanted: WantedCluster, probes: dict[str, ClusterProbe]):
+        self.model, self.wanted, self.probes = model, wanted, probes
+
+    @classmethod
+    def probe(cls, settings: Settings, targets: dict[str, SshTarget]) -> Phase4:
+        model = pacemaker_cluster(settings)
+        authkey = corosync_authkey(settings)
+        current_executor().add_secret(authkey)
+        for secret in cib_secrets(model.cib):
+            current_executor().add_secret(secret)
+        wanted = WantedCluster.of(model.corosync, model.sbd, model.cib, authkey)
+        return cls(model, wanted, pm_steps.probe_nodes(targets, wanted))
+
+    @property
+    def pacemaker_running(self) -> bool:
+        return any(p.is_active("pacemaker") for p in self.probes.values())
+
+    def build(
+        self,
+        settings: Settings,
+        targets: dict[str, SshTarget],
+        resource: DrbdResource,
+        drbd_probes: dict[str, NodeProbe],
+        report: SetupReport,
+        stamp: str,
+    ) -> list[str]:
+        """Plan and apply the cluster; the report learns where Pacemaker serves the volume."""
+        wanted, cib = self.wanted, self.model.cib
+        timeout = settings.cluster.start_timeout_s
+        first = next(iter(targets))
+        authkey = corosync_authkey(settings)
+
+        def on(step: PlannedStep) -> SshTarget:
+            return targets[step.node or first]
+
+        def keep(step: PlannedStep) -> None:
+            assert isinstance(step, ClusterStep)
+            report.kept_files.append(f"{step.node}:{pm_steps.keep_file(on(step), step.path, stamp)}")
+
+        def install(step: PlannedStep) -> None:
+            assert isinstance(step, ClusterStep)
+            pm_steps.install_tools(on(step), step.packages)
+
+        def create_header(step: PlannedStep) -> None:
+            assert wanted.sbd is not None  # planned only with SBD
+            pm_steps.create_sbd_header(on(step), wanted.sbd)
+
+        def serving(step: PlannedStep) -> None:
+            report.primary = pm_steps.wait_serving(on(step), cib, timeout) or report.primary
+
+        handlers: dict[str, Callable[[PlannedStep], object]] = {
+            "install_cluster_tools": install,
+            "keep_file": keep,
+            "write_corosync_conf": lambda s: pm_steps.write_file(
+                on(s), COROSYNC_CONF, wanted.corosync_conf, "644"
+            ),
+            "write_authkey": lambda s: pm_steps.write_file(on(s), COROSYNC_AUTHKEY, authkey, "400", authkey),
+            "write_sbd_default": lambda s: pm_steps.write_file(
+                on(s), SBD_DEFAULT, wanted.sbd_default or "", "644"
+            ),
+            "create_sbd_header": create_header,
+            "hand_over_umount": lambda s: steps.umount(on(s), settings.drbd.mountpoint),
+            "hand_over_down": lambda s: pm_steps.drbd_down(on(s), resource.name),
+            "enable_cluster": lambda s: pm_steps.enable_units(on(s), wanted.units),
+            "reload_corosync": lambda s: pm_steps.reload_corosync(on(s)),
+            "start_cluster": lambda s: pm_steps.start_cluster(on(s)),
+            "wait_members": lambda s: pm_steps.wait_members(on(s), cib.nodes, timeout),
+            "load_cib": lambda s: pm_steps.load_cib(targets, s.node or first, cib),
+            "wait_serving": serving,
+        }
+        plan = plan_cluster(self.probes, drbd_probes, wanted, settings.drbd.install_packages)
+        done = apply(plan, handlers, nothing_to_do="the Pacemaker cluster runs as specified")
+        status = pm_steps.cluster_status(targets[report.primary])
+        report.primary = serving_node(status, cib) or report.primary
+        report.cluster = status.summary() if status else "pacemaker does not answer"
+        return done
 
 
 def _print_setup(settings: Settings) -> int:

@@ -6,12 +6,13 @@ import secrets
 from ipaddress import ip_address
 from typing import TYPE_CHECKING
 
-from pydantic import SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from tasks.drbd.model import DrbdNode, DrbdResource
 from tasks.executor import SshTarget
 from tasks.lab.state import lab_targets
 from tasks.ocfs2.model import O2cbCluster, O2cbNode
+from tasks.pacemaker.model import SBD_AGENT, Cib, Corosync, Sbd
 from tasks.settings import Settings
 
 if TYPE_CHECKING:
@@ -56,14 +57,15 @@ def borg_passphrase_block_name(settings: Settings) -> str:
     return settings.backup.passphrase_block or f"{settings.cluster_name}-borg-passphrase"
 
 
-def secret_block(block_name: str) -> Secret[str]:
-    """The saved ``Secret`` block ``block_name``; a random secret is generated and saved only if absent."""
+def secret_block(block_name: str, random_bytes: int = 24) -> Secret[str]:
+    """The saved ``Secret`` block ``block_name``; a random secret (``random_bytes`` of entropy, as
+    URL-safe text) is generated and saved only if absent."""
     from prefect.blocks.system import Secret
 
     try:
         block = Secret.load(block_name)
     except ValueError:  # no such block yet: never overwrite an existing one
-        block = Secret(value=secrets.token_urlsafe(24))
+        block = Secret(value=secrets.token_urlsafe(random_bytes))
         block.save(block_name, overwrite=False)
     assert isinstance(block, Secret)  # sync context: never a coroutine
     return block
@@ -93,9 +95,56 @@ def store_secret(block_name: str, value: str, *, replace: bool = False) -> None:
     Secret(value=value).save(block_name, overwrite=current is not None)
 
 
-def shared_secret(block_name: str) -> str:
+def shared_secret(block_name: str, random_bytes: int = 24) -> str:
     """The value of the ``Secret`` block ``block_name`` (generated once if absent)."""
-    return str(secret_block(block_name).get())
+    return str(secret_block(block_name, random_bytes).get())
+
+
+def authkey_block_name(settings: Settings) -> str:
+    """Name of the Prefect ``Secret`` block holding corosync's authkey (the file's whole content)."""
+    return f"{settings.cluster_name}-corosync-authkey".replace("_", "-").lower()
+
+
+# corosync-keygen writes 256 random bytes; the key is kept as text (URL-safe base64 of as many) so the
+# Secret block and the executor's masking hold it as it is: corosync reads the file's bytes, any bytes.
+AUTHKEY_RANDOM_BYTES = 256
+
+
+def corosync_authkey(settings: Settings) -> str:
+    """The cluster's corosync authkey (generated once, kept in its Secret block)."""
+    return shared_secret(authkey_block_name(settings), AUTHKEY_RANDOM_BYTES)
+
+
+class PacemakerCluster(BaseModel):
+    """Everything setup builds for ``cluster.manager = "pacemaker"``, from the settings."""
+
+    model_config = ConfigDict(frozen=True)
+
+    corosync: Corosync
+    sbd: Sbd | None = Field(description="SBD fencing (fence_sbd), or None with another agent or none.")
+    cib: Cib
+
+
+def pacemaker_cluster(settings: Settings) -> PacemakerCluster:
+    """The corosync membership over the replication addresses, SBD when it fences, and the CIB."""
+    cluster = settings.cluster
+    fencing = cluster.fencing
+    nodes = tuple(settings.node_names)
+    corosync = Corosync.of(settings.cluster_name, node_addresses(settings), cluster.token_ms)
+    sbd = fencing.sbd if fencing.stonith and fencing.effective_agent == SBD_AGENT else None
+    cib = Cib(
+        cluster_name=corosync.cluster_name,
+        nodes=nodes,
+        drbd_resource=settings.drbd.resource,
+        minor=settings.drbd.minor,
+        mountpoint=settings.drbd.mountpoint,
+        fstype=settings.drbd.fstype,
+        stonith_enabled=fencing.stonith,
+        stonith_devices=fencing.devices(nodes),
+        stonith_timeout_s=fencing.timeout_s,
+        service_ip=cluster.service_ip,
+    )
+    return PacemakerCluster(corosync=corosync, sbd=sbd, cib=cib)
 
 
 def drbd_resource(settings: Settings, secret: str, dual_primary: bool = False) -> DrbdResource:
@@ -120,8 +169,14 @@ def drbd_resource(settings: Settings, secret: str, dual_primary: bool = False) -
             "after_sb_2pri": settings.ha.after_sb_2pri,
         }
     tuning = {**drbd.tuning(), **({"protocol": "C"} if dual_primary else {})}
+    fencing = None if dual_primary else settings.cluster.drbd_fencing  # Pacemaker owns single-primary only
     return DrbdResource(
-        name=drbd.resource, nodes=tuple(nodes), shared_secret=SecretStr(secret), **tuning, **ha
+        name=drbd.resource,
+        nodes=tuple(nodes),
+        shared_secret=SecretStr(secret),
+        fencing=fencing,
+        **tuning,
+        **ha,
     )
 
 

@@ -551,6 +551,14 @@ class ClusterSettings(BaseModel):
             "fenced a node frozen for 2.5 s there (a false fencing): do not lower it on slow or busy hosts."
         ),
     )
+    start_timeout_s: float = Field(
+        300.0,
+        gt=0,
+        description=(
+            "With manager 'pacemaker': how long setup waits for the nodes to join and for Pacemaker to "
+            "promote and mount the volume (measured on the TCG lab: 44-70 s from a cold start)."
+        ),
+    )
     service_ip: ServiceIp | None = Field(
         None,
         description=(
@@ -656,6 +664,21 @@ class FailoverSettings(BaseModel):
         return self
 
 
+class LinkCutSettings(BaseModel):
+    """The link-cut drill (``python -m flows.link_cut``, cluster.manager = "pacemaker")."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    hold_s: float = Field(
+        20.0, gt=0, le=3600, description="How long the link stays cut after DRBD fenced the peer."
+    )
+    chunk_kib: int = Field(1024, ge=4, le=65536, description="Size of each acknowledged write.")
+    interval_s: float = Field(0.5, ge=0, le=60, description="Pause between two acknowledged writes.")
+    timeout_s: float = Field(
+        300.0, gt=0, description="How long each stage (fencing the peer, resync after the heal) may take."
+    )
+
+
 CRON_RE = re.compile(r"^\S+( \S+){4}$")
 
 
@@ -739,6 +762,7 @@ class Settings(BaseSettings):
     cluster: ClusterSettings = Field(default_factory=ClusterSettings, description="Sharing the cluster.")
     drbd: DrbdSettings = Field(default_factory=DrbdSettings, description="The replicated volume.")
     failover: FailoverSettings = Field(default_factory=FailoverSettings, description="The failover drill.")
+    link_cut: LinkCutSettings = Field(default_factory=LinkCutSettings, description="The link-cut drill.")
     ha: HaSettings = Field(default_factory=HaSettings, description="Dual-primary DRBD + OCFS2.")
     split_brain: SplitBrainSettings = Field(
         default_factory=SplitBrainSettings, description="Split-brain drill."

@@ -118,6 +118,11 @@ def up_argv(resource: str) -> list[str]:
     return ["drbdadm", "up", resource]
 
 
+def down_argv(resource: str) -> list[str]:
+    """Demote, disconnect, detach and remove the device (refused while it is mounted)."""
+    return ["drbdadm", "down", resource]
+
+
 def adjust_argv(resource: str) -> list[str]:
     return ["drbdadm", "adjust", resource]
 

@@ -64,14 +64,17 @@ def test_a_high_availability_volume_is_left_alone(replay: Callable[..., Replay])
     assert nodes.changed == []
 
 
-def test_a_cluster_manager_this_version_cannot_build_is_refused_before_anything_changes(
-    replay: Callable[..., Replay], monkeypatch: pytest.MonkeyPatch
+def test_without_a_cluster_manager_setup_refuses_to_act_behind_a_running_pacemaker(
+    replay: Callable[..., Replay],
 ) -> None:
-    nodes = replay("fresh")
-    monkeypatch.setenv("HSF_CLUSTER__MANAGER", "pacemaker")
-    monkeypatch.setenv("HSF_CLUSTER__FENCING__STONITH", "false")
-    with pytest.raises(
-        Refused, match=r"^cluster.manager = 'pacemaker': building that cluster manager is not"
-    ):
+    nodes = replay("pacemaker")  # Pacemaker owns the volume; the settings say manager "none"
+    with pytest.raises(Refused, match=r"^nothing was changed:\n") as refused:
         setup()
-    assert nodes.changed == [] and nodes.probed == []  # not even a probe: no node was touched
+    lines = str(refused.value).splitlines()[1:]
+    for node in ("nodea", "nodeb"):
+        assert (
+            f"{node}: Pacemaker runs here and owns the volume: with cluster.manager = 'none' setup would "
+            "act behind its back (set cluster.manager = 'pacemaker', or stop the cluster on every node "
+            "first)"
+        ) in lines
+    assert nodes.changed == []

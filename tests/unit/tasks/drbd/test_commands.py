@@ -152,6 +152,12 @@ def test_connect_discards_local_data_only_when_asked(config: Path) -> None:
 
 
 @needs_drbdadm
+def test_down_takes_the_named_resource_down(config: Path) -> None:
+    [call] = calls(dry_run(c.down_argv("r0"), config), "drbdsetup", "down")
+    assert "r0" in call
+
+
+@needs_drbdadm
 def test_disconnect(config: Path) -> None:
     [call] = calls(dry_run(c.disconnect_argv("r0"), config), "drbdsetup", "disconnect")
     assert "r0" in call
@@ -169,6 +175,7 @@ RESOURCE_BUILDERS: dict[str, Callable[[str], list[str]]] = {
     "connect": c.connect_argv,
     "connect_discard_my_data": lambda r: c.connect_argv(r, discard_my_data=True),
     "disconnect": c.disconnect_argv,
+    "down": c.down_argv,
 }
 
 
