@@ -1,10 +1,14 @@
-"""Benchmark: the failover drill as the Prefect flow and as a plain shell sequence, in one run.
+"""Benchmark: manual and automatic failover in one run — the drill as the Prefect flow, as a plain shell
+sequence, and under Pacemaker.
 
-    .venv/bin/python -m benchmarks.failover [--rounds N]
+    .venv/bin/python -m benchmarks.failover [--rounds N] [--no-pacemaker]
 
-Both kill the same primary of the same lab volume, promote and mount the survivor, verify the
-dataset's sha256, restart the node, resync and switch back. Prints RTO and wall time of each and the
-flow/shell wall-time ratio (the orchestration's cost). Figures, not assertions.
+The flow and the shell kill the same primary of the same lab volume, promote and mount the survivor
+themselves, verify the dataset's sha256, restart the node, resync and switch back. Then setup builds
+the Pacemaker cluster over the same volume and the automatic drill kills its primary while the flow
+only watches; afterwards the cluster is stopped and the volume is DRBD's alone again. Prints the RTO of
+each beside the others and the flow/shell wall-time ratio (the orchestration's cost). Figures, not
+assertions.
 """
 
 from __future__ import annotations
@@ -18,9 +22,10 @@ from pathlib import Path
 
 from flows.failover import failover_drill
 from flows.setup import setup
-from tasks.cluster import drbd_resource, secret_block_name, shared_secret
+from tasks.cluster import drbd_resource, node_targets, pacemaker_cluster, secret_block_name, shared_secret
 from tasks.context import current_executor
 from tasks.lab.state import LabLayout, in_netns
+from tasks.pacemaker.steps import stop_cluster
 from tasks.settings import Settings, load_settings
 
 SHELL_DRILL = Path(__file__).with_name("failover_shell.sh")
@@ -55,6 +60,9 @@ def shell_drill(settings: Settings) -> dict[str, float]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=1, help="drills of each kind (alternating)")
+    parser.add_argument(
+        "--no-pacemaker", action="store_true", help="only the manual drills (no cluster is built)"
+    )
     args = parser.parse_args(argv)
     settings = load_settings()
     if settings.target != "lab" or not settings.lab.embedded:
@@ -72,6 +80,8 @@ def main(argv: list[str] | None = None) -> int:
             {
                 "rto": report.rto_s,
                 "detection": report.detection_s,
+                "promote": report.promote_s,
+                "mount": report.mount_s,
                 "resync": report.resync_s,
                 "wall": time.monotonic() - started,
                 "lost": float(report.bytes_lost),
@@ -80,18 +90,60 @@ def main(argv: list[str] | None = None) -> int:
         shell_runs.append(shell_drill(settings))
         flow_rto, shell_rto = flow_runs[-1]["rto"], shell_runs[-1]["rto"]
         print(f"round {round_no}: flow RTO {flow_rto:.1f} s, shell RTO {shell_rto:.1f} s")
+    automatic = [] if args.no_pacemaker else automatic_drills(settings, args.rounds)
     current_executor().close()
 
     def median(runs: list[dict[str, float]], key: str) -> float:
-        return statistics.median(r[key] for r in runs)
+        values = [r[key] for r in runs if key in r]
+        return statistics.median(values) if values else float("nan")
 
-    print(f"\nfailover drill, {args.rounds} round(s), medians (s)   flow    shell")
-    for key in ("detection", "rto", "resync", "wall"):
-        print(f"  {key:<38} {median(flow_runs, key):7.1f}  {median(shell_runs, key):7.1f}")
-    lost = (median(flow_runs, "lost"), median(shell_runs, "lost"))
-    print(f"  {'bytes lost':<38} {lost[0]:7.0f}  {lost[1]:7.0f}")
+    def cell(runs: list[dict[str, float]], key: str, digits: int = 1) -> str:
+        value = median(runs, key)
+        return f"{'—':>10}" if value != value else f"{value:10.{digits}f}"  # NaN: not measured
+
+    columns = [("flow", flow_runs), ("shell", shell_runs), *([("pacemaker", automatic)] if automatic else [])]
+    print(
+        f"\nfailover drill, {args.rounds} round(s), medians (s)  " + "".join(f"{n:>10}" for n, _ in columns)
+    )
+    for key in ("detection", "fenced", "promote", "mount", "rto", "resync", "wall"):
+        print(f"  {key:<38}" + "".join(cell(runs, key) for _, runs in columns))
+    print(f"  {'bytes lost':<38}" + "".join(cell(runs, "lost", 0) for _, runs in columns))
+    print(
+        "  (manual: the flow or the shell promotes and mounts; pacemaker: the cluster does, the flow watches)"
+    )
     print(f"flow/shell wall-time ratio: {median(flow_runs, 'wall') / median(shell_runs, 'wall'):.2f}")
     return 0
+
+
+def automatic_drills(settings: Settings, rounds: int) -> list[dict[str, float]]:
+    """Build the Pacemaker cluster over the volume, run the automatic drill ``rounds`` times, then stop the
+    cluster and hand the volume back to DRBD alone (setup with manager none)."""
+    managed = settings.model_copy(
+        update={"cluster": settings.cluster.model_copy(update={"manager": "pacemaker"})}
+    )
+    runs = []
+    try:
+        setup(managed)
+        for round_no in range(1, rounds + 1):
+            started = time.monotonic()
+            report = failover_drill(managed)
+            runs.append(
+                {
+                    "detection": report.detection_s,
+                    "fenced": report.fenced_s if report.fenced_s is not None else float("nan"),
+                    "promote": report.promote_s,
+                    "mount": report.mount_s,
+                    "rto": report.rto_s,
+                    "resync": report.resync_s,
+                    "wall": time.monotonic() - started,
+                    "lost": float(report.bytes_lost),
+                }
+            )
+            print(f"round {round_no}: pacemaker RTO {report.rto_s:.1f} s")
+    finally:
+        stop_cluster(node_targets(settings), pacemaker_cluster(settings).cib)
+        setup(settings)
+    return runs
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ from __future__ import annotations
 import sys
 import time
 from datetime import UTC, datetime
+from typing import Literal
 
 from prefect import flow
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
@@ -24,7 +25,7 @@ from pydantic import BaseModel, Field
 
 from flows.setup import setup
 from tasks.cli import run_cli
-from tasks.cluster import drbd_resource, node_targets, secret_block_name, shared_secret
+from tasks.cluster import drbd_resource, node_targets, pacemaker_cluster, secret_block_name, shared_secret
 from tasks.context import current_executor, refuse_dry_run, run_context
 from tasks.drbd import steps
 from tasks.drbd.model import DrbdResource
@@ -34,7 +35,8 @@ from tasks.events import DATA_LOST, FAILOVER_COMPLETED, cluster_resource, emit
 from tasks.executor import SshTarget
 from tasks.lab.host import wait_until
 from tasks.manifest import Entry, contents, lost_files, tree_manifest
-from tasks.nodes import confirm_down, fault_outcome, fire_fault
+from tasks.nodes import confirm_down, fault_outcome, fire_fault, restart_node
+from tasks.pacemaker import steps as pm_steps
 from tasks.settings import Settings, load_settings
 from tasks.step import step
 
@@ -68,6 +70,15 @@ class FailoverReport(BaseModel):
     resync_s: float = Field(description="Old primary attached → both disks UpToDate again.")
     after_rejoin: list[Verification]
     started_at: str
+    manager: Literal["none", "pacemaker"] = Field(
+        "none", description="Who failed over: the flow, or Pacemaker."
+    )
+    fenced_s: float | None = Field(None, description="Kill → the cluster confirmed the node fenced.")
+    fenced_by: str | None = Field(None, description="The node that fenced it.")
+    member_s: float | None = Field(None, description="Old primary on SSH → an online cluster member again.")
+    unfenced_s: float | None = Field(None, description="Old primary on SSH → the fencing constraint removed.")
+    cluster_before: str = Field("", description="crm_mon on the survivor before the fault.")
+    cluster_after: str = Field("", description="crm_mon on the survivor at the end.")
 
     @property
     def bytes_lost(self) -> int:
@@ -76,13 +87,26 @@ class FailoverReport(BaseModel):
     def answers(self) -> tuple[str, str]:
         lost = (
             f"No. All {self.dataset_bytes:,} bytes ({self.dataset_files} files) verified by sha256 on "
-            f"{self.survivor} after {self.killed} was {fault_outcome(self.fault)}, and again on both nodes "
-            "after the resync."
+            f"{self.survivor} after {self.killed} was {fault_outcome(self.fault)}, and again "
+            + (
+                f"after {self.killed} had rejoined and resynced."
+                if self.manager == "pacemaker"
+                else "on both nodes after the resync."
+            )
             if self.bytes_lost == 0
             else f"YES: {self.bytes_lost:,} of {self.dataset_bytes:,} bytes lost "
             f"({', '.join(self.after_failover.lost_files) or 'after rejoin'})."
         )
         commands = "; ".join(f"`{c}`" for c in self.survivor_commands) or "none"
+        if self.manager == "pacemaker":
+            fenced = f"fenced {self.killed} and " if self.fenced_s is not None else "(STONITH disabled) "
+            manual = (
+                f"No: Pacemaker {fenced}promoted {self.survivor} by itself; the flow only watched (no "
+                f"state-changing command ran on {self.survivor} between the kill and the verified data)."
+                if not self.survivor_commands
+                else f"Yes: the flow ran {commands} on {self.survivor} (this drill should only watch)."
+            )
+            return lost, manual
         manual = (
             f"Yes. DRBD does not promote by itself: on {self.survivor} it took {commands} "
             f"(run by this flow; without a cluster manager an operator runs them)."
@@ -91,9 +115,30 @@ class FailoverReport(BaseModel):
         )
         return lost, manual
 
-    def render(self) -> str:
-        lost, manual = self.answers()
-        rows = [
+    def rows(self) -> list[tuple[str, str]]:
+        if self.manager != "pacemaker":
+            return self.manual_rows()
+        fenced = (
+            [(f"fenced (by {self.fenced_by or 'the cluster'})", f"{self.fenced_s:.1f} s")]
+            if self.fenced_s is not None
+            else [("fenced", "no: STONITH is disabled")]
+        )
+        return [
+            ("fault", f"{self.fault} on {self.killed} at {self.started_at}"),
+            ("detection (kill → membership lost)", f"{self.detection_s:.1f} s"),
+            *fenced,
+            ("promoted by Pacemaker", f"{self.promote_s:.1f} s"),
+            ("mounted by Pacemaker", f"{self.mount_s:.1f} s"),
+            ("RTO (kill → every byte verified)", f"{self.rto_s:.1f} s"),
+            ("bytes lost", f"{self.bytes_lost:,} of {self.dataset_bytes:,}"),
+            ("old primary back on SSH", f"{self.returned_s:.1f} s"),
+            ("… an online member again", f"+{self.member_s or 0:.1f} s"),
+            ("… resynced as secondary", f"+{self.resync_s:.1f} s"),
+            ("… fencing constraint removed", f"+{self.unfenced_s or 0:.1f} s"),
+        ]
+
+    def manual_rows(self) -> list[tuple[str, str]]:
+        return [
             ("fault", f"{self.fault} on {self.killed} at {self.started_at}"),
             ("detection (kill → survivor sees peer lost)", f"{self.detection_s:.1f} s"),
             *([("killed node confirmed off SSH", f"+{self.down_s:.1f} s")] if self.down_s else []),
@@ -104,11 +149,21 @@ class FailoverReport(BaseModel):
             ("old primary back on SSH", f"{self.returned_s:.1f} s"),
             ("resync after rejoin", f"{self.resync_s:.1f} s"),
         ]
+
+    def render(self) -> str:
+        lost, manual = self.answers()
+        rows = self.rows()
         width = max(len(r[0]) for r in rows)
+        by = " (Pacemaker)" if self.manager == "pacemaker" else ""
+        cluster = [
+            *([f"Cluster before: {self.cluster_before}"] if self.cluster_before else []),
+            *([f"Cluster after:  {self.cluster_after}"] if self.cluster_after else []),
+        ]
         return "\n".join(
             [
-                f"Failover drill, DRBD {self.resource}: {self.killed} → {self.survivor}",
+                f"Failover drill{by}, DRBD {self.resource}: {self.killed} → {self.survivor}",
                 *(f"  {k:<{width}}  {v}" for k, v in rows),
+                *cluster,
                 "",
                 f"Have you lost data after destroying one node?  {lost}",
                 f"Was it necessary to do something on the other node to get the data?  {manual}",
@@ -122,9 +177,11 @@ PHASES = {
     "failover": "promoting, mounting and verifying every byte on the survivor",
     "rejoin": "bringing the killed node back and resyncing it as secondary",
     "switch back": "switching roles back and verifying every byte on the returned node",
+    "watch": "watching Pacemaker fence, promote and mount on the survivor, then verifying every byte",
 }
 FIGURES = {
     "detection_s": "detection (kill → survivor sees peer lost)",
+    "fenced_s": "fenced by the cluster",
     "down_s": "killed node confirmed off SSH",
     "promote_s": "promote survivor",
     "mount_s": "mount (journal replay)",
@@ -153,6 +210,7 @@ class FailoverProgress(BaseModel):
     survivor_commands: list[str] = Field(default_factory=list)
     error: str = Field("", description="The error the drill failed with.")
     recovery: Recovery | None = None
+    cluster: str = Field("", description="crm_mon on the survivor after the failure (manager pacemaker).")
 
     def render(self) -> str:
         error, *more = self.error.splitlines() or [""]
@@ -184,11 +242,17 @@ class FailoverProgress(BaseModel):
         if self.survivor_commands:
             rows.append((f"ran on {self.survivor}", "; ".join(f"`{c}`" for c in self.survivor_commands)))
         width = max(len(label) for label, _ in rows)
-        recovery = (
-            [self.recovery.summary(), *(f"  {seen.describe()}" for seen in self.recovery.seen)]
-            if self.recovery
-            else ["Service: not checked (see the log): check `cat /proc/drbd` and the mount on both nodes."]
-        )
+        if self.recovery:
+            recovery = [self.recovery.summary(), *(f"  {seen.describe()}" for seen in self.recovery.seen)]
+        elif self.cluster:
+            recovery = [
+                "Service: left to Pacemaker (the flow does not act behind it); crm_mon:",
+                self.cluster,
+            ]
+        else:
+            recovery = [
+                "Service: not checked (see the log): check `cat /proc/drbd` and the mount on both nodes."
+            ]
         return "\n".join(
             [
                 f"Failover drill FAILED, DRBD {self.resource}: {self.killed} → {self.survivor} "
@@ -282,8 +346,9 @@ def _drill(settings: Settings) -> FailoverReport:
         fault=settings.fault,
         started_at=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
     )
+    phases = _watched_phases if settings.cluster.manager == "pacemaker" else _phases
     try:
-        report = _phases(settings, targets, resource, progress)
+        report = phases(settings, targets, resource, progress)
     except Exception as exc:
         _after_failure(settings, targets, resource, progress, exc)
         raise
@@ -302,15 +367,7 @@ def _phases(
     figures = progress.figures
 
     # Phase 1: a dataset whose every byte is recorded.
-    remove_old_datasets(targets[primary], drbd.mountpoint)
-    directory = f"{drbd.mountpoint}/drill-{progress.started_at.replace(':', '')}"
-    write_dataset(targets[primary], directory, settings.failover.dataset_files, settings.failover.file_mib)
-    manifest = tree_manifest(targets[primary], directory)
-    dataset = contents(manifest)
-    progress.dataset_files, progress.dataset_bytes = len(dataset), sum(manifest[p].size for p in dataset)
-    log.info(
-        "wrote %d files (%d bytes) with their sha256 on %s", len(dataset), progress.dataset_bytes, primary
-    )
+    directory, manifest = _dataset(settings, targets[primary], progress)
 
     # Phase 2: kill the primary; the survivor takes over (every state-changing command is recorded).
     progress.phase = "kill"
@@ -371,6 +428,104 @@ def _phases(
     )
 
 
+def _dataset(
+    settings: Settings, primary: SshTarget, progress: FailoverProgress
+) -> tuple[str, dict[str, Entry]]:
+    """Phase 1 of both drills: random files on the primary, and the manifest the flow keeps of them."""
+    mountpoint = settings.drbd.mountpoint
+    remove_old_datasets(primary, mountpoint)
+    directory = f"{mountpoint}/drill-{progress.started_at.replace(':', '')}"
+    write_dataset(primary, directory, settings.failover.dataset_files, settings.failover.file_mib)
+    manifest = tree_manifest(primary, directory)
+    dataset = contents(manifest)
+    progress.dataset_files, progress.dataset_bytes = len(dataset), sum(manifest[p].size for p in dataset)
+    get_run_logger().info(
+        "wrote %d files (%d bytes) with their sha256 on %s",
+        len(dataset),
+        progress.dataset_bytes,
+        primary.name,
+    )
+    return directory, manifest
+
+
+def _watched_phases(
+    settings: Settings, targets: dict[str, SshTarget], resource: DrbdResource, progress: FailoverProgress
+) -> FailoverReport:
+    """The drill under Pacemaker: after the fault the flow only reads the survivor's state (crm_mon,
+    /proc/drbd, the files' hashes) until the cluster has failed over by itself and every byte verified."""
+    log = get_run_logger()
+    executor = current_executor()
+    cib = pacemaker_cluster(settings).cib
+    timeout_s = settings.cluster.start_timeout_s
+    primary, survivor = progress.killed, progress.survivor
+    figures = progress.figures
+
+    # Phase 1: both disks UpToDate (a resync still running would make the kill lose data by design),
+    # then the dataset.
+    steps.wait_synced(targets[primary], resource, settings.drbd.sync_timeout_s)
+    directory, manifest = _dataset(settings, targets[primary], progress)
+    before = pm_steps.cluster_status(targets[survivor])
+    cluster_before = before.summary() if before else "pacemaker does not answer"
+    fencings_before = len(pm_steps.fencings_of(targets[survivor], primary))
+
+    # Phase 2: the fault; from here to the verified data the flow changes nothing on the survivor.
+    progress.phase = "kill"
+    with executor.recording() as commands:
+        try:
+            killed_at = time.monotonic()
+            progress.fired = True
+            fire_fault(settings, targets[primary])
+            progress.phase = "watch"
+            seen = pm_steps.watch_takeover(
+                targets[survivor], primary, cib, killed_at, fencings_before, timeout_s
+            )
+            figures["detection_s"], figures["promote_s"] = seen.membership_lost_s, seen.promoted_s
+            figures["mount_s"] = seen.mounted_s
+            if seen.fenced_s is not None:
+                figures["fenced_s"] = seen.fenced_s
+            log.info("Pacemaker failed over by itself: %s", seen)
+            after_failover = verify_dataset(targets[survivor], directory, manifest)
+            figures["rto_s"] = round(time.monotonic() - killed_at, 2)
+            progress.verified.append(after_failover)
+        finally:
+            progress.survivor_commands = [c.command for c in commands if c.target == survivor]
+
+    # Phase 3: the old primary returns; the cluster makes it a resynced secondary by itself.
+    progress.phase = "rejoin"
+    figures["returned_s"] = round(restart_node(settings, targets[primary]), 1)
+    rejoined = pm_steps.watch_rejoin(
+        targets[survivor], primary, cib, resource.node(survivor).minor, settings.drbd.sync_timeout_s
+    )
+    on_survivor = verify_dataset(targets[survivor], directory, manifest)
+    progress.verified.append(on_survivor)
+    after = pm_steps.cluster_status(targets[survivor])
+    return FailoverReport(
+        resource=resource.name,
+        killed=primary,
+        survivor=survivor,
+        fault=progress.fault,
+        dataset_files=progress.dataset_files,
+        dataset_bytes=progress.dataset_bytes,
+        detection_s=figures["detection_s"],
+        promote_s=figures["promote_s"],
+        mount_s=figures["mount_s"],
+        rto_s=figures["rto_s"],
+        after_failover=after_failover,
+        survivor_commands=progress.survivor_commands,
+        returned_s=figures["returned_s"],
+        resync_s=rejoined.resynced_s,
+        after_rejoin=[on_survivor],
+        started_at=progress.started_at,
+        manager="pacemaker",
+        fenced_s=seen.fenced_s,
+        fenced_by=seen.fenced_by,
+        member_s=rejoined.member_s,
+        unfenced_s=rejoined.unfenced_s,
+        cluster_before=cluster_before,
+        cluster_after=after.summary() if after else "pacemaker does not answer",
+    )
+
+
 def _after_failure(
     settings: Settings,
     targets: dict[str, SshTarget],
@@ -388,7 +543,10 @@ def _after_failure(
     # Before the fault the primary serves; after it the survivor holds the newest data.
     prefer = progress.survivor if progress.fired else progress.killed
     try:
-        progress.recovery = restore_service(targets, resource, settings.drbd.mountpoint, prefer=prefer)
+        if settings.cluster.manager == "pacemaker":  # never act behind the cluster: show what it sees
+            progress.cluster = pm_steps.cluster_summary(targets[prefer])
+        else:
+            progress.recovery = restore_service(targets, resource, settings.drbd.mountpoint, prefer=prefer)
     except Exception as failed:  # restore_service reports; this is its own bug
         log.error("the recovery check itself failed: %s: %s", type(failed).__name__, failed)
     try:

@@ -21,6 +21,8 @@ packages=(
   xfsprogs
   # real borg for the backup tests on local repositories
   borgbackup
+  # the real nft checks the link-cut drill's ruleset in the unit tests (check mode: nothing applied)
+  nftables
   # host tools the executor drives
   iproute2 openssh-client procps
   # the team server's compose file is validated in the unit tests (no Docker engine needed)

@@ -20,6 +20,7 @@ RESTORE_FAILED = "hsf.restore.failed"
 SPLIT_BRAIN_RESOLVED = "hsf.split-brain.resolved"
 HA_UPGRADED = "hsf.ha.upgraded"
 HA_NODE_LOSS_COMPLETED = "hsf.ha.node-loss.completed"
+LINK_CUT_COMPLETED = "hsf.link-cut.completed"
 
 EVENTS = frozenset(
     {
@@ -32,6 +33,7 @@ EVENTS = frozenset(
         SPLIT_BRAIN_RESOLVED,
         HA_UPGRADED,
         HA_NODE_LOSS_COMPLETED,
+        LINK_CUT_COMPLETED,
     }
 )
 

@@ -378,3 +378,82 @@ def test_a_drill_that_failed_after_the_fault_reports_what_it_measured_and_did() 
 def test_a_partial_report_without_a_recovery_says_to_check_by_hand() -> None:
     text = progress(phase="rejoin", fired=True, error="TimeoutError: x").render()
     assert text.splitlines()[-1].startswith("Service: not checked")
+
+
+def pacemaker_report(**overrides: Any) -> FailoverReport:
+    fields: dict[str, Any] = {
+        "manager": "pacemaker",
+        "survivor_commands": [],
+        "detection_s": 8.6,
+        "fenced_s": 32.2,
+        "fenced_by": "nodeb",
+        "promote_s": 46.0,
+        "mount_s": 58.4,
+        "rto_s": 63.7,
+        "member_s": 2.0,
+        "resync_s": 31.2,
+        "unfenced_s": 31.2,
+        "after_rejoin": [verified("nodeb")],
+        "cluster_before": "nodea online (DC), nodeb online; quorate; p_fs_r0 Started on nodea",
+        "cluster_after": "nodea online, nodeb online (DC); quorate; p_fs_r0 Started on nodeb",
+        **overrides,
+    }
+    return report(**fields)
+
+
+def test_under_pacemaker_nothing_had_to_be_done_on_the_survivor() -> None:
+    lost, manual = pacemaker_report().answers()
+    assert lost.endswith(
+        "verified by sha256 on nodeb after nodea was destroyed, and again after nodea had "
+        "rejoined and resynced."
+    )
+    assert manual == (
+        "No: Pacemaker fenced nodea and promoted nodeb by itself; the flow only watched (no state-changing "
+        "command ran on nodeb between the kill and the verified data)."
+    )
+
+
+def test_under_pacemaker_a_command_from_the_flow_on_the_survivor_is_named() -> None:
+    _, manual = pacemaker_report(survivor_commands=["drbdadm primary r0"]).answers()
+    assert manual == "Yes: the flow ran `drbdadm primary r0` on nodeb (this drill should only watch)."
+
+
+def test_under_pacemaker_without_stonith_the_answer_says_nothing_was_fenced() -> None:
+    _, manual = pacemaker_report(fenced_s=None, fenced_by=None).answers()
+    assert manual.startswith("No: Pacemaker (STONITH disabled) promoted nodeb by itself")
+
+
+def test_the_pacemaker_report_shows_each_stage_and_the_cluster_before_and_after() -> None:
+    text = pacemaker_report().render()
+    assert text.startswith("Failover drill (Pacemaker), DRBD r0: nodea → nodeb\n")
+    for row in (
+        "detection (kill → membership lost)  8.6 s",
+        "fenced (by nodeb)                   32.2 s",
+        "promoted by Pacemaker               46.0 s",
+        "mounted by Pacemaker                58.4 s",
+        "RTO (kill → every byte verified)    63.7 s",
+        "… resynced as secondary             +31.2 s",
+    ):
+        assert f"  {row}\n" in text
+    assert "Cluster before: nodea online (DC), nodeb online; quorate; p_fs_r0 Started on nodea\n" in text
+    assert "Cluster after:  nodea online, nodeb online (DC); quorate; p_fs_r0 Started on nodeb\n" in text
+
+
+def test_a_failed_drill_under_pacemaker_shows_the_cluster_and_acts_on_nothing() -> None:
+    progress = FailoverProgress(
+        resource="r0",
+        killed="nodea",
+        survivor="nodeb",
+        fault="destroy",
+        started_at="2026-11-26T13:12:57Z",
+        phase="watch",
+        fired=True,
+        error="TimeoutError: timed out after 300 s waiting for the cluster to fence nodea",
+        cluster="Node List:\n  * Online: [ nodeb ]\n  * OFFLINE: [ nodea ]",
+    )
+    text = progress.render()
+    assert "failed while  watching Pacemaker fence, promote and mount on the survivor" in text
+    assert text.endswith(
+        "Service: left to Pacemaker (the flow does not act behind it); crm_mon:\n"
+        "Node List:\n  * Online: [ nodeb ]\n  * OFFLINE: [ nodea ]"
+    )
