@@ -212,6 +212,33 @@ class FailoverProgress(BaseModel):
     recovery: Recovery | None = None
     cluster: str = Field("", description="crm_mon on the survivor after the failure (manager pacemaker).")
 
+    def report(
+        self, after_failover: Verification, after_rejoin: list[Verification], **extra: object
+    ) -> FailoverReport:
+        """The finished drill's report from what it saw (``extra``: the fields of one kind of drill)."""
+        figures = self.figures
+        return FailoverReport.model_validate(
+            {
+                "resource": self.resource,
+                "killed": self.killed,
+                "survivor": self.survivor,
+                "fault": self.fault,
+                "dataset_files": self.dataset_files,
+                "dataset_bytes": self.dataset_bytes,
+                "detection_s": figures["detection_s"],
+                "promote_s": figures["promote_s"],
+                "mount_s": figures["mount_s"],
+                "rto_s": figures["rto_s"],
+                "after_failover": after_failover,
+                "survivor_commands": self.survivor_commands,
+                "returned_s": figures["returned_s"],
+                "resync_s": figures["resync_s"],
+                "after_rejoin": after_rejoin,
+                "started_at": self.started_at,
+                **extra,
+            }
+        )
+
     def render(self) -> str:
         error, *more = self.error.splitlines() or [""]
         fault = (
@@ -407,25 +434,7 @@ def _phases(
     on_returned = verify_dataset(targets[primary], directory, manifest)
     progress.verified.append(on_returned)
 
-    return FailoverReport(
-        resource=resource.name,
-        killed=primary,
-        survivor=survivor,
-        fault=progress.fault,
-        dataset_files=progress.dataset_files,
-        dataset_bytes=progress.dataset_bytes,
-        detection_s=figures["detection_s"],
-        promote_s=figures["promote_s"],
-        mount_s=figures["mount_s"],
-        rto_s=figures["rto_s"],
-        after_failover=after_failover,
-        survivor_commands=progress.survivor_commands,
-        down_s=figures["down_s"],
-        returned_s=figures["returned_s"],
-        resync_s=figures["resync_s"],
-        after_rejoin=[on_survivor, on_returned],
-        started_at=progress.started_at,
-    )
+    return progress.report(after_failover, [on_survivor, on_returned], down_s=figures["down_s"])
 
 
 def _dataset(
@@ -499,23 +508,10 @@ def _watched_phases(
     on_survivor = verify_dataset(targets[survivor], directory, manifest)
     progress.verified.append(on_survivor)
     after = pm_steps.cluster_status(targets[survivor])
-    return FailoverReport(
-        resource=resource.name,
-        killed=primary,
-        survivor=survivor,
-        fault=progress.fault,
-        dataset_files=progress.dataset_files,
-        dataset_bytes=progress.dataset_bytes,
-        detection_s=figures["detection_s"],
-        promote_s=figures["promote_s"],
-        mount_s=figures["mount_s"],
-        rto_s=figures["rto_s"],
-        after_failover=after_failover,
-        survivor_commands=progress.survivor_commands,
-        returned_s=figures["returned_s"],
-        resync_s=rejoined.resynced_s,
-        after_rejoin=[on_survivor],
-        started_at=progress.started_at,
+    figures["resync_s"] = rejoined.resynced_s
+    return progress.report(
+        after_failover,
+        [on_survivor],
         manager="pacemaker",
         fenced_s=seen.fenced_s,
         fenced_by=seen.fenced_by,
