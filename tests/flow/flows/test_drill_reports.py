@@ -21,10 +21,11 @@ from prefect.events.filters import EventFilter, EventResourceFilter
 from prefect.events.worker import EventsWorker
 from prefect.runtime import flow_run
 
-from flows import failover, ha_node_loss, ha_upgrade, split_brain
+from flows import failover, ha_node_loss, ha_upgrade, link_cut, split_brain
 from tasks import events
 from tasks.drbd.probes import DrbdState, Mount
 from tasks.drbd.roles import NodeSeen, Recovery, plan_recovery
+from tasks.writes import AckVerification
 
 MIB = 1024 * 1024
 
@@ -84,6 +85,24 @@ def split_brain_report(ok: bool) -> split_brain.SplitBrainReport:
     )  # fmt: skip
 
 
+def link_cut_report(ok: bool) -> link_cut.LinkCutReport:
+    lost = [] if ok else ["w00031"]
+    verification = AckVerification(
+        node="nodeb",
+        acked=57,
+        intact=57 - len(lost),
+        lost=lost,
+        acked_bytes=57 * MIB,
+        lost_bytes=len(lost) * MIB,
+    )
+    return link_cut.LinkCutReport(
+        resource="r0", primary="nodeb", secondary="nodea", started_at="2026-01-01T00:00:00Z", detected_s=7.5,
+        constraint_s=11.3, outdated_s=14.7, held_s=34.8, acked_during_cut=41, max_write_s=10.0,
+        secondary_roles=["Secondary"], fencings=0, resynced_s=7.2, unfenced_s=7.2, verification=verification,
+        cluster_after="nodea online, nodeb online (DC); quorate",
+    )  # fmt: skip
+
+
 CASES: dict[str, tuple[Callable[[bool], Any], Callable[[Any, str], None], str, str, str]] = {
     # drill: (report(ok), publish, markdown key, table key, event when ok)
     "failover": (
@@ -106,6 +125,13 @@ CASES: dict[str, tuple[Callable[[bool], Any], Callable[[Any, str], None], str, s
         "ha-node-loss",
         "ha-node-loss-verification",
         events.HA_NODE_LOSS_COMPLETED,
+    ),
+    "link-cut": (
+        link_cut_report,
+        link_cut._publish,
+        "link-cut-r0",
+        "link-cut-r0-verification",
+        events.LINK_CUT_COMPLETED,
     ),
     "split-brain": (
         split_brain_report,
