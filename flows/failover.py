@@ -6,9 +6,15 @@ survivor, verifies every byte; then brings the old primary back, lets it resync 
 roles back and verifies every byte again. The report answers, from evidence: was data lost, and what
 had to be done on the other node. Exits 1 if any byte was lost.
 
+Under ``cluster.manager = "pacemaker"`` the drill only watches after the kill: the cluster fences,
+promotes and mounts by itself, the flow verifies every byte and shows that it ran no state-changing
+command on the survivor; the old primary must rejoin as secondary by itself (no switch back: the
+cluster keeps the volume where it runs).
+
 A drill that fails midway never leaves the volume without a primary: it checks the nodes, restores
 service where it safely can (or says exactly what to run, and where), publishes a partial report of
-what it saw, and then fails with its original error (exit 4 for a failed command or a timeout).
+what it saw, and then fails with its original error (exit 4 for a failed command or a timeout). Under
+Pacemaker it never acts behind the cluster: its partial report shows what crm_mon sees.
 """
 
 from __future__ import annotations

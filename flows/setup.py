@@ -3,6 +3,10 @@
 DRBD resource → metadata → up → one initial promotion → sync → mkfs (ext4/xfs) → mount on the
 primary, then prove every node recognises the filesystem (the secondary after a controlled role
 switch). Probe → plan → execute in three phases; a re-run plans nothing and changes nothing.
+
+With ``cluster.manager = "pacemaker"`` a fourth phase hands the volume to Pacemaker (``tasks.pacemaker``):
+corosync, SBD, the units, the CIB; from then on the cluster starts, promotes and mounts DRBD, and setup
+only keeps the files current (a running resource's live change included).
 """
 
 from __future__ import annotations
@@ -276,10 +280,9 @@ def _finish(report: SetupReport, started: float) -> SetupReport:
 
 
 # What setup still does to a volume Pacemaker runs: its files, and a live change of a connected resource.
-PACEMAKER_LEAVES_TO_SETUP = {"install_tools", "keep_config", "write_config", "disconnect", "adjust"} | {
-    "wait_connected",
-    "wait_synced",
-}
+PACEMAKER_LEAVES_TO_SETUP = frozenset(
+    ("install_tools", "keep_config", "write_config", "disconnect", "adjust", "wait_connected", "wait_synced")
+)
 
 
 class Phase4:
