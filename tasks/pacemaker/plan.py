@@ -273,11 +273,17 @@ def plan_cluster(
                     reason=f"{', '.join(disabled)} not enabled: the node would not rejoin after a reboot",
                 )
             )
-    for node, probe in probes.items():
-        if probe.is_active("corosync") and probe.corosync_conf != wanted.corosync_conf:
-            steps.append(
-                ClusterStep(kind="reload_corosync", node=node, reason="corosync runs the old config")
+    outdated = [
+        n for n, p in probes.items() if p.is_active("corosync") and p.corosync_conf != wanted.corosync_conf
+    ]
+    if outdated:  # corosync-cfgtool -R makes every member reread its file: once, after every write
+        steps.append(
+            ClusterStep(
+                kind="reload_corosync",
+                node=outdated[0],
+                reason=f"corosync runs the old config on {', '.join(outdated)}",
             )
+        )
     stopped = [node for node in nodes if not all(probes[node].is_active(u) for u in CLUSTER_UNITS)]
     for node in stopped:
         steps.append(ClusterStep(kind="start_cluster", node=node, reason="corosync or pacemaker not running"))
