@@ -14,6 +14,7 @@ from typing import Any
 from prefect.logging import get_run_logger
 from pydantic import BaseModel, Field
 
+from tasks.cli import CheckFailed
 from tasks.context import current_executor
 from tasks.drbd import commands as files
 from tasks.drbd.probes import parse_blkid_export, parse_found_tools
@@ -329,7 +330,7 @@ def mount_of(target: SshTarget, mountpoint: str) -> str | None:
     return next((line.split()[0] for line in table.splitlines() if line.split()[1:2] == [mountpoint]), None)
 
 
-class SplitBrain(RuntimeError):
+class SplitBrain(CheckFailed):
     """DRBD refused to reconnect: both nodes wrote as Primary (it stays StandAlone until resolved)."""
 
 
