@@ -39,7 +39,7 @@ def run(target: SshTarget, argv: list[str], **kwargs: Any) -> CommandResult:
     return current_executor().run(argv, target, **kwargs)
 
 
-def _dry_run_skips(what: str) -> bool:
+def dry_run_skips(what: str) -> bool:
     """In a dry run nothing changed, so there is no state transition to wait for."""
     if current_executor().dry_run:
         get_run_logger().info("(dry run; not waiting for %s)", what)
@@ -205,7 +205,7 @@ def adjust(target: SshTarget, resource: DrbdResource) -> None:
 @step(name="wait-connected", retry_transport=True)
 def wait_connected(target: SshTarget, resource: DrbdResource, timeout_s: float) -> DrbdState:
     minor = resource.node(target.name).minor
-    if _dry_run_skips("the peers to connect"):
+    if dry_run_skips("the peers to connect"):
         return drbd_state(target, minor)
     return wait_until(
         lambda: (s := drbd_state(target, minor)).connected and s, timeout_s, "DRBD peers to connect"
@@ -224,7 +224,7 @@ def promote(target: SshTarget, resource: DrbdResource, force: bool = False) -> f
     started = time.monotonic()
     run(target, cmd.primary_argv(resource.name, force=force), timeout=120)
     minor = resource.node(target.name).minor
-    if _dry_run_skips(f"{target.name} to become Primary"):
+    if dry_run_skips(f"{target.name} to become Primary"):
         return 0.0
     wait_until(lambda: drbd_state(target, minor).role == "Primary", 60, f"{target.name} to become Primary")
     return time.monotonic() - started
@@ -241,7 +241,7 @@ def wait_synced(target: SshTarget, resource: DrbdResource, timeout_s: float) -> 
     log = get_run_logger()
     minor = resource.node(target.name).minor
     started = time.monotonic()
-    if _dry_run_skips("the sync"):
+    if dry_run_skips("the sync"):
         return 0.0
     artifact = create_progress_artifact(progress=0.0, description=f"DRBD {resource.name} sync")
     last_logged = -10.0

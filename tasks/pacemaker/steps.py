@@ -9,16 +9,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
-from typing import Any
 
-from prefect.logging import get_run_logger
 from pydantic import BaseModel, Field
 
 from tasks.cli import CheckFailed
 from tasks.context import current_executor
 from tasks.drbd import commands as files
 from tasks.drbd.probes import parse_blkid_export, parse_found_tools
-from tasks.drbd.steps import drbd_state
+from tasks.drbd.steps import drbd_state, dry_run_skips, run
 from tasks.executor import CommandResult, SshTarget
 from tasks.lab.host import wait_until
 from tasks.pacemaker import commands as cmd
@@ -38,10 +36,6 @@ from tasks.pacemaker.probes import (
     successful,
 )
 from tasks.step import step
-
-
-def run(target: SshTarget, argv: list[str], **kwargs: Any) -> CommandResult:
-    return current_executor().run(argv, target, **kwargs)
 
 
 def read(
@@ -206,17 +200,10 @@ def load_cib(targets: Mapping[str, SshTarget], on: str, cib: Cib) -> None:
         write_file(target, cmd.CIB_LOADED_HASH, text_sha256(text) + "\n", "600")
 
 
-def _dry_run_skips(what: str) -> bool:
-    if current_executor().dry_run:
-        get_run_logger().info("(dry run; not waiting for %s)", what)
-        return True
-    return False
-
-
 @step(name="wait-cluster-members", retry_transport=True)
 def wait_members(target: SshTarget, nodes: tuple[str, ...], timeout_s: float) -> ClusterStatus | None:
     """Until every node is an online member and a DC is elected, as ``target`` sees it."""
-    if _dry_run_skips("the cluster members"):
+    if dry_run_skips("the cluster members"):
         return None
 
     def members() -> ClusterStatus | None:
@@ -231,7 +218,7 @@ def wait_members(target: SshTarget, nodes: tuple[str, ...], timeout_s: float) ->
 @step(name="wait-serving", retry_transport=True)
 def wait_serving(target: SshTarget, cib: Cib, timeout_s: float) -> str | None:
     """Until Pacemaker has the volume promoted and mounted on one node; returns that node."""
-    if _dry_run_skips("Pacemaker to mount the volume"):
+    if dry_run_skips("Pacemaker to mount the volume"):
         return None
     node: str = wait_until(
         lambda: serving_node(cluster_status(target), cib),
