@@ -122,7 +122,7 @@ def _drill(settings: Settings) -> LinkCutReport:
     cut = settings.link_cut
     primary = built.primary
     secondary = resource.peer_of(primary).name
-    port = resource.node(secondary).port
+    ports = [node.port for node in resource.nodes]  # each end's listening port
     minor = resource.node(primary).minor
     started_at = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     directory = f"{settings.drbd.mountpoint}/linkcut-{started_at.replace(':', '')}"
@@ -147,7 +147,7 @@ def _drill(settings: Settings) -> LinkCutReport:
         # Phase 2: the cut; the primary's DRBD must fence the secondary and keep writing.
         acked_before_cut = len(acks)
         cut_at = time.monotonic()
-        cut_link(targets[secondary], port)
+        cut_link(targets[secondary], ports)
         seen: dict[str, float] = {}
 
         def fenced() -> bool:

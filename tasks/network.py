@@ -6,6 +6,8 @@ host's own firewall. Pure builders and a renderer; the steps run them through th
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from tasks.context import current_executor
 from tasks.executor import SshTarget
 from tasks.step import step
@@ -13,10 +15,14 @@ from tasks.step import step
 CUT_TABLE = "hsf_link_cut"
 
 
-def render_cut_ruleset(port: int, table: str = CUT_TABLE) -> str:
-    """Drop every TCP segment to or from ``port`` in both directions (DRBD's connection), nothing else:
-    corosync's knet (UDP) keeps the cluster membership, so only the replication link is cut."""
-    rules = f"tcp dport {port} drop; tcp sport {port} drop;"
+def render_cut_ruleset(ports: Sequence[int], table: str = CUT_TABLE) -> str:
+    """Drop every TCP segment to or from ``ports`` in both directions, nothing else: DRBD's connection
+    runs between the two nodes' ports (each may listen on its own), while corosync's knet (UDP) keeps
+    the cluster membership, so only the replication link is cut."""
+    if not ports:
+        raise ValueError("no port to cut")
+    listed = ", ".join(str(port) for port in sorted(set(ports)))
+    rules = f"tcp dport {{ {listed} }} drop; tcp sport {{ {listed} }} drop;"
     return "\n".join(
         (
             f"table inet {table} {{",
@@ -39,8 +45,8 @@ def nft_delete_table_argv(table: str = CUT_TABLE) -> list[str]:
 
 
 @step(name="cut-replication-link", timeout_seconds=60, retry_transport=True)
-def cut_link(target: SshTarget, port: int) -> None:
-    current_executor().run(nft_load_argv(), target, stdin=render_cut_ruleset(port))
+def cut_link(target: SshTarget, ports: Sequence[int]) -> None:
+    current_executor().run(nft_load_argv(), target, stdin=render_cut_ruleset(ports))
 
 
 @step(name="heal-replication-link", timeout_seconds=60, retry_transport=True)
