@@ -50,6 +50,9 @@ class ClusterProbe(BaseModel):
     enabled: dict[str, str] = Field(default_factory=dict, description="systemctl is-enabled per unit.")
     sbd_device_present: bool = Field(True, description="The SBD disk exists (when SBD fences).")
     sbd_device_type: str | None = Field(None, description="What blkid finds on the SBD disk (a filesystem…).")
+    sbd_device_blank: bool | None = Field(
+        None, description="The SBD disk's first 65 KiB are zeros (None: not read, or it has a header)."
+    )
     sbd_header: SbdHeader | None = Field(None, description="The SBD header's timeouts (None: no header).")
     cib_sha256: str | None = Field(None, description="sha256 of the crm text setup last loaded, as recorded.")
     status: ClusterStatus | None = Field(None, description="crm_mon's view, when pacemaker runs here.")
@@ -159,10 +162,11 @@ def cluster_problems(
             device = wanted.sbd.device
             if not probe.sbd_device_present:
                 problems.append(f"{node}: the SBD disk {device} does not exist (cluster.fencing.sbd.device)")
-            elif probe.sbd_header is None and probe.sbd_device_type:
+            elif probe.sbd_header is None and (probe.sbd_device_type or probe.sbd_device_blank is False):
+                holds = probe.sbd_device_type or "data (its first 65 KiB are not zeros)"
                 problems.append(
-                    f"{node}: the SBD disk {device} holds {probe.sbd_device_type}, not an SBD header: "
-                    "setup writes SBD only onto a disk without a signature (wipefs it if it is unused)"
+                    f"{node}: the SBD disk {device} holds {holds}, not an SBD header: setup writes SBD only "
+                    "onto a disk without a signature (wipefs it if it is unused)"
                 )
     if wanted.sbd is not None and running:
         first = next(iter(probes.values()))
@@ -214,24 +218,35 @@ def plan_cluster(
                 )
             )
     for node, probe in probes.items():
-        if probe.corosync_conf != wanted.corosync_conf:
-            if probe.corosync_conf is not None and not probe.own_corosync_conf:
+        # the authkey has no header: it is this project's when the corosync.conf beside it is
+        ours = probe.own_corosync_conf or probe.corosync_conf is None
+        # (kind, path, name in reasons, what it is now, what it should be, why it differs, ours)
+        files = [
+            ("write_corosync_conf", cmd.COROSYNC_CONF, "corosync.conf", probe.corosync_conf,
+             wanted.corosync_conf, "differs from the settings", probe.own_corosync_conf),
+            ("write_authkey", cmd.COROSYNC_AUTHKEY, "the corosync authkey", probe.authkey_sha256,
+             wanted.authkey_sha256, "is not the Secret block's key", ours),
+        ]  # fmt: skip
+        if wanted.sbd_default is not None:
+            own = probe.sbd_default is not None and probe.sbd_default.startswith(OWN_FILE_HEADER)
+            files.append(
+                ("write_sbd_default", cmd.SBD_DEFAULT, cmd.SBD_DEFAULT, probe.sbd_default, wanted.sbd_default,
+                 "differs from the settings", own)
+            )  # fmt: skip
+        for kind, path, name, current, target, differs, own in files:
+            if current == target:
+                continue
+            if current is not None and not own:  # nothing this project did not write is lost
                 steps.append(
                     ClusterStep(
                         kind="keep_file",
                         node=node,
-                        path=cmd.COROSYNC_CONF,
-                        reason="corosync.conf was not written by this project (the package's sample?)",
+                        path=path,
+                        reason=f"{name} was not written by this project (the package's sample?)",
                     )
                 )
-            why = "absent" if probe.corosync_conf is None else "differs from the settings"
-            steps.append(ClusterStep(kind="write_corosync_conf", node=node, reason=f"corosync.conf {why}"))
-        if probe.authkey_sha256 != wanted.authkey_sha256:
-            why = "absent" if probe.authkey_sha256 is None else "is not the Secret block's key"
-            steps.append(ClusterStep(kind="write_authkey", node=node, reason=f"the corosync authkey {why}"))
-        if wanted.sbd_default is not None and probe.sbd_default != wanted.sbd_default:
-            why = "absent" if probe.sbd_default is None else "differs from the settings"
-            steps.append(ClusterStep(kind="write_sbd_default", node=node, reason=f"/etc/default/sbd {why}"))
+            why = "absent" if current is None else differs
+            steps.append(ClusterStep(kind=kind, node=node, reason=f"{name} {why}"))
     if wanted.sbd is not None and not running and not wanted.header_matches(probes[first].sbd_header):
         header = probes[first].sbd_header
         why = (

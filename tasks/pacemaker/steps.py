@@ -108,6 +108,8 @@ def probe_node(target: SshTarget, wanted: WantedCluster) -> ClusterProbe:
             if probe.sbd_header is None:
                 blkid = read(target, files.blkid_argv(device), (0, 2))
                 probe.sbd_device_type = parse_blkid_export(blkid.stdout).type
+                zero = read(target, files.zero_head_argv(device), (0, 1, 2)).exit_code
+                probe.sbd_device_blank = {0: True, 1: False}.get(zero)
     if probe.is_active("pacemaker"):
         probe.status = cluster_status(target)
     return probe

@@ -463,6 +463,26 @@ def test_a_foreign_corosync_conf_is_kept_aside_before_it_is_replaced() -> None:
     assert cluster_problems(probes, WANTED, install_packages=False) == []  # stopped: setup may replace it
 
 
+def test_a_foreign_sbd_default_and_the_authkey_of_a_foreign_corosync_conf_are_kept_aside() -> None:
+    package_sbd = "SBD_DEVICE=/dev/sdz\n"
+    probes = {
+        "nodea": fresh(
+            "nodea",
+            corosync_conf=PACKAGE_COROSYNC_CONF,
+            authkey_sha256=text_sha256("the old cluster's key"),
+            sbd_default=package_sbd,
+        ),
+        "nodeb": fresh("nodeb", authkey_sha256=text_sha256("a key beside our own corosync.conf")),
+    }
+    steps = plan_cluster(probes, BY_HAND, WANTED, install_packages=False)
+    kept = [s.path for s in steps if s.kind == "keep_file" and s.node == "nodea"]
+    assert kept == [cmd.COROSYNC_CONF, cmd.COROSYNC_AUTHKEY, cmd.SBD_DEFAULT]
+    for path, write in zip(kept, ("write_corosync_conf", "write_authkey", "write_sbd_default"), strict=True):
+        keep = next(s for s in steps if s.kind == "keep_file" and s.path == path)
+        assert steps.index(keep) + 1 == steps.index(step(steps, write, "nodea"))  # copied, then replaced
+    assert not [s for s in steps if s.kind == "keep_file" and s.node == "nodeb"]
+
+
 def test_missing_tools_are_installed_first_with_every_package() -> None:
     probes = {
         "nodea": fresh("nodea", tools_found=[]),
@@ -612,6 +632,21 @@ PROBLEMS: dict[str, tuple[dict[str, ClusterProbe], WantedCluster, bool, list[str
         WANTED,
         False,
         [HOLDS_EXT4.format(node="nodeb")],
+    ),
+    "sbd-device-holds-unknown-data": (
+        {"nodea": fresh("nodea", sbd_header=None, sbd_device_blank=False), "nodeb": fresh("nodeb")},
+        WANTED,
+        False,
+        [
+            "nodea: the SBD disk /dev/disk/by-id/virtio-sbd holds data (its first 65 KiB are not zeros), not "
+            "an SBD header: setup writes SBD only onto a disk without a signature (wipefs it if it is unused)"
+        ],
+    ),
+    "sbd-device-blank": (
+        {"nodea": fresh("nodea", sbd_header=None, sbd_device_blank=True), "nodeb": fresh("nodeb")},
+        WANTED,
+        False,
+        [],
     ),
     "sbd-header-differs-running": (
         pair(running, sbd_header=OTHER_HEADER),
