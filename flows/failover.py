@@ -1,10 +1,12 @@
 """The failover drill, the project's main job: ``python -m flows.failover``.
 
 Builds (or confirms) the replicated volume, writes a dataset with a sha256 manifest on the primary,
-kills the primary, detects the loss from the survivor's own DRBD state, promotes and mounts the
-survivor, verifies every byte; then brings the old primary back, lets it resync as secondary, switches
-roles back and verifies every byte again. The report answers, from evidence: was data lost, and what
-had to be done on the other node. Exits 1 if any byte was lost.
+starts an application on it that appends records and is told each is safe only after fsync, kills the
+primary in the middle of that stream, detects the loss from the survivor's own DRBD state, promotes and
+mounts the survivor, restarts the application there, verifies every byte and every acknowledged
+record; then brings the old primary back, lets it resync as secondary, switches roles back and verifies
+both again. The report answers, from evidence: was data lost — at rest or acknowledged — how long the
+application could not write, and what had to be done on the other node. Exits 1 if any byte was lost.
 
 Under ``cluster.manager = "pacemaker"`` the drill only watches after the kill: the cluster fences,
 promotes and mounts by itself, the flow verifies every byte and shows that it ran no state-changing
@@ -43,8 +45,10 @@ from tasks.lab.host import wait_until
 from tasks.manifest import Entry, contents, lost_files, tree_manifest
 from tasks.nodes import confirm_down, fault_outcome, fire_fault, restart_node
 from tasks.pacemaker import steps as pm_steps
+from tasks.pictures import ack_timeline_png, save_picture
 from tasks.settings import Settings, load_settings
 from tasks.step import step
+from tasks.writes import AckedWrites, AckLog, Writer, WriterCheck, acked_writes, check_writers
 
 
 class Verification(BaseModel):
@@ -85,10 +89,32 @@ class FailoverReport(BaseModel):
     unfenced_s: float | None = Field(None, description="Old primary on SSH → the fencing constraint removed.")
     cluster_before: str = Field("", description="crm_mon on the survivor before the fault.")
     cluster_after: str = Field("", description="crm_mon on the survivor at the end.")
+    writes: AckedWrites | None = Field(
+        None, description="The application's acknowledged records through the fault, read back on each node."
+    )
+    picture: str = Field("", description="The acknowledged records over time (PNG).")
 
     @property
     def bytes_lost(self) -> int:
         return max([self.after_failover.bytes_lost, *(v.bytes_lost for v in self.after_rejoin)])
+
+    @property
+    def acked_lost(self) -> int:
+        """Acknowledged records missing or corrupt on some node: data lost, like a lost byte."""
+        return self.writes.lost if self.writes else 0
+
+    def writes_answer(self) -> str:
+        if self.writes is None:
+            return ""
+        w = self.writes
+        outage = f" The application could not write for {w.outage.gap_s:.1f} s." if w.outage else ""
+        if not w.lost:
+            nodes = " and ".join(sorted({c.node for c in w.checks}))
+            return (
+                f" None of the {w.acked} writes acknowledged to the application (after fsync, "
+                f"{len(w.timeline)} writers) vanished: every one read back intact on {nodes}.{outage}"
+            )
+        return f" ACKNOWLEDGED WRITES LOST: {w.lost} ({w.lost_bytes:,} bytes).{outage}"
 
     def answers(self) -> tuple[str, str]:
         lost = (
@@ -102,7 +128,7 @@ class FailoverReport(BaseModel):
             if self.bytes_lost == 0
             else f"YES: {self.bytes_lost:,} of {self.dataset_bytes:,} bytes lost "
             f"({', '.join(self.after_failover.lost_files) or 'after rejoin'})."
-        )
+        ) + self.writes_answer()
         commands = "; ".join(f"`{c}`" for c in self.survivor_commands) or "none"
         if self.manager == "pacemaker":
             fenced = f"fenced {self.killed} and " if self.fenced_s is not None else "(STONITH disabled) "
@@ -136,6 +162,7 @@ class FailoverReport(BaseModel):
             ("promoted by Pacemaker", f"{self.promote_s:.1f} s"),
             ("mounted by Pacemaker", f"{self.mount_s:.1f} s"),
             ("RTO (kill → every byte verified)", f"{self.rto_s:.1f} s"),
+            *self.writes_rows(),
             ("bytes lost", f"{self.bytes_lost:,} of {self.dataset_bytes:,}"),
             ("old primary back on SSH", f"{self.returned_s:.1f} s"),
             ("… an online member again", f"+{self.member_s or 0:.1f} s"),
@@ -151,9 +178,19 @@ class FailoverReport(BaseModel):
             ("promote survivor", f"{self.promote_s:.1f} s"),
             ("mount (journal replay)", f"{self.mount_s:.1f} s"),
             ("RTO (kill → every byte verified)", f"{self.rto_s:.1f} s"),
+            *self.writes_rows(),
             ("bytes lost", f"{self.bytes_lost:,} of {self.dataset_bytes:,}"),
             ("old primary back on SSH", f"{self.returned_s:.1f} s"),
             ("resync after rejoin", f"{self.resync_s:.1f} s"),
+        ]
+
+    def writes_rows(self) -> list[tuple[str, str]]:
+        if self.writes is None:
+            return []
+        outage = self.writes.outage
+        return [
+            ("write outage (last ack → first ack)", f"{outage.gap_s:.1f} s" if outage else "not measured"),
+            ("acknowledged writes lost", f"{self.writes.lost} of {self.writes.acked}"),
         ]
 
     def render(self) -> str:
@@ -170,6 +207,8 @@ class FailoverReport(BaseModel):
                 f"Failover drill{by}, DRBD {self.resource}: {self.killed} → {self.survivor}",
                 *(f"  {k:<{width}}  {v}" for k, v in rows),
                 *cluster,
+                *(f"  {check.summary()}" for check in (self.writes.checks if self.writes else [])),
+                *([f"Picture: {self.picture}"] if self.picture else []),
                 "",
                 f"Have you lost data after destroying one node?  {lost}",
                 f"Was it necessary to do something on the other node to get the data?  {manual}",
@@ -185,6 +224,8 @@ PHASES = {
     "switch back": "switching roles back and verifying every byte on the returned node",
     "watch": "watching Pacemaker fence, promote and mount on the survivor, then verifying every byte",
 }
+WRITER_MAX_S = 900.0  # a writer the fault did not stop ends by itself even if nothing asks it to
+
 FIGURES = {
     "detection_s": "detection (kill → survivor sees peer lost)",
     "fenced_s": "fenced by the cluster",
@@ -380,17 +421,63 @@ def _drill(settings: Settings) -> FailoverReport:
         started_at=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
     )
     phases = _watched_phases if settings.cluster.manager == "pacemaker" else _phases
+    application = _Application(settings, progress)
     try:
-        report = phases(settings, targets, resource, progress)
+        report = phases(settings, targets, resource, progress, application)
     except Exception as exc:
+        application.stop_quietly()
         _after_failure(settings, targets, resource, progress, exc)
         raise
+    if report.writes is not None:
+        png = ack_timeline_png(
+            report.writes,
+            f"Failover drill: {report.killed} → {report.survivor}, acknowledged writes",
+            f"{fault_outcome(report.fault)} {report.killed}",
+        )
+        picture = save_picture(
+            png, settings.writes.reports_dir, f"failover-{resource.name}-{report.started_at}"
+        )
+        report = report.model_copy(update={"picture": str(picture)})
     _publish(report, settings.cluster_name)
     return report
 
 
+class _Application:
+    """The drill's application: acknowledged writers, one on the primary until it dies, one restarted on
+    the survivor once it serves (as a cluster or an operator would restart it)."""
+
+    def __init__(self, settings: Settings, progress: FailoverProgress) -> None:
+        self.settings = settings.writes
+        self.directory = f"{settings.drbd.mountpoint}/drill-{progress.started_at.replace(':', '')}-acked"
+        self.log = AckLog()
+        self.writers: list[Writer] = []
+
+    def start(self, target: SshTarget, first_acks: int) -> Writer:
+        name = f"{target.name}-{len(self.writers) + 1}"
+        writer = Writer(target, self.directory, name, self.log, self.settings, max_s=WRITER_MAX_S)
+        self.writers.append(writer)
+        return writer.start(first_acks, timeout_s=120)
+
+    def check(self, target: SshTarget) -> list[WriterCheck]:
+        names = [w.name for w in self.writers]
+        return check_writers(target, self.directory, self.log, names, self.settings.payload_bytes)
+
+    def stop_quietly(self) -> None:
+        """A failed drill: stop the writers that still run, without hiding the drill's error."""
+        for writer in self.writers:
+            if not writer.abandoned:
+                try:
+                    writer.stop(timeout_s=30)
+                except Exception as exc:
+                    get_run_logger().warning("could not stop the writer %s: %s", writer.name, exc)
+
+
 def _phases(
-    settings: Settings, targets: dict[str, SshTarget], resource: DrbdResource, progress: FailoverProgress
+    settings: Settings,
+    targets: dict[str, SshTarget],
+    resource: DrbdResource,
+    progress: FailoverProgress,
+    application: _Application,
 ) -> FailoverReport:
     """The drill after setup; ``progress`` records what it has seen, for a partial report."""
     log = get_run_logger()
@@ -399,8 +486,9 @@ def _phases(
     primary, survivor = progress.killed, progress.survivor
     figures = progress.figures
 
-    # Phase 1: a dataset whose every byte is recorded.
+    # Phase 1: a dataset whose every byte is recorded, and the application writing on the primary.
     directory, manifest = _dataset(settings, targets[primary], progress)
+    first = application.start(targets[primary], settings.writes.first_acks)
 
     # Phase 2: kill the primary; the survivor takes over (every state-changing command is recorded).
     progress.phase = "kill"
@@ -409,6 +497,7 @@ def _phases(
             killed_at = time.monotonic()
             progress.fired = True
             fire_fault(settings, targets[primary])
+            first.abandon()
             try:
                 seen = wait_peer_lost(targets[survivor], resource, timeout_s=120)
             except TimeoutError:
@@ -423,11 +512,16 @@ def _phases(
             figures["promote_s"] = round(steps.promote(targets[survivor], resource), 2)
             device = resource.node(survivor).device
             figures["mount_s"] = round(steps.mount(targets[survivor], device, drbd.mountpoint), 2)
+            second = application.start(targets[survivor], 1)  # what the operator restarts next
             after_failover = verify_dataset(targets[survivor], directory, manifest)
             figures["rto_s"] = round(time.monotonic() - killed_at, 2)
             progress.verified.append(after_failover)
         finally:
             progress.survivor_commands = [c.command for c in commands if c.target == survivor]
+    second.keep_writing(settings.writes.after_s, timeout_s=settings.writes.after_s + 300)
+    second.stop()
+    ended_at = time.monotonic()
+    checks = application.check(targets[survivor])
 
     # Phase 3: the old primary rejoins as secondary, takes over again, and proves its copy.
     progress.phase = "rejoin"
@@ -439,8 +533,14 @@ def _phases(
     switch_primary(targets, resource, drbd.mountpoint, old=survivor, new=primary)
     on_returned = verify_dataset(targets[primary], directory, manifest)
     progress.verified.append(on_returned)
+    checks += application.check(targets[primary])
 
-    return progress.report(after_failover, [on_survivor, on_returned], down_s=figures["down_s"])
+    return progress.report(
+        after_failover,
+        [on_survivor, on_returned],
+        down_s=figures["down_s"],
+        writes=acked_writes(application.log, checks, killed_at, ended_at),
+    )
 
 
 def _dataset(
@@ -464,7 +564,11 @@ def _dataset(
 
 
 def _watched_phases(
-    settings: Settings, targets: dict[str, SshTarget], resource: DrbdResource, progress: FailoverProgress
+    settings: Settings,
+    targets: dict[str, SshTarget],
+    resource: DrbdResource,
+    progress: FailoverProgress,
+    application: _Application,
 ) -> FailoverReport:
     """The drill under Pacemaker: after the fault the flow only reads the survivor's state (crm_mon,
     /proc/drbd, the files' hashes) until the cluster has failed over by itself and every byte verified."""
@@ -482,14 +586,17 @@ def _watched_phases(
     before = pm_steps.cluster_status(targets[survivor])
     cluster_before = before.summary() if before else "pacemaker does not answer"
     fencings_before = len(pm_steps.fencings_of(targets[survivor], primary))
+    first = application.start(targets[primary], settings.writes.first_acks)
 
-    # Phase 2: the fault; from here to the verified data the flow changes nothing on the survivor.
+    # Phase 2: the fault; from here to the verified data the flow changes nothing on the survivor (the
+    # application it restarts there is the workload, not an operator's command).
     progress.phase = "kill"
     with executor.recording() as commands:
         try:
             killed_at = time.monotonic()
             progress.fired = True
             fire_fault(settings, targets[primary])
+            first.abandon()
             progress.phase = "watch"
             seen = pm_steps.watch_takeover(
                 targets[survivor], primary, cib, killed_at, fencings_before, timeout_s
@@ -499,11 +606,16 @@ def _watched_phases(
             if seen.fenced_s is not None:
                 figures["fenced_s"] = seen.fenced_s
             log.info("Pacemaker failed over by itself: %s", seen)
+            second = application.start(targets[survivor], 1)
             after_failover = verify_dataset(targets[survivor], directory, manifest)
             figures["rto_s"] = round(time.monotonic() - killed_at, 2)
             progress.verified.append(after_failover)
         finally:
             progress.survivor_commands = [c.command for c in commands if c.target == survivor]
+    second.keep_writing(settings.writes.after_s, timeout_s=settings.writes.after_s + 300)
+    second.stop()
+    ended_at = time.monotonic()
+    checks = application.check(targets[survivor])
 
     # Phase 3: the old primary returns; the cluster makes it a resynced secondary by itself.
     progress.phase = "rejoin"
@@ -525,6 +637,7 @@ def _watched_phases(
         unfenced_s=rejoined.unfenced_s,
         cluster_before=cluster_before,
         cluster_after=after.summary() if after else "pacemaker does not answer",
+        writes=acked_writes(application.log, checks, killed_at, ended_at),
     )
 
 
@@ -586,10 +699,12 @@ def _publish(report: FailoverReport, cluster: str) -> None:
                 f"# Failover drill: {report.killed} → {report.survivor}",
                 f"**Have you lost data after destroying one node?** {lost}",
                 f"**Was it necessary to do something on the other node to get the data?** {manual}",
+                *([f"Picture of the acknowledged writes: `{report.picture}`"] if report.picture else []),
                 f"```\n{report.render()}\n```",
             )
         ),
-        description=f"RTO {report.rto_s:.1f} s, {report.bytes_lost} bytes lost",
+        description=f"RTO {report.rto_s:.1f} s, {report.bytes_lost} bytes and {report.acked_lost} "
+        "acknowledged writes lost",
     )
     create_table_artifact(
         key=f"failover-{report.resource}-verification",
@@ -604,14 +719,18 @@ def _publish(report: FailoverReport, cluster: str) -> None:
         "detection_s": report.detection_s,
         "bytes_lost": report.bytes_lost,
         "dataset_bytes": report.dataset_bytes,
+        "acked": report.writes.acked if report.writes else 0,
+        "acked_lost": report.acked_lost,
+        "write_outage_s": report.writes.outage.gap_s if report.writes and report.writes.outage else None,
     }
     emit(FAILOVER_COMPLETED, resource=cluster_resource(cluster), payload=summary)
-    if report.bytes_lost:
+    if report.bytes_lost or report.acked_lost:
         lost_files = sorted({f for v in (report.after_failover, *report.after_rejoin) for f in v.lost_files})
+        lost_records = report.writes.lost_records() if report.writes else {}
         emit(
             DATA_LOST,
             resource=cluster_resource(cluster),
-            payload={**summary, "drill": "failover", "lost_files": lost_files},
+            payload={**summary, "drill": "failover", "lost_files": lost_files, "lost_records": lost_records},
         )
 
 
@@ -633,7 +752,7 @@ def _run_drill(settings: Settings) -> int:
             " make lab-down removes it."
         )
     print(ui_hint(report.resource))
-    return 1 if report.bytes_lost else 0
+    return 1 if report.bytes_lost or report.acked_lost else 0
 
 
 def main() -> int:

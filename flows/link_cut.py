@@ -1,12 +1,13 @@
 """The link-cut drill: ``python -m flows.link_cut`` (cluster.manager = "pacemaker").
 
-While the primary writes — each chunk acknowledged only after fsync — the replication link is cut
+While the primary writes — each record acknowledged only after fsync — the replication link is cut
 inside the secondary (nftables drops DRBD's TCP port; corosync's knet keeps the membership). DRBD's
 fencing (``resource-and-stonith`` with crm-fence-peer.sh) must place a constraint that keeps the
 outdated secondary from ever being promoted, writes go on, and the secondary never becomes Primary.
 Then the link heals and the cluster returns to clean by itself: reconnected, resynced, the constraint
-removed by crm-unfence-peer.sh, no split-brain. Every acknowledged chunk is read back. Exits 1 if an
-acknowledged byte was lost.
+removed by crm-unfence-peer.sh, no split-brain. Every acknowledged record is read back on the primary
+(the flow never switches roles behind the cluster), and the write outage the cut caused is measured
+from the acknowledgements. Exits 1 if an acknowledged record was lost.
 """
 
 from __future__ import annotations
@@ -23,15 +24,16 @@ from pydantic import BaseModel, Field
 from flows.setup import setup
 from tasks.cli import run_cli
 from tasks.cluster import drbd_resource, node_targets, secret_block_name, shared_secret
-from tasks.context import current_executor, refuse_dry_run, run_context
+from tasks.context import refuse_dry_run, run_context
 from tasks.drbd import steps
 from tasks.drbd.plan import Refused
 from tasks.events import DATA_LOST, LINK_CUT_COMPLETED, cluster_resource, emit
 from tasks.lab.host import wait_until
 from tasks.network import cut_link, heal_link
 from tasks.pacemaker import steps as pm_steps
+from tasks.pictures import ack_timeline_png, save_picture
 from tasks.settings import Settings, load_settings
-from tasks.writes import AckLog, AckVerification, verify_acks, write_acknowledged
+from tasks.writes import AckedWrites, AckLog, Writer, acked_writes, check_writers
 
 
 class LinkCutReport(BaseModel):
@@ -43,13 +45,14 @@ class LinkCutReport(BaseModel):
     constraint_s: float = Field(description="Cut → crm-fence-peer.sh's constraint in the CIB.")
     outdated_s: float = Field(description="Cut → the primary sees the peer's disk Outdated.")
     held_s: float = Field(description="How long the link stayed cut.")
-    acked_during_cut: int = Field(description="Writes acknowledged while the link was cut.")
+    acked_during_cut: int = Field(description="Records acknowledged while the link was cut.")
     max_write_s: float = Field(description="The slowest acknowledged write (write + fsync).")
     secondary_roles: list[str] = Field(description="Every role the secondary's DRBD reported meanwhile.")
     fencings: int = Field(description="Nodes fenced (STONITH) during the drill: the membership held.")
     resynced_s: float = Field(description="Heal → Connected and both disks UpToDate.")
     unfenced_s: float = Field(description="Heal → the constraint removed (crm-unfence-peer.sh).")
-    verification: AckVerification
+    writes: AckedWrites = Field(description="The primary's acknowledged records, read back (fault: the cut).")
+    picture: str = Field("", description="The acknowledged records over time (PNG).")
     cluster_after: str
 
     @property
@@ -57,12 +60,14 @@ class LinkCutReport(BaseModel):
         return "Primary" in self.secondary_roles
 
     def answers(self) -> tuple[str, str]:
-        v = self.verification
+        w = self.writes
+        nodes = " and ".join(sorted({c.node for c in w.checks}))
         lost = (
-            f"No. All {v.acked} acknowledged writes ({v.acked_bytes:,} bytes, {self.acked_during_cut} of "
-            f"them while the link was cut) read back intact on {self.primary}."
-            if not v.lost
-            else f"YES: {len(v.lost)} acknowledged writes ({v.lost_bytes:,} bytes) lost: " + ", ".join(v.lost)
+            f"No. All {w.acked} acknowledged writes ({self.acked_during_cut} of them while the link was "
+            f"cut) read back intact on {nodes}."
+            if not w.lost
+            else f"YES: {w.lost} acknowledged writes ({w.lost_bytes:,} bytes) lost: "
+            + "; ".join(c.summary() for c in w.checks if c.lost)
         )
         primaries = (
             f"No. {self.secondary} stayed {'/'.join(sorted(set(self.secondary_roles)))} throughout: DRBD "
@@ -83,6 +88,7 @@ class LinkCutReport(BaseModel):
             ("link held cut", f"{self.held_s:.1f} s"),
             ("writes acknowledged during the cut", str(self.acked_during_cut)),
             ("slowest acknowledged write", f"{self.max_write_s:.2f} s"),
+            ("write outage", self.writes.outage.describe() if self.writes.outage else "not measured"),
             ("nodes fenced", str(self.fencings)),
             ("healed → resynced", f"{self.resynced_s:.1f} s"),
             ("healed → constraint removed", f"{self.unfenced_s:.1f} s"),
@@ -93,7 +99,9 @@ class LinkCutReport(BaseModel):
                 f"Link-cut drill (Pacemaker), DRBD {self.resource}: {self.primary} writes, "
                 f"{self.secondary} cut off",
                 *(f"  {k:<{width}}  {v}" for k, v in rows),
+                *(f"  {c.summary()}" for c in self.writes.checks),
                 f"Cluster after: {self.cluster_after}",
+                *([f"Picture: {self.picture}"] if self.picture else []),
                 "",
                 f"Was any acknowledged write lost?  {lost}",
                 f"Were there ever two primaries?  {primaries}",
@@ -126,8 +134,6 @@ def _drill(settings: Settings) -> LinkCutReport:
     minor = resource.node(primary).minor
     started_at = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     directory = f"{settings.drbd.mountpoint}/linkcut-{started_at.replace(':', '')}"
-    stop_file = f"{directory}.stop"
-    chunk_bytes = cut.chunk_kib * 1024
     roles: set[str] = set()
 
     def watch_secondary() -> None:
@@ -138,12 +144,9 @@ def _drill(settings: Settings) -> LinkCutReport:
     fencings_before = {n: len(pm_steps.fencings_of(targets[primary], n)) for n in targets}
     acks = AckLog()
     max_s = 2 * cut.timeout_s + cut.hold_s + 60
-    writer = write_acknowledged.submit(
-        targets[primary], directory, stop_file, acks, max_s, chunk_bytes, cut.interval_s
-    )
+    writer = Writer(targets[primary], directory, f"{primary}-1", acks, settings.writes, max_s)
+    writer.start(settings.writes.first_acks, 120)
     try:
-        wait_until(lambda: len(acks) >= 3, 120, "the writer's first acknowledged writes", interval_s=0.5)
-
         # Phase 2: the cut; the primary's DRBD must fence the secondary and keep writing.
         acked_before_cut = len(acks)
         cut_at = time.monotonic()
@@ -201,9 +204,10 @@ def _drill(settings: Settings) -> LinkCutReport:
             clean, cut.timeout_s, "the link to heal: resync and the constraint removed", interval_s=1.0
         )
     finally:
-        current_executor().run(["touch", stop_file], targets[primary])
-        writer.result()
-    verification = verify_acks(targets[primary], directory, acks.acks(), chunk_bytes)
+        writer.stop()
+    ended_at = time.monotonic()
+    checks = check_writers(targets[primary], directory, acks, [writer.name], settings.writes.payload_bytes)
+    writes = acked_writes(acks, checks, cut_at, ended_at)
     fencings = sum(
         len(pm_steps.fencings_of(targets[primary], n)) - before for n, before in fencings_before.items()
     )
@@ -218,14 +222,17 @@ def _drill(settings: Settings) -> LinkCutReport:
         outdated_s=seen["outdated"],
         held_s=held_s,
         acked_during_cut=acked_during_cut,
-        max_write_s=max((a.latency_s for a in acks.acks()), default=0.0),
+        max_write_s=max((a.took_s for a in acks.acks()), default=0.0),
         secondary_roles=sorted(roles),
         fencings=fencings,
         resynced_s=back["resynced"],
         unfenced_s=back["unfenced"],
-        verification=verification,
+        writes=writes,
         cluster_after=after.summary() if after else "pacemaker does not answer",
     )
+    png = ack_timeline_png(writes, f"Link cut: {primary} writes, {secondary} cut off", "link cut")
+    picture = save_picture(png, settings.writes.reports_dir, f"link-cut-{resource.name}-{started_at}")
+    report = report.model_copy(update={"picture": str(picture)})
     _publish(report, settings.cluster_name)
     return report
 
@@ -239,39 +246,41 @@ def _publish(report: LinkCutReport, cluster: str) -> None:
                 f"# Link-cut drill: {report.primary} writes, {report.secondary} cut off",
                 f"**Was any acknowledged write lost?** {lost}",
                 f"**Were there ever two primaries?** {primaries}",
+                *([f"Picture of the acknowledged writes: `{report.picture}`"] if report.picture else []),
                 f"```\n{report.render()}\n```",
             )
         ),
-        description=f"{report.verification.lost_bytes} acknowledged bytes lost, "
+        description=f"{report.writes.lost} acknowledged writes lost, "
         f"{'two primaries' if report.two_primaries else 'one primary'}",
     )
     create_table_artifact(
         key=f"link-cut-{report.resource}-verification",
-        table=[report.verification.model_dump()],
-        description="Acknowledged writes read back on the primary",
+        table=[check.row() for check in report.writes.checks],
+        description="Acknowledged records read back on the primary",
     )
     summary = {
         "resource": report.resource,
         "primary": report.primary,
         "secondary": report.secondary,
-        "acked": report.verification.acked,
-        "lost_bytes": report.verification.lost_bytes,
+        "acked": report.writes.acked,
+        "acked_lost": report.writes.lost,
+        "write_outage_s": report.writes.outage.gap_s if report.writes.outage else None,
         "two_primaries": report.two_primaries,
         "resynced_s": report.resynced_s,
     }
     emit(LINK_CUT_COMPLETED, resource=cluster_resource(cluster), payload=summary)
-    if report.verification.lost:
+    if report.writes.lost:
         emit(
             DATA_LOST,
             resource=cluster_resource(cluster),
-            payload={**summary, "drill": "link-cut", "lost_files": report.verification.lost},
+            payload={**summary, "drill": "link-cut", "lost_records": report.writes.lost_records()},
         )
 
 
 def _run_drill(settings: Settings) -> int:
     report = link_cut_drill(settings)
     print(report.render())
-    return 1 if report.verification.lost or report.two_primaries else 0
+    return 1 if report.writes.lost or report.two_primaries else 0
 
 
 def main() -> int:

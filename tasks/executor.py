@@ -252,6 +252,7 @@ class Executor:
         read_only: bool = False,
         on_line: Callable[[str], None] | None = None,
         quiet: bool = False,
+        workload: bool = False,
     ) -> CommandResult:
         """Run ``argv`` on ``target``; raise unless its exit code is in ``ok_codes``.
 
@@ -259,7 +260,8 @@ class Executor:
         environment requests it does not ``AcceptEnv``), so they are visible in the remote process
         list for the command's lifetime: pass secrets on ``stdin`` instead. ``on_line`` receives each
         output line (stdout and stderr) as it arrives, for progress of long steps. ``read_only`` probes
-        still run in dry-run mode.
+        still run in dry-run mode. A ``workload`` command is a drill's stand-in for the application (the
+        acknowledged writer): it changes state, but it is no operator's action, so recordings leave it out.
         """
         if not argv:
             raise ValueError("empty command")
@@ -275,7 +277,7 @@ class Executor:
         masked_line = (lambda line: on_line(mask(line, all_secrets))) if on_line else None
         started = time.monotonic()
         record = RecordedCommand(target=target.name, command=shown, at=started)
-        if not read_only:
+        if not read_only and not workload:
             for recording in self._recordings:
                 recording.append(record)
         if isinstance(target, SshTarget):

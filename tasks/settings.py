@@ -664,6 +664,33 @@ class FailoverSettings(BaseModel):
         return self
 
 
+class WriteSettings(BaseModel):
+    """The acknowledged-writes workload every drill runs through its fault (``tasks/writes.py``)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    payload_bytes: int = Field(
+        512,
+        ge=16,
+        le=1 << 20,
+        description="Random bytes in each record (written as hex: twice that on disk).",
+    )
+    interval_s: float = Field(0.05, ge=0, le=60, description="Pause between two records.")
+    first_acks: int = Field(
+        20,
+        ge=1,
+        le=100000,
+        description="Records acknowledged before the fault is fired (the workload is on).",
+    )
+    after_s: float = Field(
+        5.0, gt=0, le=3600, description="How long the writer restarted on the survivor writes after failover."
+    )
+    reports_dir: Path = Field(
+        Path("/var/lib/ha-storage-flows/reports"),
+        description="Where the drills' pictures (acknowledged writes over time) are saved.",
+    )
+
+
 class LinkCutSettings(BaseModel):
     """The link-cut drill (``python -m flows.link_cut``, cluster.manager = "pacemaker")."""
 
@@ -672,8 +699,6 @@ class LinkCutSettings(BaseModel):
     hold_s: float = Field(
         20.0, gt=0, le=3600, description="How long the link stays cut after DRBD fenced the peer."
     )
-    chunk_kib: int = Field(1024, ge=4, le=65536, description="Size of each acknowledged write.")
-    interval_s: float = Field(0.5, ge=0, le=60, description="Pause between two acknowledged writes.")
     timeout_s: float = Field(
         300.0, gt=0, description="How long each stage (fencing the peer, resync after the heal) may take."
     )
@@ -763,6 +788,9 @@ class Settings(BaseSettings):
     drbd: DrbdSettings = Field(default_factory=DrbdSettings, description="The replicated volume.")
     failover: FailoverSettings = Field(default_factory=FailoverSettings, description="The failover drill.")
     link_cut: LinkCutSettings = Field(default_factory=LinkCutSettings, description="The link-cut drill.")
+    writes: WriteSettings = Field(
+        default_factory=WriteSettings, description="The acknowledged writes run through every drill's fault."
+    )
     ha: HaSettings = Field(default_factory=HaSettings, description="Dual-primary DRBD + OCFS2.")
     split_brain: SplitBrainSettings = Field(
         default_factory=SplitBrainSettings, description="Split-brain drill."

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from flows.failover import failover_drill
@@ -11,6 +13,7 @@ from tasks.context import current_executor
 from tasks.drbd.plan import Refused
 from tasks.executor import SshTarget
 from tasks.settings import Settings, load_settings
+from tasks.writes import AckLog, Writer, check_writers
 
 pytestmark = pytest.mark.lab
 
@@ -37,8 +40,21 @@ def test_setup_builds_the_volume_and_a_second_run_changes_nothing(
     assert run(primary, "stat", "-c", "%a", "/etc/drbd.d/r0.res").strip() == "600"  # it holds the secret
 
 
-def test_failover_drill_loses_no_byte(lab: LabStatus, settings: Settings) -> None:
-    report = failover_drill(settings)
+def test_failover_drill_loses_no_byte_and_no_acknowledged_write(
+    lab: LabStatus, settings: Settings, targets: dict[str, SshTarget]
+) -> None:
+    """The drill's own application (fsync before each ack) loses nothing through the kill; a broken one
+    running beside it on the same primary — it acknowledges after write(), before fsync — is caught by the
+    same checker: the checker fails when it should."""
+    primary, survivor = settings.lab.nodes[0], settings.lab.nodes[1]
+    broken_dir = f"{settings.drbd.mountpoint}/broken-acked"
+    broken_log = AckLog()
+    broken = Writer(targets[primary], broken_dir, "broken", broken_log, settings.writes, 900, durable=False)
+    broken.start(first_acks=5, timeout_s=120)
+    try:
+        report = failover_drill(settings)
+    finally:
+        broken.abandon()  # its node was killed under it (or the drill failed: the kill still ends it)
     print(f"\n{report.render()}")
     assert report.after_failover.bytes_lost == 0
     assert report.after_failover.bytes_ok == report.dataset_bytes > 0
@@ -47,6 +63,24 @@ def test_failover_drill_loses_no_byte(lab: LabStatus, settings: Settings) -> Non
     assert 0 < report.detection_s < report.rto_s
     assert any(c.startswith("drbdadm primary") for c in report.survivor_commands)
     assert any(c.startswith("mount ") for c in report.survivor_commands)
+    assert not any("python3" in c for c in report.survivor_commands)  # the workload is no operator step
+    # acknowledged writes: both writers checked on both nodes, nothing acknowledged lost, outage measured
+    writes = report.writes
+    assert writes is not None and report.acked_lost == 0 and writes.lost == 0
+    assert {(c.writer, c.node) for c in writes.checks} == {
+        (w, n) for w in (f"{primary}-1", f"{survivor}-2") for n in (primary, survivor)
+    }
+    assert all(c.good == c.acked > 0 for c in writes.checks)
+    assert writes.outage is not None and writes.outage.to_s is not None
+    assert writes.outage.usual_s < writes.outage.gap_s and writes.outage.from_s <= 0 < writes.outage.to_s
+    assert report.picture and Path(report.picture).stat().st_size > 0
+    # the broken application lost acknowledged writes in the same kill, and the checker says so
+    [caught] = check_writers(
+        targets[primary], broken_dir, broken_log, ["broken"], settings.writes.payload_bytes
+    )
+    print(f"broken application (no fsync): {caught.summary()}")
+    assert caught.lost and caught.acked > len(caught.lost) and caught.lost[-1] == caught.acked
+    current_executor().run(["rm", "-rf", broken_dir], targets[primary])
     # the drill leaves the original layout behind: the same volume, healthy, primary on the first node
     assert setup(settings).steps == []
 

@@ -57,6 +57,11 @@ def test_pacemaker_fails_over_by_itself_while_the_flow_only_watches(
     assert report.manager == "pacemaker"
     assert report.bytes_lost == 0 and report.after_failover.files_ok == managed.failover.dataset_files
     assert report.survivor_commands == []  # nothing changed on the survivor by the flow
+    writes = report.writes  # the application through the fault: nothing acknowledged lost
+    assert writes is not None and writes.lost == 0 and len(writes.checks) == 2
+    assert all(c.node == report.survivor and c.good == c.acked > 0 for c in writes.checks)
+    assert writes.outage is not None and writes.outage.to_s is not None
+    assert report.mount_s <= writes.outage.to_s  # the application wrote again only once Pacemaker mounted
     assert report.fenced_s is not None and report.fenced_by == report.survivor
     assert report.detection_s < report.fenced_s < report.promote_s <= report.mount_s < report.rto_s
     lost, manual = report.answers()
@@ -83,8 +88,9 @@ def test_a_cut_replication_link_never_makes_two_primaries_and_heals_by_itself(
     assert report.secondary_roles == ["Secondary"] and not report.two_primaries
     assert report.detected_s <= report.constraint_s and report.outdated_s < report.held_s
     assert report.acked_during_cut > 0  # the primary kept acknowledging writes while cut off
-    v = report.verification
-    assert v.lost == [] and v.lost_bytes == 0 and v.intact == v.acked > report.acked_during_cut
+    [check] = report.writes.checks
+    assert check.lost == [] and check.good == check.acked == report.writes.acked > report.acked_during_cut
+    assert report.writes.outage is not None and report.writes.outage.to_s is not None
     assert report.fencings == 0  # corosync kept the membership: DRBD's own fencing did the work
     # clean again by itself: connected, in sync, constraint gone, both nodes online
     cib = pacemaker_cluster(managed).cib

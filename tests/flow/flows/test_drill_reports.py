@@ -25,7 +25,7 @@ from flows import failover, ha_node_loss, ha_upgrade, link_cut, split_brain
 from tasks import events
 from tasks.drbd.probes import DrbdState, Mount
 from tasks.drbd.roles import NodeSeen, Recovery, plan_recovery
-from tasks.writes import AckVerification
+from tasks.writes import AckedWrites, WriteOutage, WriterCheck
 
 MIB = 1024 * 1024
 
@@ -45,7 +45,7 @@ def failover_report(lost: list[str]) -> failover.FailoverReport:
         dataset_bytes=100 * MIB, detection_s=5.7, promote_s=0.7, mount_s=0.5, rto_s=8.8,
         after_failover=verified("nodeb", lost), survivor_commands=["drbdadm primary r0"], returned_s=23.4,
         resync_s=28.2, after_rejoin=[verified("nodeb", lost), verified("nodea", [])],
-        started_at="2026-01-01T00:00:00Z",
+        started_at="2026-01-01T00:00:00Z", writes=acked(not lost, {"nodea-1": "nodeb", "nodeb-2": "nodeb"}),
     )  # fmt: skip
 
 
@@ -63,8 +63,10 @@ def upgrade_report(ok: bool) -> ha_upgrade.HaUpgradeReport:
 def node_loss_report(ok: bool) -> ha_node_loss.NodeLossReport:
     return ha_node_loss.NodeLossReport(
         killed="nodeb", survivor="nodea", heartbeat_threshold=7, idle_timeout_ms=10000, baseline_write_s=0.1,
-        stall_s=22.7, writes_after_kill=5, returned_s=25.0, resync_s=1.0, files_checked=9,
+        stall_s=9.6, writes_after_kill=36, returned_s=25.0, resync_s=1.0, files_checked=9,
         files_verified_on={"nodea": 9, "nodeb": 9 if ok else 7},
+        writes=acked(ok, {"nodeb-ha": "nodea", "nodea-ha": "nodea"}), checked_before_rejoin=2,
+        picture="/var/lib/ha-storage-flows/reports/ha-node-loss.png",
     )  # fmt: skip
 
 
@@ -81,24 +83,48 @@ def split_brain_report(ok: bool) -> split_brain.SplitBrainReport:
             ),
         },
         rescued={"split/only-on-nodeb.bin": "aa", "split/shared.txt": "bb"}, rescue_dir="/var/lib/hsf/sb/x",
-        resync_s=1.2, nodes_agree=ok, files_after=4,
+        resync_s=1.2, nodes_agree=ok, files_after=4, acked={"nodea": 57, "nodeb": 61},
+        checks=[
+            WriterCheck(writer="nodea-split", node=node, acked=57, good=57, payload_bytes=512)
+            for node in ("nodea", "nodeb")
+        ] + [
+            WriterCheck(
+                writer="nodeb-split", node=node, acked=61, good=0, lost=list(range(1, 62)), payload_bytes=512
+            )
+            for node in ("nodea", "nodeb")
+        ],
+        rescue_check=WriterCheck(
+            writer="nodeb-split", node="nodeb", acked=61, good=61 if ok else 59, lost=[] if ok else [60, 61],
+            payload_bytes=512,
+        ),
+        discarded_acked=61, rescued_acked=61 if ok else 59, survivor_acked_lost=0,
+        picture="/var/lib/ha-storage-flows/reports/split-brain-r0-x.png",
     )  # fmt: skip
 
 
-def link_cut_report(ok: bool) -> link_cut.LinkCutReport:
-    lost = [] if ok else ["w00031"]
-    verification = AckVerification(
-        node="nodeb",
-        acked=57,
-        intact=57 - len(lost),
-        lost=lost,
-        acked_bytes=57 * MIB,
-        lost_bytes=len(lost) * MIB,
+def acked(ok: bool, writers: dict[str, str]) -> AckedWrites:
+    """Acknowledged writes as a drill reports them: writer → the node its records were read on; the first
+    writer loses its records 31-32 unless ``ok``."""
+    checks = [
+        WriterCheck(
+            writer=writer, node=node, acked=57, good=57 if ok or i else 55, lost=[] if ok or i else [31, 32],
+            payload_bytes=512,
+        )
+        for i, (writer, node) in enumerate(writers.items())
+    ]  # fmt: skip
+    return AckedWrites(
+        checks=checks,
+        outage=WriteOutage(gap_s=9.6, from_s=-0.04, to_s=9.56, usual_s=0.08),
+        timeline={writer: [round(0.1 * n - 2, 2) for n in range(57)] for writer in writers},
     )
+
+
+def link_cut_report(ok: bool) -> link_cut.LinkCutReport:
     return link_cut.LinkCutReport(
         resource="r0", primary="nodeb", secondary="nodea", started_at="2026-01-01T00:00:00Z", detected_s=7.5,
         constraint_s=11.3, outdated_s=14.7, held_s=34.8, acked_during_cut=41, max_write_s=10.0,
-        secondary_roles=["Secondary"], fencings=0, resynced_s=7.2, unfenced_s=7.2, verification=verification,
+        secondary_roles=["Secondary"], fencings=0, resynced_s=7.2, unfenced_s=7.2,
+        writes=acked(ok, {"nodeb-1": "nodeb"}), picture="/var/lib/ha-storage-flows/reports/link-cut.png",
         cluster_after="nodea online, nodeb online (DC); quorate",
     )  # fmt: skip
 

@@ -8,6 +8,7 @@ import pickle
 import pytest
 
 from tasks.executor import (
+    LOCAL,
     MASK,
     CommandError,
     CommandTimeout,
@@ -126,3 +127,13 @@ def test_an_unset_known_hosts_is_the_users_own_file() -> None:
     assert known_hosts_of(SshAccess(name="a", address="192.0.2.1")) == Path.home() / ".ssh" / "known_hosts"
     pinned = SshAccess(name="a", address="192.0.2.1", known_hosts=Path("/etc/hsf/known_hosts"))
     assert known_hosts_of(pinned) == Path("/etc/hsf/known_hosts")
+
+
+def test_recordings_keep_operator_commands_not_probes_or_the_drills_workload() -> None:
+    executor = Executor()
+    with executor.recording() as commands:
+        executor.run(["true"], LOCAL)
+        executor.run(["echo", "probe"], LOCAL, read_only=True)
+        executor.run(["echo", "the application"], LOCAL, workload=True)
+    executor.run(["false"], LOCAL, ok_codes=(1,))  # after the block: not recorded
+    assert [(c.target, c.command, c.exit_code) for c in commands] == [("localhost", "true", 0)]
