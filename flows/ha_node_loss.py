@@ -1,14 +1,18 @@
 """Node loss in high-availability mode: ``python -m flows.ha_node_loss``.
 
-With OCFS2 mounted on both dual-primary nodes, one node is destroyed while the other keeps writing
-synchronous 4 KiB writes. The report gives the survivor's write stall (o2cb must declare the peer
-dead and replay its journal slot before the cluster lock allows writes again), then the node is
-brought back — o2cb, DRBD attach + resync, promote, mount — and every file is verified from both.
+With OCFS2 mounted on both dual-primary nodes, an acknowledged-writes workload (``tasks/writes.py``)
+runs on each node into one shared directory, and one node is destroyed. The survivor's acknowledgements
+give its write outage (o2cb must declare the peer dead and replay its journal slot before the cluster
+lock allows writes again), and both writers' records are read back on the survivor: what the dead node
+was told is safe must be there (protocol C). Then the node is brought back — o2cb, DRBD attach + resync,
+promote, mount — and every file and every acknowledged record is verified from both. Exits 1 if an
+acknowledged record or a file was lost.
 """
 
 from __future__ import annotations
 
 import time
+from datetime import UTC, datetime
 
 from prefect import flow
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
@@ -22,12 +26,17 @@ from tasks.drbd import steps
 from tasks.drbd.plan import Refused
 from tasks.drbd.roles import rejoin
 from tasks.events import DATA_LOST, HA_NODE_LOSS_COMPLETED, cluster_resource, emit
-from tasks.executor import SshTarget
+from tasks.lab.host import wait_until
 from tasks.manifest import contents, tree_manifest
 from tasks.nodes import confirm_down, fault_outcome, fire_fault
 from tasks.ocfs2 import steps as ocfs2
+from tasks.pictures import ack_timeline_png, save_picture
 from tasks.settings import Settings, load_settings
-from tasks.step import step
+from tasks.writes import AckedWrites, AckLog, Writer, acked_writes, check_writers, records_path, write_outage
+
+# The survivor's writes must be back within this: o2cb's dead-node timeout and the journal replay take
+# tens of seconds with the defaults, so it only bounds a cluster that never recovers.
+WRITES_BACK_TIMEOUT_S = 600.0
 
 
 class NodeLossReport(BaseModel):
@@ -36,59 +45,95 @@ class NodeLossReport(BaseModel):
     survivor: str
     heartbeat_threshold: int
     idle_timeout_ms: int
-    baseline_write_s: float = Field(description="Slowest synchronous 4 KiB write before the kill.")
-    stall_s: float = Field(description="Kill → the survivor's next synchronous write completed.")
-    writes_after_kill: int
+    baseline_write_s: float = Field(
+        description="The survivor's slowest acknowledged write (write + fsync on the node) before the kill."
+    )
+    stall_s: float = Field(
+        description="The survivor's write outage (writes.outage.gap_s): its last acknowledged write before "
+        "the stall → its first after, what its application saw."
+    )
+    writes_after_kill: int = Field(description="Records the survivor acknowledged after the kill.")
     returned_s: float
     resync_s: float
     files_checked: int
     files_verified_on: dict[str, int]
+    writes: AckedWrites = Field(
+        default_factory=lambda: AckedWrites(checks=[], outage=None),
+        description="Both writers' records: read on the survivor before the rejoin, then on every node "
+        "(empty: no workload ran, and only the files decide).",
+    )
+    checked_before_rejoin: int = Field(
+        0, description="The first writes.checks, read on the survivor alone before the rejoin."
+    )
+    picture: str = Field("", description="The acknowledged records over time (PNG).")
+
+    @property
+    def files_intact(self) -> bool:
+        return all(count == self.files_checked for count in self.files_verified_on.values())
 
     @property
     def intact(self) -> bool:
-        return all(count == self.files_checked for count in self.files_verified_on.values())
+        return self.files_intact and not self.writes.lost
+
+    def verdict(self) -> str:
+        wrong = [
+            *([f"{self.writes.lost} ACKNOWLEDGED RECORD(S) LOST"] if self.writes.lost else []),
+            *([] if self.files_intact else ["FILES DIFFER after the rejoin"]),
+        ]
+        return "; ".join(wrong) or "every acknowledged record and every file intact on every node"
 
     def render(self) -> str:
         verified = ", ".join(f"{n}: {c}/{self.files_checked}" for n, c in self.files_verified_on.items())
+        outage = self.writes.outage.describe() if self.writes.outage else f"{self.stall_s:.1f} s"
+        before, after = (
+            self.writes.checks[: self.checked_before_rejoin],
+            self.writes.checks[self.checked_before_rejoin :],
+        )
         return "\n".join(
             (
                 f"HA node loss: {self.killed} {fault_outcome(self.fault)} while {self.survivor} kept writing",
                 f"  o2cb: heartbeat threshold {self.heartbeat_threshold}, idle {self.idle_timeout_ms} ms",
-                f"  write latency before the kill   {self.baseline_write_s:.2f} s",
-                f"  survivor's write stall          {self.stall_s:.1f} s",
-                f"  writes completed after the kill {self.writes_after_kill}",
+                f"  slowest write before the kill   {self.baseline_write_s:.2f} s",
+                f"  survivor's write outage         {outage}",
+                f"  records acked after the kill    {self.writes_after_kill}",
                 f"  {'back on SSH':<31} {self.returned_s:.1f} s",
                 f"  resync after rejoin             {self.resync_s:.1f} s",
                 f"  files verified (sha256)         {verified}",
+                *(["  acknowledged records on the survivor before the rejoin:"] if before else []),
+                *(f"    {c.summary()}" for c in before),
+                *(["  acknowledged records after the rejoin:"] if after else []),
+                *(f"    {c.summary()}" for c in after),
+                *([f"  picture: {self.picture}"] if self.picture else []),
+                f"Verdict: {self.verdict()}",
             )
         )
 
 
-@step(name="timed-sync-write")
-def timed_sync_write(target: SshTarget, path: str, timeout_s: float) -> float:
-    """One synchronous 4 KiB write; returns how long it took (it blocks while the cluster recovers)."""
-    started = time.monotonic()
-    argv = ["dd", "if=/dev/urandom", f"of={path}", "bs=4k", "count=1", "oflag=sync", "status=none"]
-    current_executor().run(argv, target, timeout=timeout_s)
-    return time.monotonic() - started
-
-
 @flow(name="ha-node-loss")
-def ha_node_loss(settings: Settings | None = None, writes_after: int = 5) -> NodeLossReport:
+def ha_node_loss(settings: Settings | None = None) -> NodeLossReport:
     settings = settings or load_settings()
     refuse_dry_run(settings, "the HA node-loss drill", "its proof is a real node loss under load")
     with run_context(settings, changes_state=True):
-        return _drill(settings, writes_after)
+        return _drill(settings)
 
 
-def _drill(settings: Settings, writes_after: int) -> NodeLossReport:
+def _writing_again(times: list[float], fired_at: float, for_s: float) -> bool:
+    """The survivor's writes are back: the longest gap between its acknowledgements since the fault has
+    ended, and records were acknowledged for ``for_s`` seconds after it (an acknowledgement still on its
+    way when the node died is not the end of the stall)."""
+    outage = write_outage(times, fired_at, time.monotonic())
+    return outage is not None and outage.to_s is not None and times[-1] - (fired_at + outage.to_s) >= for_s
+
+
+def _drill(settings: Settings) -> NodeLossReport:
     log = get_run_logger()
     targets = node_targets(settings)
     resource = drbd_resource(settings, shared_secret(secret_block_name(settings)), dual_primary=True)
     cluster = o2cb_cluster(settings)
-    drbd = settings.drbd
+    drbd, workload = settings.drbd, settings.writes
     survivor, killed = settings.primary, resource.peer_of(settings.primary).name
     device = resource.node(survivor).device
+    started_at = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
     # Phase 1: refuse unless both nodes are Primary with OCFS2 mounted.
     probes = steps.probe_nodes(targets, resource, drbd.mountpoint)
@@ -101,60 +146,99 @@ def _drill(settings: Settings, writes_after: int) -> NodeLossReport:
         ):
             raise Refused(f"{node}: not in HA mode ({probe.state.summary()}); run flows.ha_upgrade first")
 
-    # Phase 2: the survivor writes while its peer is destroyed; how long did its writes stall?
-    writes = f"{drbd.mountpoint}/ha-writes"
-    current_executor().run(["mkdir", "-p", writes], targets[survivor])
-    baseline = max(timed_sync_write(targets[survivor], f"{writes}/before-{i}", 60) for i in range(3))
-    killed_at = time.monotonic()
-    fire_fault(settings, targets[killed])
-    stall = timed_sync_write(targets[survivor], f"{writes}/after-0", 600)
-    stall_s = time.monotonic() - killed_at
-    confirm_down(settings, targets[killed])  # after the measurement: the check must not delay the write
-    log.info(
-        "%s wrote again %.1f s after %s was %s (that write took %.1f s)",
-        survivor,
-        stall_s,
-        killed,
-        fault_outcome(settings.fault),
-        stall,
+    # Phase 2: both nodes write acknowledged records into one shared directory; one node is killed. The
+    # survivor writes on through the stall until it has written for after_s seconds again.
+    directory = f"{drbd.mountpoint}/ha-writes/acked"
+    acks = AckLog()
+    max_s = WRITES_BACK_TIMEOUT_S + workload.after_s + 300  # a bound: stop() ends the survivor's writer
+    writers = {
+        node: Writer(targets[node], directory, f"{node}-ha", acks, workload, max_s) for node in targets
+    }
+    # A previous run's records would pass for this run's (the writers append, numbering from 1).
+    current_executor().run(
+        ["rm", "-f", *(records_path(directory, w.name) for w in writers.values())], targets[survivor]
     )
-    for i in range(1, writes_after):
-        timed_sync_write(targets[survivor], f"{writes}/after-{i}", 60)
+    on_survivor = writers[survivor]
+    running: list[Writer] = []
+    try:
+        for writer in writers.values():
+            running.append(writer)
+            writer.start(workload.first_acks, 120)
+        fault_at = time.monotonic()
+        fire_fault(settings, targets[killed])
+        writers[killed].abandon()
+        fired_at = time.monotonic()
+        wait_until(
+            lambda: (
+                on_survivor.error is not None
+                or _writing_again([a.at for a in acks.acks(on_survivor.name)], fired_at, workload.after_s)
+            ),
+            WRITES_BACK_TIMEOUT_S,
+            f"{survivor} to acknowledge writes for {workload.after_s:g} s after the stall",
+            interval_s=0.5,
+        )
+    finally:
+        for writer in running:
+            if not writer.abandoned:
+                writer.stop()  # raises the writer's own error, if it had one
+    ended_at = time.monotonic()
+    confirm_down(settings, targets[killed])  # after the measurement: the check must not delay it
+    names = [w.name for w in writers.values()]
+    checks = check_writers(targets[survivor], directory, acks, names, workload.payload_bytes)
     before_rejoin = contents(tree_manifest(targets[survivor], drbd.mountpoint))
+    survivor_acks = acks.acks(on_survivor.name)
+    writes = acked_writes(acks, checks, fault_at, ended_at, application=[on_survivor.name])
+    log.info("%s %s; %s", killed, fault_outcome(settings.fault), "; ".join(writes.lines()))
 
-    # Phase 3: the lost node rejoins (DRBD resync, then o2cb, promote, mount); every file on both.
+    # Phase 3: the lost node rejoins (DRBD resync, then o2cb, promote, mount); every file and every
+    # acknowledged record on both.
     rejoined = rejoin(settings, targets, resource, killed)
     ocfs2.start_o2cb(targets[killed], cluster)
     steps.promote(targets[killed], resource)
     ocfs2.mount_ocfs2(targets[killed], device, drbd.mountpoint)
     verified = {}
+    after_rejoin = []
     for node, target in targets.items():
         found = contents(tree_manifest(target, drbd.mountpoint))
         verified[node] = sum(1 for path, digest in before_rejoin.items() if found.get(path) == digest)
+        after_rejoin += check_writers(target, directory, acks, names, workload.payload_bytes)
+    writes = writes.model_copy(update={"checks": checks + after_rejoin})
     report = NodeLossReport(
         killed=killed,
         fault=settings.fault,
         survivor=survivor,
         heartbeat_threshold=cluster.heartbeat_threshold,
         idle_timeout_ms=cluster.idle_timeout_ms,
-        baseline_write_s=round(baseline, 3),
-        stall_s=round(stall_s, 1),
-        writes_after_kill=writes_after,
+        baseline_write_s=round(max((a.took_s for a in survivor_acks if a.at <= fault_at), default=0.0), 3),
+        stall_s=writes.outage.gap_s if writes.outage else 0.0,
+        writes_after_kill=sum(1 for a in survivor_acks if a.at > fault_at),
         returned_s=round(rejoined.returned_s, 1),
         resync_s=round(rejoined.resync_s, 1),
         files_checked=len(before_rejoin),
         files_verified_on=verified,
+        writes=writes,
+        checked_before_rejoin=len(checks),
     )
+    title = f"HA node loss: {killed} {fault_outcome(settings.fault)}, {survivor} writes on"
+    png = ack_timeline_png(writes, title, f"{settings.fault} {killed}")
+    picture = save_picture(png, workload.reports_dir, f"ha-node-loss-{started_at}")
+    report = report.model_copy(update={"picture": str(picture)})
     publish(report, settings.cluster_name)
     return report
 
 
 def publish(report: NodeLossReport, cluster: str) -> None:
     """The report as markdown and table artifacts, then the events automations react to."""
-    verdict = "every file intact on every node" if report.intact else "FILES DIFFER after the rejoin"
+    verdict = report.verdict()
     create_markdown_artifact(
         key="ha-node-loss",
-        markdown=f"# HA node loss\n\n**{verdict}**\n\n```\n{report.render()}\n```",
+        markdown="\n\n".join(
+            (
+                f"# HA node loss\n\n**{verdict}**",
+                *([f"Picture of the acknowledged writes: `{report.picture}`"] if report.picture else []),
+                f"```\n{report.render()}\n```",
+            )
+        ),
         description=f"write stall {report.stall_s:.1f} s; {verdict}",
     )
     create_table_artifact(
@@ -165,6 +249,14 @@ def publish(report: NodeLossReport, cluster: str) -> None:
         ],
         description="Files written before the rejoin, verified by sha256 on each node afterwards",
     )
+    create_table_artifact(
+        key="ha-node-loss-acknowledged-writes",
+        table=[
+            {"checked": "before the rejoin" if i < report.checked_before_rejoin else "after", **check.row()}
+            for i, check in enumerate(report.writes.checks)
+        ],
+        description="Both writers' acknowledged records, read back on the survivor, then on both nodes",
+    )
     payload = {
         "killed": report.killed,
         "survivor": report.survivor,
@@ -172,17 +264,25 @@ def publish(report: NodeLossReport, cluster: str) -> None:
         "resync_s": report.resync_s,
         "files_checked": report.files_checked,
         "files_verified_on": report.files_verified_on,
+        "acked": report.writes.acked,
+        "acked_lost": report.writes.lost,
+        "write_outage_s": report.writes.outage.gap_s if report.writes.outage else None,
         "intact": report.intact,
     }
     emit(HA_NODE_LOSS_COMPLETED, resource=cluster_resource(cluster), payload=payload)
     if not report.intact:
-        emit(DATA_LOST, resource=cluster_resource(cluster), payload={**payload, "drill": "ha-node-loss"})
+        lost = {"lost_bytes": report.writes.lost_bytes, "lost_records": report.writes.lost_records()}
+        emit(
+            DATA_LOST,
+            resource=cluster_resource(cluster),
+            payload={**payload, **lost, "drill": "ha-node-loss"},
+        )
 
 
 def _print_drill(settings: Settings) -> int:
     report = ha_node_loss(settings)
     print(report.render())
-    return 0 if report.intact else 1
+    return 0 if report.intact else 1  # intact: no file and no acknowledged record lost
 
 
 if __name__ == "__main__":

@@ -2,14 +2,24 @@
 
 On the healthy single-primary volume: cut the replication link (an nftables rule inside both guests
 drops the DRBD port), promote the secondary as an operator would, write different data on both
-sides, restore the link. DRBD itself detects the split-brain (StandAlone, "Split-Brain detected" in
+sides, restore the link. While split, a writer on each side appends records it acknowledges only after
+fsync (``tasks/writes.py``). DRBD itself detects the split-brain (StandAlone, "Split-Brain detected" in
 the kernel log) — nothing is guessed. The report says what each side changed; the victim's diverged
-files are saved aside on the victim *before* ``connect --discard-my-data`` throws them away; after
-the resync both nodes are checked to hold the same files.
+files, its acknowledged records among them, are saved aside on the victim *before*
+``connect --discard-my-data`` throws them away; after the resync both nodes are checked to hold the
+same files.
+
+Discarding acknowledged writes is exactly what resolving a split-brain does, so the report says so in
+plain words: how many of the victim's acknowledged records the resolution discarded, and that every one
+of them is in the rescue copy. Acknowledged data is lost (DATA_LOST, exit 1) only if the survivor lost a
+record of its own, or a discarded record is missing from the rescue copy. The fault on the picture is
+the cut: every acknowledgement comes after it, from two Primaries, so there is no write outage to
+measure — what the picture shows is the two sides writing at once and the victim's records discarded.
 """
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime
 
 from prefect import flow
@@ -30,10 +40,17 @@ from tasks.events import DATA_LOST, SPLIT_BRAIN_RESOLVED, cluster_resource, emit
 from tasks.executor import SshTarget
 from tasks.lab.host import wait_until
 from tasks.manifest import contents, tree_manifest
+from tasks.pictures import ack_timeline_png, save_picture
 from tasks.settings import Settings, load_settings
 from tasks.step import step
+from tasks.writes import AckLog, Writer, WriterCheck, acked_writes, check_writers
 
 CUT_TABLE = "hsf_split_brain"
+ACKED_DIR = "split/acked"  # the writers' records, under the mountpoint (and the rescue copy)
+
+
+def writer_name(node: str) -> str:
+    return f"{node}-split"
 
 
 def cut_ruleset(port: int) -> str:
@@ -66,6 +83,17 @@ def changes_between(baseline: dict[str, str], now: dict[str, str]) -> SideChange
     )
 
 
+def acked_fate(
+    checks: list[WriterCheck], rescue: WriterCheck, survivor: str, victim: str
+) -> tuple[int, int, int]:
+    """(discarded, rescued, survivor lost): the victim's acknowledged records missing from the volume on
+    any node checked, those of them intact in the rescue copy, and the survivor's own acknowledged
+    records missing on any node checked."""
+    discarded = {seq for c in checks if c.writer == writer_name(victim) for seq in c.lost}
+    survivor_lost = {seq for c in checks if c.writer == writer_name(survivor) for seq in c.lost}
+    return len(discarded), len(discarded - set(rescue.lost)), len(survivor_lost)
+
+
 class SplitBrainReport(BaseModel):
     survivor: str
     victim: str
@@ -77,6 +105,54 @@ class SplitBrainReport(BaseModel):
     resync_s: float
     nodes_agree: bool
     files_after: int
+    acked: dict[str, int] = Field(description="Each side's records acknowledged (after fsync) while split.")
+    checks: list[WriterCheck] = Field(
+        description="Both writers' records read back on the volume after the resolution, on each node."
+    )
+    rescue_check: WriterCheck = Field(description="The victim's writer's records in the rescue copy.")
+    discarded_acked: int = Field(
+        description="The victim's acknowledged records no longer on the volume: discarded by the resolution."
+    )
+    rescued_acked: int = Field(
+        description="Of the discarded acknowledged records, found intact in the rescue."
+    )
+    survivor_acked_lost: int = Field(description="The survivor's own acknowledged records lost: must be 0.")
+    picture: str = Field("", description="Both sides' acknowledged records over time (PNG).")
+
+    @property
+    def acked_gone(self) -> int:
+        """Acknowledged records gone for good: the survivor's lost, and discarded ones not saved aside."""
+        return self.survivor_acked_lost + self.discarded_acked - self.rescued_acked
+
+    @property
+    def data_lost(self) -> bool:
+        return not self.nodes_agree or self.acked_gone > 0
+
+    def acked_sentences(self) -> list[str]:
+        """What happened to the acknowledged writes, in plain words."""
+        victim, saved_in = self.victim, f"{self.victim}:{self.rescue_dir}/{ACKED_DIR}"
+        made = f"acknowledged writes made on {victim} during the split"
+        if not self.discarded_acked:
+            discarded = f"The resolution discarded none of the {self.acked.get(victim, 0)} {made}."
+        elif self.rescued_acked == self.discarded_acked:
+            discarded = (
+                f"The resolution discarded {self.discarded_acked} {made} (that is what split-brain "
+                f"resolution does); all {self.discarded_acked} are saved in {saved_in}."
+            )
+        else:
+            discarded = (
+                f"The resolution discarded {self.discarded_acked} {made} (that is what split-brain "
+                f"resolution does); only {self.rescued_acked} of them are saved in {saved_in}: "
+                f"{self.discarded_acked - self.rescued_acked} acknowledged writes are GONE."
+            )
+        kept = self.acked.get(self.survivor, 0)
+        survivor = (
+            f"None of the {kept} acknowledged writes made on {self.survivor} (the side kept) was lost."
+            if not self.survivor_acked_lost
+            else f"{self.survivor} (the side kept) LOST {self.survivor_acked_lost} of its {kept} "
+            "acknowledged writes."
+        )
+        return [discarded, survivor]
 
     def render(self) -> str:
         lines = [f"Split-brain drill: survivor {self.survivor}, victim {self.victim}"]
@@ -93,7 +169,13 @@ class SplitBrainReport(BaseModel):
         lines.append(f"  resync after resolution: {self.resync_s:.1f} s")
         agree = "yes" if self.nodes_agree else "NO"
         lines.append(f"  nodes agree afterwards ({self.files_after} files, sha256): {agree}")
-        return "\n".join(lines)
+        acked = ", ".join(f"{node} {count}" for node, count in self.acked.items())
+        lines.append(f"  acknowledged writes while split (each after fsync): {acked}")
+        lines += [f"  on the volume after the resolution: {c.summary()}" for c in self.checks]
+        lines.append(f"  in the rescue copy: {self.rescue_check.summary()}")
+        if self.picture:
+            lines.append(f"  picture: {self.picture}")
+        return "\n".join([*lines, *self.acked_sentences()])
 
 
 @step(name="cut-replication-link", timeout_seconds=60)
@@ -152,6 +234,8 @@ def _drill(settings: Settings) -> SplitBrainReport:
     victim = sb.victim or secondary
     survivor = resource.peer_of(victim).name
     device, mp = resource.node(primary).device, drbd.mountpoint
+    acked_dir, writes = f"{mp}/{ACKED_DIR}", settings.writes
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     run = current_executor().run
 
     def files_on(node: str, root: str = mp) -> dict[str, str]:
@@ -159,10 +243,12 @@ def _drill(settings: Settings) -> SplitBrainReport:
 
     # Phase 1: a baseline, then the link cut and the secondary promoted as an operator would.
     run(["mkdir", "-p", f"{mp}/split"], targets[primary])
+    run(["rm", "-rf", acked_dir], targets[primary])  # an earlier run's records: the writers append
     run(["dd", f"of={mp}/split/shared.txt", "status=none"], targets[primary], stdin="before the split\n")
     run(["dd", f"of={mp}/split/doomed.txt", "status=none"], targets[primary], stdin="deleted on one side\n")
     run(["sync"], targets[primary])
     baseline = files_on(primary)
+    cut_at = time.monotonic()
     for target in targets.values():
         cut_link(target, resource.node(target.name).port)
     wait_until(
@@ -172,9 +258,29 @@ def _drill(settings: Settings) -> SplitBrainReport:
     steps.promote(targets[secondary], resource)  # what an operator does when the primary "looks dead"
     steps.mount(targets[secondary], device, mp)
 
-    # Phase 2: both sides write different data; the link comes back; DRBD detects the split-brain.
-    write_side(targets[primary], mp, primary, delete=None)
-    write_side(targets[secondary], mp, secondary, delete="split/doomed.txt")
+    # Phase 2: both sides write different data while a writer on each side appends acknowledged records
+    # (stopped before the snapshot, so the victim's records are among its diverged files); the link
+    # comes back; DRBD detects the split-brain.
+    acks = AckLog()
+    writers: list[Writer] = []
+    max_s = writes.after_s + 900  # a safety net: the flow stops them after after_s
+    try:
+        for node in (survivor, victim):
+            writers.append(Writer(targets[node], acked_dir, writer_name(node), acks, writes, max_s))
+            writers[-1].start(writes.first_acks, 120)  # listed first: one that fails to start is stopped
+        until = time.monotonic() + writes.after_s
+        write_side(targets[primary], mp, primary, delete=None)
+        write_side(targets[secondary], mp, secondary, delete="split/doomed.txt")
+        wait_until(
+            lambda: time.monotonic() >= until,
+            writes.after_s + 30,
+            "both sides to write while split",
+            interval_s=0.5,
+        )
+    finally:
+        acked = {writer.target.name: writer.stop() for writer in writers}
+    ended_at = time.monotonic()
+    log.info("acknowledged while split: %s", acked)
     sides = {node: files_on(node) for node in targets}
     changes = {node: changes_between(baseline, manifest) for node, manifest in sides.items()}
     for target in targets.values():
@@ -194,7 +300,6 @@ def _drill(settings: Settings) -> SplitBrainReport:
     log.info("split-brain detected: %s", detection)
 
     # Phase 3: save what the victim would lose, then discard its side and resync.
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     rescue = f"{sb.rescue_dir}/{stamp}"
     diverged = changes[victim].diverged
     run(["mkdir", "-p", rescue], targets[victim])
@@ -216,13 +321,28 @@ def _drill(settings: Settings) -> SplitBrainReport:
     steps.wait_connected(targets[survivor], resource, drbd.connect_timeout_s)
     resync_s = steps.wait_synced(targets[survivor], resource, drbd.sync_timeout_s)
 
-    # Phase 4: do the nodes agree? The survivor's files, then the victim's copy after a role switch;
-    # the original primary serves the volume again at the end.
+    # Phase 4: do the nodes agree? The survivor's files and both writers' records, then the victim's
+    # copy after a role switch; the original primary serves the volume again at the end. The rescue copy
+    # is read after the resolution: what was saved aside survived it.
+    names = [writer_name(survivor), writer_name(victim)]
     on_survivor = files_on(survivor)
+    checks = check_writers(targets[survivor], acked_dir, acks, names, writes.payload_bytes)
     switch_primary(targets, resource, mp, old=survivor, new=victim)
     on_victim = files_on(victim)
+    checks += check_writers(targets[victim], acked_dir, acks, names, writes.payload_bytes)
     if victim != primary:
         switch_primary(targets, resource, mp, old=victim, new=primary)
+    [rescue_check] = check_writers(
+        targets[victim], f"{rescue}/{ACKED_DIR}", acks, [writer_name(victim)], writes.payload_bytes
+    )
+    discarded, saved, survivor_lost = acked_fate(checks, rescue_check, survivor, victim)
+    on_the_volume = acked_writes(acks, [c for c in checks if c.node == survivor], cut_at, ended_at)
+    png = ack_timeline_png(
+        on_the_volume,
+        f"Split-brain: both sides write; {victim}'s {discarded} acknowledged records discarded (saved aside)",
+        "replication link cut",
+    )
+    picture = save_picture(png, writes.reports_dir, f"split-brain-{resource.name}-{stamp}")
 
     report = SplitBrainReport(
         survivor=survivor,
@@ -235,6 +355,13 @@ def _drill(settings: Settings) -> SplitBrainReport:
         resync_s=round(resync_s, 1),
         nodes_agree=on_survivor == on_victim == sides[survivor],
         files_after=len(on_survivor),
+        acked=acked,
+        checks=checks,
+        rescue_check=rescue_check,
+        discarded_acked=discarded,
+        rescued_acked=saved,
+        survivor_acked_lost=survivor_lost,
+        picture=str(picture),
     )
     publish(report, settings.cluster_name)
     return report
@@ -250,18 +377,43 @@ def changes_table(report: SplitBrainReport) -> list[dict[str, object]]:
             "modified": ", ".join(change.modified) or "-",
             "deleted": ", ".join(change.deleted) or "-",
             "saved before discard": len(report.rescued) if node == report.victim else 0,
+            "acknowledged writes": report.acked.get(node, 0),
+            "acknowledged, gone from the volume": (
+                report.discarded_acked if node == report.victim else report.survivor_acked_lost
+            ),
+            "acknowledged, saved aside": report.rescued_acked if node == report.victim else 0,
         }
         for node, change in report.changes.items()
     ]
 
 
+def verdict_events(report: SplitBrainReport) -> list[str]:
+    """Resolved when both nodes agree; data lost as well when they do not, or when an acknowledged write
+    is gone for good (the survivor's own, or a discarded one missing from the rescue copy)."""
+    return [
+        *([SPLIT_BRAIN_RESOLVED] if report.nodes_agree else []),
+        *([DATA_LOST] if report.data_lost else []),
+    ]
+
+
 def publish(report: SplitBrainReport, cluster: str) -> None:
-    """The report as markdown and table artifacts; resolved only if both nodes agree afterwards."""
+    """The report as markdown and table artifacts, and its events (``verdict_events``)."""
     verdict = "both nodes hold identical files" if report.nodes_agree else "NODES DISAGREE after the resync"
+    if report.acked_gone:
+        verdict += f"; {report.acked_gone} ACKNOWLEDGED WRITES GONE"
     create_markdown_artifact(
         key="split-brain",
-        markdown=f"# Split-brain drill\n\n**{verdict}**\n\n```\n{report.render()}\n```",
-        description=f"victim {report.victim}: {len(report.rescued)} files saved; {verdict}",
+        markdown="\n\n".join(
+            (
+                "# Split-brain drill",
+                f"**{verdict}**",
+                *report.acked_sentences(),
+                *([f"Picture: `{report.picture}`"] if report.picture else []),
+                f"```\n{report.render()}\n```",
+            )
+        ),
+        description=f"victim {report.victim}: {len(report.rescued)} files saved, {report.discarded_acked} "
+        f"acknowledged writes discarded and {report.rescued_acked} saved; {verdict}",
     )
     create_table_artifact(
         key="split-brain-changes",
@@ -275,17 +427,21 @@ def publish(report: SplitBrainReport, cluster: str) -> None:
         "rescue_dir": report.rescue_dir,
         "resync_s": report.resync_s,
         "nodes_agree": report.nodes_agree,
+        "acked": report.acked,
+        "discarded_acked": report.discarded_acked,
+        "rescued_acked": report.rescued_acked,
+        "survivor_acked_lost": report.survivor_acked_lost,
+        "picture": report.picture,
     }
-    if report.nodes_agree:
-        emit(SPLIT_BRAIN_RESOLVED, resource=cluster_resource(cluster), payload=payload)
-    else:
-        emit(DATA_LOST, resource=cluster_resource(cluster), payload={**payload, "drill": "split-brain"})
+    for event in verdict_events(report):
+        extra = {"drill": "split-brain"} if event == DATA_LOST else {}
+        emit(event, resource=cluster_resource(cluster), payload={**payload, **extra})
 
 
 def _print_drill(settings: Settings) -> int:
     report = split_brain_drill(settings)
     print(report.render())
-    return 0 if report.nodes_agree else 1
+    return 1 if report.data_lost else 0
 
 
 if __name__ == "__main__":

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from flows.ha_node_loss import ha_node_loss
@@ -56,7 +58,20 @@ def test_node_loss_in_ha_mode(lab: LabStatus, settings: Settings, targets: dict[
     report = ha_node_loss(settings)
     print(f"\n{report.render()}")
     assert report.killed == "nodeb" and report.survivor == "nodea"
-    assert report.stall_s > report.baseline_write_s
-    assert report.intact and report.files_checked > 0
+    outage = report.writes.outage  # the survivor's: writes held while o2cb declared nodeb dead
+    assert outage is not None and outage.to_s is not None and outage.gap_s > outage.usual_s
+    assert report.stall_s == outage.gap_s and report.stall_s > report.baseline_write_s
+    assert report.writes_after_kill > 0
+    before = report.writes.checks[: report.checked_before_rejoin]
+    after = report.writes.checks[report.checked_before_rejoin :]
+    writers = ("nodea-ha", "nodeb-ha")
+    assert sorted((c.writer, c.node) for c in before) == [(w, "nodea") for w in writers]
+    assert sorted((c.writer, c.node) for c in after) == sorted((w, n) for n in targets for w in writers)
+    for check in report.writes.checks:  # 0 acknowledged records lost on every node, before and after
+        assert check.acked > 0 and check.lost == [] and check.good == check.acked, check.summary()
+    [killed_writer] = [c for c in before if c.writer == "nodeb-ha"]  # what nodeb was told is on nodea
+    assert killed_writer.good == len(report.writes.timeline["nodeb-ha"])
+    assert report.writes.lost == 0 and report.intact and report.files_checked > 0
+    assert Path(report.picture).read_bytes().startswith(b"\x89PNG")
     for target in targets.values():
         assert "ro:Primary/Primary ds:UpToDate/UpToDate" in proc_drbd(target)

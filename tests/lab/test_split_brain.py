@@ -1,6 +1,9 @@
-"""Split-brain on the fault-tolerant volume: detected by DRBD, victim's files saved, nodes agree."""
+"""Split-brain on the fault-tolerant volume: detected by DRBD, victim's files saved, nodes agree; each
+side's acknowledged writes: the survivor's all kept, the victim's all discarded and all saved aside."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import pytest
 
@@ -21,8 +24,8 @@ def test_split_brain_is_detected_saved_and_resolved(
     assert (report.survivor, report.victim) == ("nodea", "nodeb")
     assert any("cs:StandAlone" in state for state in report.detection.values())
     assert any("Split-Brain detected" in line for line in report.kernel_log)
-    assert report.changes["nodea"].added == ["split/only-on-nodea.bin"]
-    assert report.changes["nodeb"].added == ["split/only-on-nodeb.bin"]
+    assert report.changes["nodea"].added == ["split/acked/nodea-split.records", "split/only-on-nodea.bin"]
+    assert report.changes["nodeb"].added == ["split/acked/nodeb-split.records", "split/only-on-nodeb.bin"]
     assert report.changes["nodeb"].deleted == ["split/doomed.txt"]
     assert "split/shared.txt" in report.changes["nodea"].modified
     # the victim's diverged files were saved (same content) before DRBD discarded them
@@ -30,6 +33,21 @@ def test_split_brain_is_detected_saved_and_resolved(
     saved = current_executor().run(["cat", f"{report.rescue_dir}/split/shared.txt"], targets["nodeb"]).stdout
     assert saved == "written by nodeb during the split\n"
     assert report.nodes_agree
+    # acknowledged writes: the survivor's all on the volume on both nodes, the victim's all discarded by
+    # the resolution and all intact in the rescue copy
+    assert sorted(report.acked) == ["nodea", "nodeb"]
+    assert min(report.acked.values()) >= settings.writes.first_acks
+    kept = [c for c in report.checks if c.writer == "nodea-split"]
+    assert sorted(c.node for c in kept) == ["nodea", "nodeb"]
+    assert all(c.lost == [] and c.good == report.acked["nodea"] for c in kept)
+    assert report.survivor_acked_lost == 0
+    assert report.discarded_acked == report.acked["nodeb"] > 0
+    assert report.rescued_acked == report.discarded_acked
+    assert report.rescue_check.good == report.acked["nodeb"] and report.rescue_check.lost == []
+    assert not report.data_lost
+    discarded = f"discarded {report.discarded_acked} acknowledged writes made on nodeb during the split"
+    assert discarded in report.render()
+    assert Path(report.picture).read_bytes().startswith(b"\x89PNG")
     run = current_executor().run
     assert (
         "cs:Connected ro:Primary/Secondary ds:UpToDate/UpToDate"
