@@ -30,6 +30,7 @@ from tasks.lab.host import wait_until
 from tasks.manifest import contents, tree_manifest
 from tasks.nodes import confirm_down, fault_outcome, fire_fault
 from tasks.ocfs2 import steps as ocfs2
+from tasks.ocfs2.model import O2cbCluster
 from tasks.pictures import ack_timeline_png, save_picture
 from tasks.settings import Settings, load_settings
 from tasks.writes import AckedWrites, AckLog, Writer, acked_writes, check_writers, records_path, write_outage
@@ -117,10 +118,21 @@ def ha_node_loss(settings: Settings | None = None) -> NodeLossReport:
         return _drill(settings)
 
 
-def _writing_again(times: list[float], fired_at: float, for_s: float) -> bool:
-    """The survivor's writes are back: the longest gap between its acknowledgements since the fault has
-    ended, and records were acknowledged for ``for_s`` seconds after it (an acknowledgement still on its
-    way when the node died is not the end of the stall)."""
+def o2cb_dead_s(cluster: O2cbCluster) -> float:
+    """The latest o2cb declares a silent node dead: its disk heartbeat threshold (one beat per 2 s) or
+    the network idle timeout. Its journal replay — the long stall — cannot begin before, so the survivor
+    must write past this (measured: DRBD's own 4 s stall ended first, and a drill that stopped then
+    would never have seen o2cb's)."""
+    return cluster.heartbeat_threshold * 2.0 + cluster.idle_timeout_ms / 1000
+
+
+def _writing_again(times: list[float], fired_at: float, for_s: float, cover_s: float) -> bool:
+    """The survivor's writes are back: its acknowledgements reach ``cover_s`` past the fault, the
+    longest gap between them since the fault has ended, and records were acknowledged for ``for_s``
+    seconds after it (an acknowledgement still on its way when the node died is not the end of the
+    stall)."""
+    if not times or times[-1] - fired_at < cover_s:
+        return False
     outage = write_outage(times, fired_at, time.monotonic())
     return outage is not None and outage.to_s is not None and times[-1] - (fired_at + outage.to_s) >= for_s
 
@@ -168,13 +180,17 @@ def _drill(settings: Settings) -> NodeLossReport:
         fire_fault(settings, targets[killed])
         writers[killed].abandon()
         fired_at = time.monotonic()
+        cover_s = o2cb_dead_s(cluster) + workload.after_s
         wait_until(
             lambda: (
                 on_survivor.error is not None
-                or _writing_again([a.at for a in acks.acks(on_survivor.name)], fired_at, workload.after_s)
+                or _writing_again(
+                    [a.at for a in acks.acks(on_survivor.name)], fired_at, workload.after_s, cover_s
+                )
             ),
             WRITES_BACK_TIMEOUT_S,
-            f"{survivor} to acknowledge writes for {workload.after_s:g} s after the stall",
+            f"{survivor} to acknowledge writes through o2cb's recovery and for {workload.after_s:g} s "
+            "after the stall",
             interval_s=0.5,
         )
     finally:

@@ -13,6 +13,7 @@ from flows.ha_upgrade import ha_upgrade
 from flows.split_brain import split_brain_drill
 from tasks.context import DryRunRefused
 from tasks.drbd.plan import Refused
+from tasks.ocfs2.model import O2cbCluster, O2cbNode
 from tasks.writes import AckedWrites, WriteOutage, WriterCheck
 from tests.flow.conftest import Replay
 
@@ -107,13 +108,21 @@ def test_the_survivor_writes_on_until_after_s_past_the_stall() -> None:
     before = [99.0 + 0.1 * n for n in range(10)]
     back = [120.1 + 0.1 * n for n in range(52)]  # 120.1 … 125.2
 
-    def again(times: list[float]) -> bool:
-        return node_loss._writing_again(times, fired_at=100.0, for_s=5.0)
+    def again(times: list[float], cover_s: float = 20.0) -> bool:
+        return node_loss._writing_again(times, fired_at=100.0, for_s=5.0, cover_s=cover_s)
 
     assert not again(before)
     assert not again([*before, 100.01])  # the stall has not ended
     assert not again([*before, 100.01, *back[:50]])  # 4.9 s of writes since
     assert again([*before, 100.01, *back])
+    # DRBD's short stall ended long ago, but o2cb may not have declared the node dead yet: write on
+    assert not again([*before, 100.01, *back], cover_s=30.0)
+
+
+def test_o2cb_declares_a_silent_node_dead_after_its_heartbeats_or_its_idle_timeout() -> None:
+    node = O2cbNode(name="nodea", address="10.0.0.1", number=0)
+    cluster = O2cbCluster(name="hsfcl", nodes=(node,), heartbeat_threshold=7, idle_timeout_ms=10000)
+    assert node_loss.o2cb_dead_s(cluster) == 24.0
 
 
 def test_split_brain_drill_refuses_a_high_availability_volume(replay: Callable[..., Replay]) -> None:
