@@ -258,6 +258,9 @@ class FailoverProgress(BaseModel):
     error: str = Field("", description="The error the drill failed with.")
     recovery: Recovery | None = None
     cluster: str = Field("", description="crm_mon on the survivor after the failure (manager pacemaker).")
+    acked: dict[str, int] = Field(
+        default_factory=dict, description="Records acknowledged to the application so far, per writer."
+    )
 
     def report(
         self, after_failover: Verification, after_rejoin: list[Verification], **extra: object
@@ -313,6 +316,9 @@ class FailoverProgress(BaseModel):
                 for v in self.verified
             ),
         ]
+        if self.acked:
+            acked = ", ".join(f"{writer} {count}" for writer, count in self.acked.items())
+            rows.append(("acknowledged writes (not checked)", acked))
         if self.survivor_commands:
             rows.append((f"ran on {self.survivor}", "; ".join(f"`{c}`" for c in self.survivor_commands)))
         width = max(len(label) for label, _ in rows)
@@ -426,6 +432,7 @@ def _drill(settings: Settings) -> FailoverReport:
         report = phases(settings, targets, resource, progress, application)
     except Exception as exc:
         application.stop_quietly()
+        progress.acked = application.acked()
         _after_failure(settings, targets, resource, progress, exc)
         raise
     if report.writes is not None:
@@ -461,6 +468,9 @@ class _Application:
     def check(self, target: SshTarget) -> list[WriterCheck]:
         names = [w.name for w in self.writers]
         return check_writers(target, self.directory, self.log, names, self.settings.payload_bytes)
+
+    def acked(self) -> dict[str, int]:
+        return {w.name: len(self.log.acks(w.name)) for w in self.writers}
 
     def stop_quietly(self) -> None:
         """A failed drill: stop the writers that still run, without hiding the drill's error."""

@@ -12,6 +12,7 @@ from flows.failover import FailoverProgress, FailoverReport, Verification
 from tasks.drbd.model import DrbdNode, DrbdResource
 from tasks.drbd.probes import DrbdState, Mount, parse_proc_drbd
 from tasks.drbd.roles import NodeSeen, Recovery, RecoveryPlan, plan_recovery, recovery_commands
+from tasks.writes import AckedWrites, WriteOutage, WriterCheck
 
 MIB = 1024 * 1024
 DATASET_BYTES = 8 * 64 * MIB  # 536,870,912
@@ -457,3 +458,41 @@ def test_a_failed_drill_under_pacemaker_shows_the_cluster_and_acts_on_nothing() 
         "Service: left to Pacemaker (the flow does not act behind it); crm_mon:\n"
         "Node List:\n  * Online: [ nodeb ]\n  * OFFLINE: [ nodea ]"
     )
+
+
+def writes(lost: list[int]) -> AckedWrites:
+    checks = [
+        WriterCheck(writer="nodea-1", node=node, acked=20, good=20 - len(lost), lost=lost, payload_bytes=512)
+        for node in ("nodeb", "nodea")
+    ]
+    return AckedWrites(
+        checks=checks,
+        outage=WriteOutage(gap_s=8.2, from_s=-0.03, to_s=8.17, usual_s=0.07),
+        timeline={"nodea-1": [-1.0 + 0.05 * n for n in range(20)], "nodeb-2": [8.17, 8.24]},
+    )
+
+
+def test_the_answer_and_the_rows_carry_the_acknowledged_writes_and_the_write_outage() -> None:
+    r = report(writes=writes([]))
+    lost, _ = r.answers()
+    assert lost.endswith(
+        "None of the 22 writes acknowledged to the application (after fsync, 2 writers) vanished: every one "
+        "read back intact on nodea and nodeb. The application could not write for 8.2 s."
+    )
+    rows = dict(r.rows())
+    assert rows["write outage (last ack → first ack)"] == "8.2 s"
+    assert rows["acknowledged writes lost"] == "0 of 22"
+    assert "  nodea-1 on nodeb: 20/20 acknowledged intact, 0 lost" in r.render().splitlines()
+
+
+def test_an_acknowledged_write_lost_is_data_lost_even_when_every_byte_at_rest_is_intact() -> None:
+    r = report(writes=writes([19, 20]))
+    assert r.bytes_lost == 0 and r.acked_lost == 4  # two records, read back lost on both nodes
+    lost, _ = r.answers()
+    assert lost.startswith("No. All 536,870,912 bytes") and "ACKNOWLEDGED WRITES LOST: 4" in lost
+    assert "nodea-1 on nodea: 18/20 acknowledged intact, 2 LOST (#19-20)" in r.render()
+
+
+def test_a_partial_report_counts_the_acknowledged_writes_it_could_not_check() -> None:
+    text = progress(phase="watch", fired=True, error="TimeoutError: x", acked={"nodea-1": 20}).render()
+    assert "acknowledged writes (not checked)  nodea-1 20" in text
