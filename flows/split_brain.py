@@ -118,6 +118,10 @@ class SplitBrainReport(BaseModel):
     )
     survivor_acked_lost: int = Field(description="The survivor's own acknowledged records lost: must be 0.")
     picture: str = Field("", description="Both sides' acknowledged records over time (PNG).")
+    resolution_commands: list[str] = Field(
+        default_factory=list,
+        description="The state-changing commands the resolution ran, as `node: command`.",
+    )
 
     @property
     def acked_gone(self) -> int:
@@ -299,27 +303,31 @@ def _drill(settings: Settings) -> SplitBrainReport:
     ]
     log.info("split-brain detected: %s", detection)
 
-    # Phase 3: save what the victim would lose, then discard its side and resync.
-    rescue = f"{sb.rescue_dir}/{stamp}"
-    diverged = changes[victim].diverged
-    run(["mkdir", "-p", rescue], targets[victim])
-    if diverged:
-        run(
-            ["rsync", "-a", "--files-from=-", f"{mp}/", f"{rescue}/"],
-            targets[victim],
-            stdin="\n".join(diverged) + "\n",
-        )
-    rescued = files_on(victim, rescue)
-    if any(rescued.get(p) != sides[victim][p] for p in diverged):
-        raise CheckFailed(f"{victim}: saving the victim's files into {rescue} failed; nothing was discarded")
-    steps.umount(targets[victim], mp)
-    steps.demote(targets[victim], resource)
-    run(cmd.disconnect_argv(resource.name), targets[victim], ok_codes=(0, 10, 11))
-    run(cmd.connect_argv(resource.name, discard_my_data=True), targets[victim])
-    if _state(targets[survivor], resource).connection == "StandAlone":
-        run(cmd.connect_argv(resource.name), targets[survivor])
-    steps.wait_connected(targets[survivor], resource, drbd.connect_timeout_s)
-    resync_s = steps.wait_synced(targets[survivor], resource, drbd.sync_timeout_s)
+    # Phase 3: save what the victim would lose, then discard its side and resync (every state-changing
+    # command is recorded: this is what an operator runs to resolve a split-brain).
+    with current_executor().recording() as resolution:
+        rescue = f"{sb.rescue_dir}/{stamp}"
+        diverged = changes[victim].diverged
+        run(["mkdir", "-p", rescue], targets[victim])
+        if diverged:
+            run(
+                ["rsync", "-a", "--files-from=-", f"{mp}/", f"{rescue}/"],
+                targets[victim],
+                stdin="\n".join(diverged) + "\n",
+            )
+        rescued = files_on(victim, rescue)
+        if any(rescued.get(p) != sides[victim][p] for p in diverged):
+            raise CheckFailed(
+                f"{victim}: saving the victim's files into {rescue} failed; nothing was discarded"
+            )
+        steps.umount(targets[victim], mp)
+        steps.demote(targets[victim], resource)
+        run(cmd.disconnect_argv(resource.name), targets[victim], ok_codes=(0, 10, 11))
+        run(cmd.connect_argv(resource.name, discard_my_data=True), targets[victim])
+        if _state(targets[survivor], resource).connection == "StandAlone":
+            run(cmd.connect_argv(resource.name), targets[survivor])
+        steps.wait_connected(targets[survivor], resource, drbd.connect_timeout_s)
+        resync_s = steps.wait_synced(targets[survivor], resource, drbd.sync_timeout_s)
 
     # Phase 4: do the nodes agree? The survivor's files and both writers' records, then the victim's
     # copy after a role switch; the original primary serves the volume again at the end. The rescue copy
@@ -362,6 +370,7 @@ def _drill(settings: Settings) -> SplitBrainReport:
         rescued_acked=saved,
         survivor_acked_lost=survivor_lost,
         picture=str(picture),
+        resolution_commands=[f"{c.target}: {c.command}" for c in resolution],
     )
     publish(report, settings.cluster_name)
     return report

@@ -33,6 +33,7 @@ def test_split_brain_is_detected_saved_and_resolved(
     saved = current_executor().run(["cat", f"{report.rescue_dir}/split/shared.txt"], targets["nodeb"]).stdout
     assert saved == "written by nodeb during the split\n"
     assert report.nodes_agree
+    assert "nodeb: drbdadm connect --discard-my-data r0" in report.resolution_commands
     # acknowledged writes: the survivor's all on the volume on both nodes, the victim's all discarded by
     # the resolution and all intact in the rescue copy
     assert sorted(report.acked) == ["nodea", "nodeb"]
