@@ -5,11 +5,20 @@ from __future__ import annotations
 
 import io
 import re
+from collections.abc import Sequence
 from pathlib import Path
 
 from matplotlib.figure import Figure  # a Figure of its own: no pyplot state, no display needed
+from matplotlib.patches import Patch
 
+from tasks.faults import FaultOutcome, Verdict, summarise
 from tasks.writes import AckedWrites
+
+VERDICT_COLOURS: dict[Verdict, str] = {
+    "as expected": "tab:green",
+    "unexpected": "tab:orange",
+    "data lost": "tab:red",
+}
 
 
 def ack_timeline_png(writes: AckedWrites, title: str, fault: str) -> bytes:
@@ -50,6 +59,50 @@ def ack_timeline_png(writes: AckedWrites, title: str, fault: str) -> bytes:
     axes.set_ylabel("records acknowledged (after fsync)")
     axes.grid(alpha=0.3)
     axes.legend(loc="upper left", fontsize="small")
+    figure.tight_layout()
+    out = io.BytesIO()
+    figure.savefig(out, format="png")
+    return out.getvalue()
+
+
+def fault_matrix_png(outcomes: Sequence[FaultOutcome]) -> bytes:
+    """The fault matrix at a glance: one bar per fault, its median write outage (the worst run's at the
+    bar's end), coloured by verdict, so an outage that grew or a fault that lost data stands out."""
+    summaries = summarise(outcomes)
+    figure = Figure(figsize=(9, max(4.5, 1.5 + 0.5 * len(summaries))), dpi=100)
+    axes = figure.subplots()
+    names = [f"{s.fault} ({s.mode})" for s in summaries]
+    medians = [s.outage_median_s or 0.0 for s in summaries]
+    positions = range(len(summaries))
+    axes.barh(positions, medians, color=[VERDICT_COLOURS[s.verdict] for s in summaries])
+    for y, s in zip(positions, summaries, strict=True):
+        if s.outage_median_s is None:
+            label = "no outage measured"
+        elif s.runs > 1:
+            label = f"{s.outage_median_s:.1f} s (max {s.outage_max_s or 0.0:.1f} s)"
+        else:
+            label = f"{s.outage_median_s:.1f} s"
+        if s.verdict != "as expected":  # said in words too: a zero-length bar shows no colour
+            label += f" — {s.verdict}"
+        axes.annotate(label, (medians[y], y), xytext=(4, 0), textcoords="offset points", va="center")
+    axes.set_yticks(list(positions), names)
+    axes.invert_yaxis()  # the catalogue's order, top down
+    axes.set_xlim(0, max([*medians, 1.0]) * 1.7)  # room for the labels
+    if not summaries:
+        axes.text(0.5, 0.5, "no fault ran", transform=axes.transAxes, ha="center", va="center")
+    faults = len(summaries)
+    axes.set_title(
+        f"Fault matrix: median write outage per fault ({faults} fault{'s' if faults != 1 else ''}, "
+        f"{len(outcomes)} run{'s' if len(outcomes) != 1 else ''} in all)"
+    )
+    axes.set_xlabel("median write outage, seconds (from the application's acknowledged writes)")
+    axes.set_ylabel("fault (mode)")
+    axes.grid(axis="x", alpha=0.3)
+    axes.legend(
+        handles=[Patch(color=colour, label=verdict) for verdict, colour in VERDICT_COLOURS.items()],
+        loc="lower right",
+        fontsize="small",
+    )
     figure.tight_layout()
     out = io.BytesIO()
     figure.savefig(out, format="png")

@@ -98,6 +98,11 @@ def split_brain_report(ok: bool) -> split_brain.SplitBrainReport:
             payload_bytes=512,
         ),
         discarded_acked=61, rescued_acked=61 if ok else 59, survivor_acked_lost=0,
+        resolution_commands=[
+            "nodeb: mkdir -p /var/lib/hsf/sb/x", "nodeb: rsync -a --files-from=- /mnt/r0/ /var/lib/hsf/sb/x/",
+            "nodeb: umount /mnt/r0", "nodeb: drbdadm secondary r0", "nodeb: drbdadm disconnect r0",
+            "nodeb: drbdadm connect --discard-my-data r0", "nodea: drbdadm connect r0",
+        ],
         picture="/var/lib/ha-storage-flows/reports/split-brain-r0-x.png",
     )  # fmt: skip
 

@@ -1,13 +1,16 @@
-"""tasks/pictures.py: the timeline is a real PNG that matplotlib's own reader loads back."""
+"""tasks/pictures.py: the timeline and the fault matrix are real PNGs that matplotlib's own reader loads
+back."""
 
 from __future__ import annotations
 
 import io
 from pathlib import Path
+from typing import Any
 
 from matplotlib import image
 
-from tasks.pictures import ack_timeline_png, save_picture
+from tasks.faults import FaultOutcome
+from tasks.pictures import ack_timeline_png, fault_matrix_png, save_picture
 from tasks.writes import AckedWrites, WriteOutage, WriterCheck
 
 
@@ -33,3 +36,23 @@ def test_an_open_outage_and_no_loss_still_draw(tmp_path: Path) -> None:
     assert path == tmp_path / "reports" / "failover-r0-2026-01-01T00-00-00Z.png"
     assert path.read_bytes() == png
     assert ack_timeline_png(_writes([], None), "t", "f").startswith(b"\x89PNG")
+
+
+def _outcome(fault: str, run: int, outage_s: float | None, **extra: Any) -> FaultOutcome:
+    fields: dict[str, Any] = {"mode": "pacemaker", "redundant_s": 30.0, "bytes_lost": 0, "summary": "s"}
+    return FaultOutcome(fault=fault, run=run, outage_s=outage_s, **{**fields, **extra})
+
+
+def test_the_fault_matrix_is_a_png_of_the_promised_size() -> None:
+    outcomes = [
+        _outcome("primary-killed", 1, 53.1),
+        _outcome("primary-killed", 2, 70.2, problems=["write outage 70.2 s > 60 s"]),
+        _outcome("link-cut", 1, 10.6, bytes_lost=1090, acked_lost=1, problems=["lost 1,090 bytes"]),
+        _outcome("split-brain", 1, None),
+    ]
+    png = fault_matrix_png(outcomes)
+    assert png.startswith(b"\x89PNG\r\n\x1a\n")
+    assert image.imread(io.BytesIO(png), format="png").shape[:2] == (450, 900)
+    many = [_outcome(f"fault-{n}", 1, float(n)) for n in range(10)]
+    assert image.imread(io.BytesIO(fault_matrix_png(many)), format="png").shape[:2] == (650, 900)
+    assert fault_matrix_png([]).startswith(b"\x89PNG")

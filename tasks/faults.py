@@ -1,0 +1,418 @@
+"""The fault matrix's catalogue: every fault the project can inject, and what the design promises.
+
+Each fault is named, says where it strikes (storage, backup, orchestration) and in which modes of the
+volume it applies, and states its expected outcome as an :class:`Expectation` that is *checked*
+against what a drill measured (a :class:`FaultOutcome`): bytes lost, commands someone had to run by
+hand, the write outage the application saw, two Primaries. Everything here is pure — the flow
+(``flows/faults.py``) runs the drills, this module judges them and draws the table — so the promises
+are tested as tables.
+
+The modes: ``fault-tolerant`` (single-primary DRBD, no cluster manager: a human promotes),
+``pacemaker`` (single-primary under Pacemaker: the cluster fences and promotes), ``ha`` (dual-primary
+DRBD with OCFS2 mounted on both nodes).
+"""
+
+from __future__ import annotations
+
+import re
+import statistics
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+from tasks.cli import EXIT_COMMAND_FAILED, EXIT_DATA_LOST, EXIT_OK
+from tasks.drbd.plan import NodeProbe
+from tasks.writes import AckedWrites, record_size
+
+Mode = Literal["fault-tolerant", "pacemaker", "ha"]
+Layer = Literal["storage", "backup", "orchestration"]
+Verdict = Literal["as expected", "unexpected", "data lost"]
+VERDICTS: tuple[Verdict, ...] = ("data lost", "unexpected", "as expected")  # worst first
+
+KEBAB = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")
+
+
+class FaultOutcome(BaseModel):
+    """What one run of one fault did, in the same terms for every fault (a drill's report, adapted)."""
+
+    fault: str
+    run: int = Field(ge=1, description="1-based: the run of this fault in the matrix.")
+    mode: Mode
+    outage_s: float | None = Field(
+        description="The write outage the application saw, from its acknowledged writes (None: not measured)."
+    )
+    redundant_s: float | None = Field(
+        description="The fault's end (the lost node restarted, the link healed, the split resolved) → fully "
+        "redundant again (both disks UpToDate). The drills choose how long a fault lasts, so timing from the "
+        "fault itself would measure the drill. None: not measured."
+    )
+    bytes_lost: int = Field(ge=0, description="Bytes lost for good: at rest, and of acknowledged writes.")
+    acked_lost: int = Field(0, ge=0, description="Acknowledged writes lost for good (records).")
+    copies_intact: bool = Field(
+        True,
+        description="Every node holds the same, intact files at the end (False where a drill counts files, "
+        "not bytes: a file lost, or nodes that disagree). Data lost like a byte.",
+    )
+    two_primaries: bool = Field(
+        False, description="Both nodes were Primary at once on a single-primary volume."
+    )
+    manual_commands: list[str] = Field(
+        default_factory=list,
+        description="State-changing commands a human (or the flow, standing in for one) had to run to get "
+        "the data served or the nodes agreeing again; a repair of the lost node is not counted.",
+    )
+    summary: str = Field(description="One line: what happened.")
+    problems: list[str] = Field(
+        default_factory=list, description="Every promise broken (filled by the check); empty: as expected."
+    )
+
+    @property
+    def data_lost(self) -> bool:
+        return bool(self.bytes_lost or self.acked_lost or not self.copies_intact)
+
+    @property
+    def verdict(self) -> Verdict:
+        if self.data_lost:
+            return "data lost"
+        return "unexpected" if self.problems else "as expected"
+
+
+class Expectation(BaseModel):
+    """What the design promises when this fault strikes in one mode; :meth:`problems` checks it."""
+
+    promise: str = Field(description="The promise, in one sentence (shown with the matrix).")
+    zero_loss: bool = Field(True, description="No byte lost: at rest, acknowledged, or a copy that differs.")
+    manual_commands: Literal["none", "allowed"] = Field(
+        description="'none': the system recovers by itself; 'allowed': a human runs commands by design."
+    )
+    max_outage_s: float | None = Field(
+        None, gt=0, description="The longest write outage allowed (None: any)."
+    )
+    single_primary: bool = Field(True, description="Never two Primaries (False: the fault itself makes two).")
+
+    def problems(self, outcome: FaultOutcome) -> list[str]:
+        """One line per broken promise (empty: the outcome is what the design promises)."""
+        found = []
+        if self.zero_loss and (outcome.bytes_lost or outcome.acked_lost):
+            acked = (
+                f", {_plural(outcome.acked_lost, 'acknowledged write')} among them"
+                if outcome.acked_lost
+                else ""
+            )
+            found.append(f"lost {outcome.bytes_lost:,} bytes{acked} (the design promises none)")
+        if self.zero_loss and not outcome.copies_intact:
+            found.append(
+                "the nodes' files are missing or differ afterwards (the design promises identical copies)"
+            )
+        if self.manual_commands == "none" and outcome.manual_commands:
+            commands = ", ".join(f"`{c}`" for c in outcome.manual_commands)
+            found.append(f"needed {commands} by hand (the design promises none)")
+        if (
+            self.max_outage_s is not None
+            and outcome.outage_s is not None
+            and outcome.outage_s > self.max_outage_s
+        ):
+            found.append(f"write outage {outcome.outage_s:.1f} s > {self.max_outage_s:g} s")
+        if self.single_primary and outcome.two_primaries:
+            found.append("two Primaries at once (the design promises never)")
+        return found
+
+
+class FaultSpec(BaseModel):
+    """One fault of the catalogue, with its promise in each mode it applies to."""
+
+    name: str = Field(pattern=KEBAB.pattern, description="kebab-case; what --only takes.")
+    layer: Layer
+    description: str
+    expect: dict[Mode, Expectation] = Field(
+        min_length=1, description="The modes the fault applies to, each with what the design promises there."
+    )
+
+    @property
+    def modes(self) -> tuple[Mode, ...]:
+        return tuple(self.expect)
+
+    def judge(self, outcome: FaultOutcome) -> FaultOutcome:
+        """The outcome with the promises of its mode checked (problems it already had are kept first)."""
+        problems = [*outcome.problems, *self.expect[outcome.mode].problems(outcome)]
+        return outcome.model_copy(update={"problems": problems})
+
+
+CATALOGUE: tuple[FaultSpec, ...] = (
+    FaultSpec(
+        name="primary-killed",
+        layer="storage",
+        description="The primary is killed (failover.fault) while the application writes; it is brought "
+        "back afterwards and resyncs as secondary (flows.failover).",
+        expect={
+            "fault-tolerant": Expectation(
+                promise="Nothing acknowledged is lost (protocol C); DRBD alone does not promote, so a human "
+                "promotes and mounts the survivor (the flow stands in for one).",
+                manual_commands="allowed",
+            ),
+            "pacemaker": Expectation(
+                promise="Pacemaker fences the killed node and promotes and mounts the survivor by itself; "
+                "nothing acknowledged is lost and nobody runs a command.",
+                manual_commands="none",
+                # The lab (SBD, TCG) measured 53 s: membership, a 5 s priority delay, msgwait 10 s and the
+                # promotion on a busy vCPU (README); this bounds a cluster that stalls, not a slow lab.
+                max_outage_s=90.0,
+            ),
+        },
+    ),
+    FaultSpec(
+        name="link-cut",
+        layer="storage",
+        description="DRBD's replication link is cut inside the secondary while the primary writes, held, "
+        "then healed (flows.link_cut).",
+        expect={
+            "pacemaker": Expectation(
+                promise="DRBD fences the cut-off secondary (resource-and-stonith) and the primary writes on; "
+                "never two Primaries, nothing lost, and the cluster returns to clean by itself.",
+                manual_commands="none",
+                # I/O freezes until crm-fence-peer.sh returns: 10.6 s measured (README).
+                max_outage_s=30.0,
+            ),
+        },
+    ),
+    FaultSpec(
+        name="split-brain",
+        layer="storage",
+        description="The link is cut and the secondary promoted by an operator; both sides write; the link "
+        "comes back and DRBD detects the split-brain; it is resolved by hand (flows.split_brain).",
+        expect={
+            "fault-tolerant": Expectation(
+                promise="Resolving a split-brain discards the victim's writes, acknowledged ones included, "
+                "by design: every one of them is saved aside first, the survivor loses none, and both nodes "
+                "agree afterwards. The resolution is a human's.",
+                manual_commands="allowed",
+                single_primary=False,  # the operator's promotion is the fault
+            ),
+        },
+    ),
+    FaultSpec(
+        name="ha-node-loss",
+        layer="storage",
+        description="One of the two OCFS2 nodes is killed while both write; it rejoins afterwards "
+        "(flows.ha_node_loss).",
+        expect={
+            "ha": Expectation(
+                promise="The survivor writes on once o2cb has declared its peer dead and replayed its "
+                "journal; nothing acknowledged is lost on either node and nobody runs a command for service "
+                "(the rejoin is a repair).",
+                manual_commands="none",
+                # o2cb declares the peer dead after heartbeat_threshold * 2 s + the idle timeout (24 s with
+                # the lab's 7 and 10 s), then replays its journal slot.
+                max_outage_s=60.0,
+            ),
+        },
+    ),
+)
+
+
+def mode_of(manager: str, probes: Mapping[str, NodeProbe]) -> Mode:
+    """The volume's mode: Pacemaker's when it manages it; HA when every node is Primary with OCFS2
+    mounted; otherwise fault-tolerant (single-primary without a cluster manager)."""
+    if manager == "pacemaker":
+        return "pacemaker"
+    if probes and all(
+        p.state.role == "Primary" and p.mount is not None and p.mount.fstype == "ocfs2"
+        for p in probes.values()
+    ):
+        return "ha"
+    return "fault-tolerant"
+
+
+def check_names(catalogue: Sequence[FaultSpec], only: Iterable[str]) -> None:
+    """Raise ValueError, in one line naming the known faults, for a name the catalogue does not have."""
+    known = list(dict.fromkeys(spec.name for spec in catalogue))
+    unknown = [name for name in dict.fromkeys(only) if name not in known]
+    if unknown:
+        names = ", ".join(repr(name) for name in unknown)
+        raise ValueError(
+            f"unknown fault{'s' if len(unknown) > 1 else ''} {names}; the catalogue has: {', '.join(known)}"
+        )
+
+
+def select(
+    catalogue: Sequence[FaultSpec], mode: Mode, only: Iterable[str] | None = None
+) -> tuple[list[FaultSpec], list[str]]:
+    """The faults to run in ``mode`` (catalogue order; ``only``: just these names), and one line per
+    requested fault that does not apply to it. An unknown name raises ValueError."""
+    wanted = list(only or [])
+    check_names(catalogue, wanted)
+    run, skipped = [], []
+    for spec in catalogue:
+        if wanted and spec.name not in wanted:
+            continue
+        if mode in spec.expect:
+            run.append(spec)
+        else:
+            skipped.append(f"{spec.name}: needs {' or '.join(spec.modes)}; the volume runs {mode}")
+    return run, skipped
+
+
+def failed_outcome(fault: str, run: int, mode: Mode, exc: BaseException) -> FaultOutcome:
+    """The run of a drill that raised: nothing measured, the error as its problem (the matrix stops)."""
+    first = (str(exc).strip().splitlines() or [""])[0]
+    error = f"{type(exc).__name__}: {first}" if first else type(exc).__name__
+    return FaultOutcome(
+        fault=fault,
+        run=run,
+        mode=mode,
+        outage_s=None,
+        redundant_s=None,
+        bytes_lost=0,
+        summary=f"the drill failed ({error}); the matrix stopped here",
+        problems=[f"the drill failed: {error}"],
+    )
+
+
+def acked_loss(writes: AckedWrites | None) -> tuple[int, int]:
+    """(records, bytes) of the acknowledged writes lost on some node checked, each record counted once
+    however many nodes miss it."""
+    if writes is None:
+        return 0, 0
+    payload = {check.writer: check.payload_bytes for check in writes.checks}
+    lost = writes.lost_records()
+    records = sum(len(seqs) for seqs in lost.values())
+    return records, sum(
+        record_size(writer, seq, payload[writer]) for writer, seqs in lost.items() for seq in seqs
+    )
+
+
+class FaultSummary(BaseModel):
+    """All runs of one fault, as one row of the matrix."""
+
+    fault: str
+    mode: Mode
+    runs: int
+    outage_median_s: float | None
+    outage_max_s: float | None
+    redundant_median_s: float | None
+    bytes_lost: int
+    acked_lost: int
+    manual_commands: list[str] = Field(description="Distinct, in the order first seen.")
+    problems: list[str] = Field(
+        description="Every run's problems (prefixed by the run when there are several)."
+    )
+    verdict: Verdict
+
+    def verdict_text(self) -> str:
+        """The verdict as the matrix shows it: in capitals with every problem unless as expected."""
+        if self.verdict == "as expected":
+            return self.verdict
+        return self.verdict.upper() + (": " + "; ".join(self.problems) if self.problems else "")
+
+
+def summarise(outcomes: Sequence[FaultOutcome]) -> list[FaultSummary]:
+    """One summary per fault (and mode), in the order the faults first ran."""
+    groups: dict[tuple[str, Mode], list[FaultOutcome]] = {}
+    for outcome in outcomes:
+        groups.setdefault((outcome.fault, outcome.mode), []).append(outcome)
+    summaries = []
+    for (fault, mode), group in groups.items():
+        outages = [o.outage_s for o in group if o.outage_s is not None]
+        redundant = [o.redundant_s for o in group if o.redundant_s is not None]
+        several = len(group) > 1
+        summaries.append(
+            FaultSummary(
+                fault=fault,
+                mode=mode,
+                runs=len(group),
+                outage_median_s=statistics.median(outages) if outages else None,
+                outage_max_s=max(outages) if outages else None,
+                redundant_median_s=statistics.median(redundant) if redundant else None,
+                bytes_lost=sum(o.bytes_lost for o in group),
+                acked_lost=sum(o.acked_lost for o in group),
+                manual_commands=list(dict.fromkeys(c for o in group for c in o.manual_commands)),
+                problems=[f"run {o.run}: {p}" if several else p for o in group for p in o.problems],
+                verdict=min((o.verdict for o in group), key=VERDICTS.index),
+            )
+        )
+    return summaries
+
+
+def matrix_rows(outcomes: Sequence[FaultOutcome]) -> list[dict[str, object]]:
+    """One row per outcome, for a table artifact."""
+    return [
+        {
+            "fault": o.fault,
+            "run": o.run,
+            "mode": o.mode,
+            "write outage (s)": o.outage_s,
+            "redundant again (s)": o.redundant_s,
+            "bytes lost": o.bytes_lost,
+            "acknowledged writes lost": o.acked_lost,
+            "by hand": "; ".join(o.manual_commands) or "none",
+            "what happened": o.summary,
+            "verdict": "; ".join(o.problems) or "as expected",
+        }
+        for o in outcomes
+    ]
+
+
+def _seconds(value: float | None) -> str:
+    return f"{value:.1f} s" if value is not None else "—"
+
+
+def render_matrix(outcomes: Sequence[FaultOutcome], runs: int) -> str:
+    """The matrix as plain text: one line per fault over its runs (``runs``: how many were asked for)."""
+    summaries = summarise(outcomes)
+    if not summaries:
+        return "Fault matrix: no fault ran."
+    header = (
+        "fault",
+        "mode",
+        "runs",
+        "write outage median / max",
+        "redundant (median)",
+        "bytes lost",
+        "by hand",
+    )
+    rows = [
+        (
+            s.fault,
+            s.mode,
+            f"{s.runs}/{runs}",
+            "not measured"
+            if s.outage_median_s is None
+            else f"{s.outage_median_s:.1f} s / {_seconds(s.outage_max_s)}",
+            _seconds(s.redundant_median_s),
+            f"{s.bytes_lost:,}",
+            _plural(len(s.manual_commands), "command") if s.manual_commands else "none",
+        )
+        for s in summaries
+    ]
+    widths = [max(len(row[i]) for row in (header, *rows)) for i in range(len(header))]
+
+    def line(cells: Sequence[str], last: str) -> str:
+        return "  ".join(cell.ljust(width) for cell, width in zip(cells, widths, strict=True)) + "  " + last
+
+    faults, each = _plural(len(summaries), "fault"), _plural(runs, "run")
+    by_hand = [
+        line
+        for s in summaries
+        if s.manual_commands
+        for line in (f"{s.fault} ({s.mode}), run by hand:", *(f"  {c}" for c in s.manual_commands))
+    ]
+    return "\n".join(
+        [
+            f"Fault matrix: {faults}, {each} each",
+            line(header, "verdict"),
+            *(line(row, s.verdict_text()) for row, s in zip(rows, summaries, strict=True)),
+            *by_hand,
+        ]
+    )
+
+
+def _plural(count: int, noun: str) -> str:
+    return f"{count} {noun}{'s' if count != 1 else ''}"
+
+
+def exit_code(outcomes: Sequence[FaultOutcome]) -> int:
+    """tasks/cli.py's table: 1 if any fault lost data, else 4 if any ended other than promised, else 0."""
+    if any(o.data_lost for o in outcomes):
+        return EXIT_DATA_LOST
+    return EXIT_COMMAND_FAILED if any(o.problems for o in outcomes) else EXIT_OK

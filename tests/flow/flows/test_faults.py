@@ -1,0 +1,350 @@
+"""flows/faults.py: each drill's report as a fault outcome (on the hand-made reports the drills' own
+publishing is tested with), the matrix's refusals before any node is touched, the mode read from the
+replayed nodes, a matrix whose drill fails, and what it publishes in Prefect (the drills themselves run
+in the lab tier)."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from matplotlib import image
+from prefect import flow
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+from prefect.client.schemas.objects import Artifact
+from prefect.events.worker import EventsWorker
+from prefect.runtime import flow_run
+
+from flows import faults
+from flows.faults import (
+    failover_outcome,
+    fault_matrix,
+    link_cut_outcome,
+    node_loss_outcome,
+    split_brain_outcome,
+)
+from tasks import events
+from tasks.context import DryRunRefused, run_context
+from tasks.drbd.plan import Refused
+from tasks.executor import CommandError
+from tasks.faults import CATALOGUE, FaultOutcome, Mode
+from tasks.settings import Settings, load_settings
+from tasks.writes import record_size
+from tests.flow.conftest import Replay
+from tests.flow.flows.test_drill_reports import (
+    MIB,
+    _events_for,
+    failover_report,
+    link_cut_report,
+    node_loss_report,
+    split_brain_report,
+)
+
+SPECS = {spec.name: spec for spec in CATALOGUE}
+LOST_31_32 = record_size("nodea-1", 31, 512) + record_size("nodea-1", 32, 512)
+
+
+def test_every_fault_of_the_catalogue_has_a_drill_to_run_it() -> None:
+    assert set(faults.RUNNERS) == set(SPECS)
+
+
+def test_a_manual_failover_as_an_outcome() -> None:
+    outcome = SPECS["primary-killed"].judge(failover_outcome(failover_report([]), 1, "fault-tolerant"))
+    assert outcome.model_dump() == {
+        "fault": "primary-killed", "run": 1, "mode": "fault-tolerant", "outage_s": 9.6, "redundant_s": 51.6,
+        "bytes_lost": 0, "acked_lost": 0, "copies_intact": True, "two_primaries": False,
+        "manual_commands": ["drbdadm primary r0"],
+        "summary": "nodea destroyed; nodeb promoted by hand (1 command), every byte verified 8.8 s after "
+        "the fault; nodea resynced 28.2 s after it was back",
+        "problems": [],
+    }  # fmt: skip
+
+
+def test_a_failover_that_lost_data_or_needed_a_hand_under_pacemaker() -> None:
+    lost = SPECS["primary-killed"].judge(
+        failover_outcome(failover_report(["/mnt/r0/drill-x/f0005.bin"]), 2, "fault-tolerant")
+    )
+    assert (lost.bytes_lost, lost.acked_lost, lost.verdict) == (20 * MIB + LOST_31_32, 2, "data lost")
+    assert lost.problems == [
+        f"lost {20 * MIB + LOST_31_32:,} bytes, 2 acknowledged writes among them (the design promises none)"
+    ]
+    watched = failover_report([]).model_copy(update={"manager": "pacemaker", "fenced_s": 32.2})
+    outcome = SPECS["primary-killed"].judge(failover_outcome(watched, 1, "pacemaker"))
+    assert outcome.summary.startswith("nodea destroyed; Pacemaker fenced it and promoted nodeb by itself, ")
+    assert outcome.problems == ["needed `drbdadm primary r0` by hand (the design promises none)"]
+    clean = watched.model_copy(update={"survivor_commands": [], "writes": None})
+    assert SPECS["primary-killed"].judge(failover_outcome(clean, 1, "pacemaker")).outage_s is None
+    assert SPECS["primary-killed"].judge(failover_outcome(clean, 1, "pacemaker")).problems == []
+
+
+def test_a_link_cut_as_an_outcome() -> None:
+    outcome = SPECS["link-cut"].judge(link_cut_outcome(link_cut_report(True), 1))
+    assert (outcome.mode, outcome.outage_s, outcome.redundant_s, outcome.manual_commands) == (
+        "pacemaker", 9.6, 7.2, [],
+    )  # fmt: skip
+    assert outcome.summary == (
+        "link cut inside nodea for 34.8 s: nodeb fenced it after 11.3 s and wrote on (41 writes acknowledged "
+        "meanwhile), nodea never Primary; resynced 7.2 s after the heal"
+    )
+    assert outcome.problems == []
+    two = link_cut_report(False).model_copy(update={"secondary_roles": ["Primary", "Secondary"]})
+    bad = SPECS["link-cut"].judge(link_cut_outcome(two, 2))
+    lost = record_size("nodeb-1", 31, 512) + record_size("nodeb-1", 32, 512)
+    assert bad.problems == [
+        f"lost {lost:,} bytes, 2 acknowledged writes among them (the design promises none)",
+        "two Primaries at once (the design promises never)",
+    ]
+
+
+def test_a_split_brain_counts_only_the_acknowledged_writes_gone_for_good() -> None:
+    outcome = SPECS["split-brain"].judge(split_brain_outcome(split_brain_report(True), 1))
+    # 61 acknowledged writes of the victim discarded by the resolution, all saved aside: nothing lost.
+    assert (outcome.bytes_lost, outcome.acked_lost, outcome.copies_intact, outcome.outage_s) == (
+        0,
+        0,
+        True,
+        None,
+    )
+    assert outcome.two_primaries and outcome.redundant_s == 1.2
+    assert outcome.manual_commands == split_brain_report(True).resolution_commands  # as the drill recorded
+    assert outcome.summary == (
+        "nodeb promoted beside nodea while cut off; the resolution discarded 61 acknowledged writes of "
+        "nodeb, 61 of them saved in nodeb:/var/lib/hsf/sb/x; both nodes agree after a 1.2 s resync"
+    )
+    assert outcome.problems == []
+
+
+def test_a_split_brain_whose_rescue_missed_writes_and_whose_nodes_disagree() -> None:
+    report = split_brain_report(False)
+    outcome = SPECS["split-brain"].judge(split_brain_outcome(report, 1))
+    gone = record_size("nodeb-split", 60, 512) + record_size("nodeb-split", 61, 512)
+    assert (outcome.acked_lost, outcome.bytes_lost) == (report.acked_gone, gone) == (2, gone)
+    assert outcome.problems == [
+        f"lost {gone:,} bytes, 2 acknowledged writes among them (the design promises none)",
+        "the nodes' files are missing or differ afterwards (the design promises identical copies)",
+    ]
+    # The survivor's own acknowledged writes count whole.
+    checks = [c.model_copy(update={"lost": [5]}) if c.writer == "nodea-split" else c for c in report.checks]
+    survivor_lost = report.model_copy(update={"checks": checks})
+    assert split_brain_outcome(survivor_lost, 1).bytes_lost == gone + record_size("nodea-split", 5, 512)
+
+
+def test_an_ha_node_loss_as_an_outcome() -> None:
+    outcome = SPECS["ha-node-loss"].judge(node_loss_outcome(node_loss_report(True), 1))
+    assert (outcome.mode, outcome.outage_s, outcome.redundant_s, outcome.manual_commands) == (
+        "ha",
+        9.6,
+        26.0,
+        [],
+    )
+    assert outcome.summary == (
+        "nodeb destroyed while both nodes wrote; nodea wrote on by itself; nodeb resynced 1.0 s after it was "
+        "back; all 9 files intact on both nodes"
+    )
+    assert outcome.problems == []
+    bad = SPECS["ha-node-loss"].judge(node_loss_outcome(node_loss_report(False), 1))
+    lost = record_size("nodeb-ha", 31, 512) + record_size("nodeb-ha", 32, 512)
+    assert bad.problems == [
+        f"lost {lost:,} bytes, 2 acknowledged writes among them (the design promises none)",
+        "the nodes' files are missing or differ afterwards (the design promises identical copies)",
+    ]
+
+
+# Refusals, before any node is touched.
+
+
+def test_a_dry_run_is_refused(replay: Callable[..., Replay]) -> None:
+    nodes = replay("fault-tolerant", dry_run=True)
+    with pytest.raises(DryRunRefused, match=r"^the fault matrix does not dry-run: "):
+        fault_matrix()
+    assert nodes.changed == [] and nodes.probed == []
+
+
+def test_an_unknown_fault_or_no_run_is_refused_in_one_line(replay: Callable[..., Replay]) -> None:
+    nodes = replay("fault-tolerant")
+    known = "the catalogue has: primary-killed, link-cut, split-brain, ha-node-loss"
+    with pytest.raises(Refused, match=rf"^unknown fault 'primary-kiled'; {known}$"):
+        fault_matrix(only=["link-cut", "primary-kiled"])
+    with pytest.raises(
+        Refused, match=r"^the fault matrix needs at least one run of each fault \(runs = 0\)$"
+    ):
+        fault_matrix(runs=0)
+    assert nodes.changed == [] and nodes.probed == []
+
+
+def test_the_command_line_says_so_in_one_line(
+    replay: Callable[..., Replay], capsys: pytest.CaptureFixture[str]
+) -> None:
+    nodes = replay("fault-tolerant")
+    assert faults.main(["--only", "nope"]) == 3
+    assert capsys.readouterr().err.splitlines() == [
+        "refused: unknown fault 'nope'; the catalogue has: primary-killed, link-cut, split-brain, "
+        "ha-node-loss"
+    ]
+    with pytest.raises(SystemExit) as exit:
+        faults.main(["--runs", "0"])
+    assert exit.value.code == 2
+    assert capsys.readouterr().err.splitlines()[-1].endswith("'0' is not a whole number of runs, at least 1")
+    assert nodes.changed == [] and nodes.probed == []
+
+
+# The mode, read from the replayed nodes.
+
+
+@flow
+def _mode_in_a_run(settings: Settings) -> Mode:
+    with run_context(settings, changes_state=False):
+        return faults.detect_mode(settings)
+
+
+@pytest.mark.parametrize(("state", "mode"), [("fault-tolerant", "fault-tolerant"), ("ha", "ha")])
+def test_the_mode_is_read_from_the_nodes(replay: Callable[..., Replay], state: str, mode: Mode) -> None:
+    nodes = replay(state)
+    assert _mode_in_a_run(load_settings()) == mode
+    assert nodes.changed == [] and nodes.probed
+
+
+def test_faults_that_do_not_apply_are_skipped_and_said_so(
+    replay: Callable[..., Replay], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    nodes = replay("ha")
+    monkeypatch.setenv("HSF_WRITES__REPORTS_DIR", str(tmp_path))
+    assert fault_matrix(only=["primary-killed", "link-cut"]) == []
+    assert "skipped primary-killed: needs fault-tolerant or pacemaker; the volume runs ha" in nodes.logs
+    assert "skipped link-cut: needs pacemaker; the volume runs ha" in nodes.logs
+    assert nodes.changed == []
+    assert len(list(tmp_path.glob("fault-matrix-*.png"))) == 1
+
+
+# A matrix with its drills replaced: the catalogue's check, and a drill that fails.
+
+
+def _fake(outcome: FaultOutcome | Exception) -> Callable[[Settings, int, Mode], FaultOutcome]:
+    def drill(settings: Settings, run: int, mode: Mode) -> FaultOutcome:
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome.model_copy(update={"run": run, "mode": mode})
+
+    return drill
+
+
+def _outcome(fault: str, **extra: object) -> FaultOutcome:
+    fields = {"run": 1, "mode": "pacemaker", "outage_s": 10.0, "redundant_s": 30.0, "bytes_lost": 0}
+    return FaultOutcome.model_validate({"fault": fault, **fields, "summary": f"{fault} happened", **extra})
+
+
+def _artifacts(run_id: object) -> dict[str, Artifact]:
+    with get_client(sync_client=True) as client:
+        found = client.read_artifacts(
+            artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[uuid.UUID(str(run_id))]))
+        )
+    return {a.key: a for a in found if a.key}
+
+
+def test_the_matrix_checks_each_outcome_and_stops_at_a_drill_that_fails(
+    replay: Callable[..., Replay], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    replay("fault-tolerant")
+    monkeypatch.setenv("HSF_WRITES__REPORTS_DIR", str(tmp_path))
+    monkeypatch.setattr(faults, "detect_mode", lambda settings: "pacemaker")
+    by_hand = _outcome("primary-killed", manual_commands=["drbdadm primary r0"])
+    monkeypatch.setitem(faults.RUNNERS, "primary-killed", _fake(by_hand))
+    failed = CommandError("drbdadm connect r0", 10, "no such resource", "nodeb")
+    monkeypatch.setitem(faults.RUNNERS, "link-cut", _fake(failed))
+
+    state = fault_matrix(runs=2, return_state=True)
+
+    assert state.is_failed()
+    with pytest.raises(CommandError):
+        state.result()
+    artifacts = _artifacts(state.state_details.flow_run_id)
+    table = artifacts["fault-matrix"]
+    rows = json.loads(str(table.data))  # the server keeps a table as JSON text
+    assert [(r["fault"], r["run"], r["verdict"]) for r in rows] == [
+        ("primary-killed", 1, "needed `drbdadm primary r0` by hand (the design promises none)"),
+        ("primary-killed", 2, "needed `drbdadm primary r0` by hand (the design promises none)"),
+        ("link-cut", 1, f"the drill failed: CommandError: {str(failed).splitlines()[0]}"),
+    ]
+    report = str(artifacts["fault-matrix-report"].data)
+    assert report.startswith("# Fault matrix\n\n**Not as the design promises: primary-killed, link-cut**")
+    assert "- split-brain: needs fault-tolerant; the volume runs pacemaker" in report
+    assert "- **link-cut** run 1: the drill failed (CommandError: " in report
+
+
+def test_a_matrix_as_promised_returns_its_judged_outcomes(
+    replay: Callable[..., Replay], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    replay("fault-tolerant")
+    monkeypatch.setenv("HSF_WRITES__REPORTS_DIR", str(tmp_path))
+    monkeypatch.setitem(faults.RUNNERS, "primary-killed", _fake(_outcome("primary-killed")))
+    monkeypatch.setitem(faults.RUNNERS, "split-brain", _fake(_outcome("split-brain", outage_s=None)))
+    monkeypatch.setattr(faults, "detect_mode", lambda settings: "fault-tolerant")
+    outcomes = fault_matrix(runs=2)
+    assert [(o.fault, o.run, o.mode, o.problems) for o in outcomes] == [
+        ("primary-killed", 1, "fault-tolerant", []),
+        ("primary-killed", 2, "fault-tolerant", []),
+        ("split-brain", 1, "fault-tolerant", []),
+        ("split-brain", 2, "fault-tolerant", []),
+    ]
+
+
+# What the matrix publishes.
+
+
+@flow
+def _publish_in_a_run(outcomes: list[FaultOutcome], reports_dir: Path, cluster: str) -> tuple[str, str]:
+    picture = faults.publish(
+        outcomes, 2, ["link-cut: needs pacemaker; the volume runs fault-tolerant"], reports_dir, cluster
+    )
+    return str(flow_run.id), str(picture)
+
+
+def test_the_matrix_publishes_a_table_a_report_a_picture_and_one_event_per_outcome(
+    prefect_harness: None, tmp_path: Path
+) -> None:
+    outcomes = [
+        _outcome("primary-killed", mode="fault-tolerant", manual_commands=["drbdadm primary r0"]),
+        _outcome("primary-killed", run=2, mode="fault-tolerant", manual_commands=["drbdadm primary r0"]),
+        _outcome(
+            "split-brain", mode="fault-tolerant", outage_s=None, bytes_lost=1090, acked_lost=1,
+            problems=["lost 1,090 bytes, 1 acknowledged write among them (the design promises none)"],
+        ),
+    ]  # fmt: skip
+    cluster = f"t{uuid.uuid4().hex[:8]}"
+    run_id, picture = _publish_in_a_run(outcomes, tmp_path, cluster)
+
+    assert Path(picture).parent == tmp_path and Path(picture).name.startswith("fault-matrix-")
+    assert image.imread(picture).shape[:2] == (450, 900)
+    artifacts = _artifacts(run_id)
+    assert {key: a.type for key, a in artifacts.items()} == {
+        "fault-matrix": "table",
+        "fault-matrix-report": "markdown",
+    }
+    report = str(artifacts["fault-matrix-report"].data)
+    assert report.startswith(
+        "# Fault matrix\n\n**DATA LOST: split-brain**\n\n```\nFault matrix: 2 faults, 2 runs each\n"
+    )
+    assert "- link-cut: needs pacemaker; the volume runs fault-tolerant" in report
+    assert (
+        f"- **primary-killed** (fault-tolerant): {SPECS['primary-killed'].expect['fault-tolerant'].promise}"
+        in report
+    )
+    assert "- **split-brain** run 1: split-brain happened" in report
+    assert report.endswith(f"Picture of the matrix: `{picture}`")
+    assert artifacts["fault-matrix-report"].description == "3 runs of 2 faults: DATA LOST: split-brain"
+
+    EventsWorker.drain_all()
+    got = _events_for(events.cluster_resource(cluster), 3)
+    assert sorted((e.event, e.payload["fault"], e.payload["run"], e.payload["verdict"]) for e in got) == [
+        (events.FAULT_OUTCOME, "primary-killed", 1, "as expected"),
+        (events.FAULT_OUTCOME, "primary-killed", 2, "as expected"),
+        (events.FAULT_OUTCOME, "split-brain", 1, "data lost"),
+    ]
+    for event in got:
+        assert f"prefect.flow-run.{run_id}" in {r.id for r in event.related}
+    [lost] = [e for e in got if e.payload["data_lost"]]
+    assert (lost.payload["bytes_lost"], lost.payload["acked_lost"]) == (1090, 1)
