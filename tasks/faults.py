@@ -23,7 +23,7 @@ from pydantic import BaseModel, Field
 
 from tasks.cli import EXIT_COMMAND_FAILED, EXIT_DATA_LOST, EXIT_OK
 from tasks.drbd.plan import NodeProbe
-from tasks.writes import AckedWrites, record_size
+from tasks.writes import AckedWrites
 
 Mode = Literal["fault-tolerant", "pacemaker", "ha"]
 Layer = Literal["storage", "backup", "orchestration"]
@@ -272,14 +272,7 @@ def failed_outcome(fault: str, run: int, mode: Mode, exc: BaseException) -> Faul
 def acked_loss(writes: AckedWrites | None) -> tuple[int, int]:
     """(records, bytes) of the acknowledged writes lost on some node checked, each record counted once
     however many nodes miss it."""
-    if writes is None:
-        return 0, 0
-    payload = {check.writer: check.payload_bytes for check in writes.checks}
-    lost = writes.lost_records()
-    records = sum(len(seqs) for seqs in lost.values())
-    return records, sum(
-        record_size(writer, seq, payload[writer]) for writer, seqs in lost.items() for seq in seqs
-    )
+    return (writes.lost, writes.lost_bytes) if writes is not None else (0, 0)
 
 
 class FaultSummary(BaseModel):

@@ -434,12 +434,15 @@ class AckedWrites(BaseModel):
 
     @property
     def lost(self) -> int:
-        """Acknowledged records missing or corrupt on some node checked."""
-        return sum(len(c.lost) for c in self.checks)
+        """Acknowledged records missing or corrupt on some node checked (each counted once, however many
+        nodes miss it)."""
+        return sum(len(seqs) for seqs in self.lost_records().values())
 
     @property
     def lost_bytes(self) -> int:
-        return sum(c.lost_bytes for c in self.checks)
+        payload = {check.writer: check.payload_bytes for check in self.checks}
+        lost = self.lost_records()
+        return sum(record_size(w, seq, payload[w]) for w, seqs in lost.items() for seq in seqs)
 
     def lost_records(self) -> dict[str, list[int]]:
         """For events: each writer's lost records, by number (on any node checked)."""

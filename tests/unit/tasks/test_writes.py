@@ -173,3 +173,13 @@ def test_the_broken_writer_acknowledges_without_fsync(tmp_path: Path) -> None:
     assert durable[-1] == "fsync" and broken[-1] == "no-fsync" and durable[:-1] == broken[:-1]
     _, log = _run_writer(tmp_path, max_s=0.2, durable=False)
     assert len(log) >= 2  # it still writes the same records (a kill is what loses them)
+
+
+def test_a_record_lost_on_two_nodes_counts_once() -> None:
+    log = AckLog()
+    log._acks = _acks("a-1", range(1, 4))
+    data = _records("a-1", [1, 2])
+    checks = [check_records("a-1", node, log.acks(), data, 16) for node in ("nodea", "nodeb")]
+    writes = acked_writes(log, checks, fault_at=0.25, ended_at=1.0)
+    assert writes.lost == 1 and writes.lost_records() == {"a-1": [3]}
+    assert writes.lost_bytes == record_size("a-1", 3, 16) == len(record_line("a-1", 3, "0003" * 8))
