@@ -27,6 +27,7 @@ from collections.abc import Iterable
 
 from pydantic import BaseModel, Field
 
+from tasks.cli import CheckFailed
 from tasks.context import current_executor
 from tasks.executor import SshTarget
 from tasks.lab.host import wait_until
@@ -371,7 +372,7 @@ class Writer:
             interval_s=0.2,
         )
         if len(self.log.acks(self.name)) < first_acks:
-            raise RuntimeError(f"the writer {self.name} on {self.target.name} stopped: {self.error}")
+            raise self._stopped()
         return self
 
     def keep_writing(self, seconds: float, timeout_s: float) -> None:
@@ -381,10 +382,17 @@ class Writer:
         def spanned() -> bool:
             acks = self.log.acks(self.name)
             if not self._thread.is_alive():
-                raise RuntimeError(f"the writer {self.name} on {self.target.name} stopped: {self.error}")
+                raise self._stopped()
             return bool(acks) and acks[-1].at - acks[0].at >= seconds
 
         wait_until(spanned, timeout_s, f"the writer {self.name} to write for {seconds:.0f} s", interval_s=0.2)
+
+    def _stopped(self) -> Exception:
+        """Why the writer ended early: its command's own error (one line, its exit code), or that it
+        ended without one."""
+        return self.error or CheckFailed(
+            f"the writer {self.name} on {self.target.name} ended before it was asked to stop"
+        )
 
     def _run(self) -> None:
         try:

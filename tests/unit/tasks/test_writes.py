@@ -9,9 +9,12 @@ from pathlib import Path
 
 import pytest
 
+from tasks.executor import LOCAL, CommandError
+from tasks.settings import WriteSettings
 from tasks.writes import (
     Ack,
     AckLog,
+    Writer,
     acked_writes,
     check_records,
     parse_ack,
@@ -183,3 +186,14 @@ def test_a_record_lost_on_two_nodes_counts_once() -> None:
     writes = acked_writes(log, checks, fault_at=0.25, ended_at=1.0)
     assert writes.lost == 1 and writes.lost_records() == {"a-1": [3]}
     assert writes.lost_bytes == record_size("a-1", 3, 16) == len(record_line("a-1", 3, "0003" * 8))
+
+
+def test_a_writer_that_cannot_write_ends_with_its_own_error_line() -> None:
+    """Here the writer runs on this machine; a directory it cannot create fails it at once, and start()
+    raises the command's own error (one line, exit 4), not an internal one."""
+    log = AckLog()
+    settings = WriteSettings(interval_s=0.01)
+    writer = Writer(LOCAL, "/proc/hsf-cannot-be-created", "w1", log, settings, max_s=10)  # type: ignore[arg-type]
+    with pytest.raises(CommandError, match="exited 1"):
+        writer.start(first_acks=1, timeout_s=30)
+    assert len(log) == 0
