@@ -272,15 +272,10 @@ def _drill(settings: Settings) -> SplitBrainReport:
         for node in (survivor, victim):
             writers.append(Writer(targets[node], acked_dir, writer_name(node), acks, writes, max_s))
             writers[-1].start(writes.first_acks, 120)  # listed first: one that fails to start is stopped
-        until = time.monotonic() + writes.after_s
         write_side(targets[primary], mp, primary, delete=None)
         write_side(targets[secondary], mp, secondary, delete="split/doomed.txt")
-        wait_until(
-            lambda: time.monotonic() >= until,
-            writes.after_s + 30,
-            "both sides to write while split",
-            interval_s=0.5,
-        )
+        for writer in writers:  # each side's acknowledgements span after_s
+            writer.keep_writing(writes.after_s, timeout_s=writes.after_s + 300)
     finally:
         acked = {writer.target.name: writer.stop() for writer in writers}
     ended_at = time.monotonic()
@@ -347,7 +342,8 @@ def _drill(settings: Settings) -> SplitBrainReport:
     on_the_volume = acked_writes(acks, [c for c in checks if c.node == survivor], cut_at, ended_at)
     png = ack_timeline_png(
         on_the_volume,
-        f"Split-brain: both sides write; {victim}'s {discarded} acknowledged records discarded (saved aside)",
+        f"Split-brain: both sides write; {victim}'s {discarded} acknowledged records discarded, "
+        f"{saved} saved aside",
         "replication link cut",
     )
     picture = save_picture(png, writes.reports_dir, f"split-brain-{resource.name}-{stamp}")
