@@ -41,7 +41,6 @@ from tasks.drbd.plan import Refused
 from tasks.drbd.roles import Recovery, rejoin, restore_service, switch_primary
 from tasks.events import DATA_LOST, FAILOVER_COMPLETED, cluster_resource, emit
 from tasks.executor import SshTarget
-from tasks.lab.host import wait_until
 from tasks.manifest import Entry, contents, lost_files, tree_manifest
 from tasks.nodes import confirm_down, fault_outcome, fire_fault, restart_node
 from tasks.pacemaker import steps as pm_steps
@@ -387,19 +386,6 @@ def remove_old_datasets(target: SshTarget, mountpoint: str) -> None:
     current_executor().run(argv, target, timeout=240)
 
 
-@step(name="wait-peer-lost")
-def wait_peer_lost(target: SshTarget, resource: DrbdResource, timeout_s: float) -> str:
-    """Poll the survivor's own DRBD state until it reports the connection to the peer gone."""
-    minor = resource.node(target.name).minor
-    state = wait_until(
-        lambda: (s := steps.drbd_state(target, minor)).connection != "Connected" and s,
-        timeout_s,
-        "the survivor to notice the peer is gone",
-        interval_s=0.2,
-    )
-    return state.summary()
-
-
 @flow(name="failover-drill")
 def failover_drill(settings: Settings | None = None) -> FailoverReport:
     settings = settings or load_settings()
@@ -509,7 +495,7 @@ def _phases(
             fire_fault(settings, targets[primary])
             first.abandon()
             try:
-                seen = wait_peer_lost(targets[survivor], resource, timeout_s=120)
+                seen = steps.wait_peer_lost(targets[survivor], resource, timeout_s=120).summary()
             except TimeoutError:
                 confirm_down(settings, targets[primary])  # a fault that did nothing: say that instead
                 raise

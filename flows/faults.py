@@ -33,6 +33,7 @@ from flows.failover import failover_drill
 from flows.ha_node_loss import ha_node_loss
 from flows.link_cut import link_cut_drill
 from flows.split_brain import split_brain_drill
+from flows.storage_faults import storage_fault
 from tasks.cli import run_cli
 from tasks.cluster import drbd_resource, node_targets, secret_block_name, shared_secret
 from tasks.context import refuse_dry_run, run_context
@@ -43,6 +44,7 @@ from tasks.faults import (
     CATALOGUE,
     FaultOutcome,
     Mode,
+    StorageFault,
     acked_loss,
     check_names,
     exit_code,
@@ -119,6 +121,25 @@ class NodeLossReportLike(Protocol):
 
     @property
     def files_intact(self) -> bool: ...
+
+
+class StorageFaultReportLike(Protocol):
+    @property
+    def fault(self) -> str: ...
+
+    primary: str
+    peer: str
+    observed: list[str]
+    lasted_s: float
+    written_bytes: int
+    resynced_kib: int
+    volume_kib: int
+    redundant_s: float
+    manual_commands: list[str]
+    writes: AckedWrites
+
+    @property
+    def two_primaries(self) -> bool: ...
 
 
 def failover_outcome(report: FailoverReportLike, run: int, mode: Mode) -> FaultOutcome:
@@ -228,10 +249,52 @@ def node_loss_outcome(report: NodeLossReportLike, run: int) -> FaultOutcome:
     )
 
 
+def storage_fault_outcome(report: StorageFaultReportLike, run: int) -> FaultOutcome:
+    """A fault of flows.storage_faults: the primary serves throughout; the commands it reports for service
+    are the manual ones (the repair of a struck node or disk is not); fully redundant once resynced after
+    the fault's end."""
+    records, acked_bytes = acked_loss(report.writes)
+    outage = report.writes.outage
+    written_kib, share = report.written_bytes >> 10, report.resynced_kib / max(report.volume_kib, 1)
+    first, *_ = report.observed or [report.fault]
+    return FaultOutcome(
+        fault=report.fault,
+        run=run,
+        mode="fault-tolerant",
+        outage_s=outage.gap_s if outage else None,
+        redundant_s=report.redundant_s,
+        bytes_lost=acked_bytes,
+        acked_lost=records,
+        two_primaries=report.two_primaries,
+        manual_commands=list(report.manual_commands),
+        resynced_bytes=report.resynced_kib << 10,
+        written_bytes=report.written_bytes,
+        summary=f"{first.split(': ', 1)[-1]}; {report.primary} served throughout; the fault lasted "
+        f"{report.lasted_s:.1f} s; the resync copied {report.resynced_kib:,} KiB ({share:.0%} of the volume) "
+        f"for {written_kib:,} KiB written and both disks were UpToDate {report.redundant_s:.1f} s after the "
+        "fault's end",
+    )
+
+
+def _storage(fault: StorageFault) -> Callable[[Settings, int, Mode], FaultOutcome]:
+    return lambda settings, run, mode: storage_fault_outcome(storage_fault(settings, fault=fault), run)
+
+
+def _link_cut(settings: Settings, run: int, mode: Mode) -> FaultOutcome:
+    """Under Pacemaker the link-cut drill watches the manager's fencing; without one, the storage fault."""
+    if mode == "pacemaker":
+        return link_cut_outcome(link_cut_drill(settings), run)
+    return _storage("link-cut")(settings, run, mode)
+
+
 # How each fault of the catalogue runs: its drill flow, as a subflow, and the adapter of its report.
 RUNNERS: dict[str, Callable[[Settings, int, Mode], FaultOutcome]] = {
     "primary-killed": lambda settings, run, mode: failover_outcome(failover_drill(settings), run, mode),
-    "link-cut": lambda settings, run, mode: link_cut_outcome(link_cut_drill(settings), run),
+    "secondary-killed": _storage("secondary-killed"),
+    "long-outage": _storage("long-outage"),
+    "link-cut": _link_cut,
+    "disk-failure": _storage("disk-failure"),
+    "power-cycle": _storage("power-cycle"),
     "split-brain": lambda settings, run, mode: split_brain_outcome(split_brain_drill(settings), run),
     "ha-node-loss": lambda settings, run, mode: node_loss_outcome(ha_node_loss(settings), run),
 }

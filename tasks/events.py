@@ -21,6 +21,7 @@ SPLIT_BRAIN_RESOLVED = "hsf.split-brain.resolved"
 HA_UPGRADED = "hsf.ha.upgraded"
 HA_NODE_LOSS_COMPLETED = "hsf.ha.node-loss.completed"
 LINK_CUT_COMPLETED = "hsf.link-cut.completed"
+STORAGE_FAULT_COMPLETED = "hsf.storage-fault.completed"
 FAULT_OUTCOME = "hsf.fault.outcome"
 
 EVENTS = frozenset(
@@ -35,6 +36,7 @@ EVENTS = frozenset(
         HA_UPGRADED,
         HA_NODE_LOSS_COMPLETED,
         LINK_CUT_COMPLETED,
+        STORAGE_FAULT_COMPLETED,
         FAULT_OUTCOME,
     }
 )

@@ -692,7 +692,7 @@ class WriteSettings(BaseModel):
 
 
 class LinkCutSettings(BaseModel):
-    """The link-cut drill (``python -m flows.link_cut``, cluster.manager = "pacemaker")."""
+    """The link cut: the Pacemaker drill (``python -m flows.link_cut``) and the fault-tolerant fault."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -701,6 +701,23 @@ class LinkCutSettings(BaseModel):
     )
     timeout_s: float = Field(
         300.0, gt=0, description="How long each stage (fencing the peer, resync after the heal) may take."
+    )
+
+
+class FaultSettings(BaseModel):
+    """The storage faults of the fault matrix (``python -m flows.storage_faults``, ``flows.faults``)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    away_mib: int = Field(
+        64,
+        ge=1,
+        le=1 << 20,
+        description="long-outage: MiB the primary writes while its peer is away (the resync must copy about "
+        "that much, not the whole disk).",
+    )
+    timeout_s: float = Field(
+        300.0, gt=0, description="How long each stage (the peer lost, the disk detached, a resync) may take."
     )
 
 
@@ -788,6 +805,7 @@ class Settings(BaseSettings):
     drbd: DrbdSettings = Field(default_factory=DrbdSettings, description="The replicated volume.")
     failover: FailoverSettings = Field(default_factory=FailoverSettings, description="The failover drill.")
     link_cut: LinkCutSettings = Field(default_factory=LinkCutSettings, description="The link-cut drill.")
+    faults: FaultSettings = Field(default_factory=FaultSettings, description="The storage faults.")
     writes: WriteSettings = Field(
         default_factory=WriteSettings, description="The acknowledged writes run through every drill's fault."
     )

@@ -106,6 +106,15 @@ def reader_argv(directory: str) -> list[str]:
     return ["python3", "-c", READER, directory]
 
 
+def bulk_write_argv(path: str, mib: int) -> list[str]:
+    """``mib`` MiB of random bytes into ``path``, flushed to disk before ``dd`` exits (conv=fsync)."""
+    return ["dd", "if=/dev/urandom", f"of={path}", "bs=1M", f"count={mib}", "conv=fsync", "status=none"]
+
+
+def remove_directory_argv(directory: str) -> list[str]:
+    return ["rm", "-rf", "--one-file-system", directory]
+
+
 def record_line(writer: str, seq: int, payload_hex: str) -> bytes:
     """One record as the writer writes it (for the checker's tests and the checksum rule)."""
     body = f"{writer} {seq} {payload_hex}"
@@ -372,7 +381,7 @@ class Writer:
             interval_s=0.2,
         )
         if len(self.log.acks(self.name)) < first_acks:
-            raise self._stopped()
+            raise self.failure()
         return self
 
     def keep_writing(self, seconds: float, timeout_s: float) -> None:
@@ -382,12 +391,17 @@ class Writer:
         def spanned() -> bool:
             acks = self.log.acks(self.name)
             if not self._thread.is_alive():
-                raise self._stopped()
+                raise self.failure()
             return bool(acks) and acks[-1].at - acks[0].at >= seconds
 
         wait_until(spanned, timeout_s, f"the writer {self.name} to write for {seconds:.0f} s", interval_s=0.2)
 
-    def _stopped(self) -> Exception:
+    @property
+    def running(self) -> bool:
+        """Its command still runs (it has not ended, been stopped or lost its node)."""
+        return self._thread.is_alive()
+
+    def failure(self) -> Exception:
         """Why the writer ended early: its command's own error (one line, its exit code), or that it
         ended without one."""
         return self.error or CheckFailed(
@@ -470,6 +484,19 @@ def read_records(target: SshTarget, directory: str) -> dict[str, bytes]:
     """Every writer's records file under ``directory`` on ``target`` (a missing directory: none)."""
     run = current_executor().run
     return parse_records_dump(run(reader_argv(directory), target, read_only=True, timeout=600).stdout)
+
+
+@step(name="write-bulk", timeout_seconds=3600)
+def write_bulk(target: SshTarget, path: str, mib: int) -> int:
+    """The application writes ``mib`` MiB at once (durably); returns the bytes written."""
+    current_executor().run(bulk_write_argv(path, mib), target, timeout=3000, workload=True)
+    return mib << 20
+
+
+@step(name="remove-drill-files", retry_transport=True, timeout_seconds=900)
+def remove_drill_files(target: SshTarget, directory: str) -> None:
+    """A drill's records and files, once checked: the volume is left as the drill found it."""
+    current_executor().run(remove_directory_argv(directory), target, timeout=600, workload=True)
 
 
 def check_writers(

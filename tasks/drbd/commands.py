@@ -118,6 +118,11 @@ def up_argv(resource: str) -> list[str]:
     return ["drbdadm", "up", resource]
 
 
+def attach_argv(resource: str) -> list[str]:
+    """Attach the backing disk again (after a disk failure left the node Diskless)."""
+    return ["drbdadm", "attach", resource]
+
+
 def down_argv(resource: str) -> list[str]:
     """Demote, disconnect, detach and remove the device (refused while it is mounted)."""
     return ["drbdadm", "down", resource]
@@ -154,6 +159,16 @@ def disconnect_endpoints_argv(local: str, peer: str) -> list[str]:
     """Drop the connection between two endpoints (``ipv4:10.0.0.1:7789``) as the kernel has it,
     whatever the resource file says now."""
     return ["drbdsetup", "disconnect", local, peer]
+
+
+def device_size_argv(device: str) -> list[str]:
+    """The device's size in bytes."""
+    return ["blockdev", "--getsize64", device]
+
+
+def kernel_log_argv() -> list[str]:
+    """The kernel's ring buffer, where DRBD says how much each resync copies."""
+    return ["dmesg", "--notime"]
 
 
 def proc_drbd_argv() -> list[str]:

@@ -16,6 +16,9 @@ _PROC_DEVICE = re.compile(
 _PROC_SYNCED = re.compile(r"sync'ed:\s*(?P<percent>[\d.]+)%")
 _PROC_OOS = re.compile(r"\boos:(?P<oos>\d+)")
 _PROC_FINISH = re.compile(r"finish:\s*(?P<finish>\d+:\d+:\d+)")
+_RESYNC_BEGAN = re.compile(
+    r"block drbd(?P<minor>\d+): Began resync as Sync(?:Source|Target) \(will sync (?P<kib>\d+) KB"
+)
 
 SYNCING_STATES = frozenset(
     {
@@ -98,6 +101,12 @@ def parse_proc_drbd(text: str) -> dict[int, DrbdState]:
     if current is not None:
         devices[current["minor"]] = DrbdState(**current)
     return devices
+
+
+def parse_resyncs(kernel_log: str, minor: int) -> list[int]:
+    """KiB each resync of ``minor`` copied, oldest first, from the kernel log (``dmesg``): DRBD says
+    "Began resync as SyncSource (will sync 2368 KB [592 bits set])" on both nodes when one starts."""
+    return [int(match["kib"]) for match in _RESYNC_BEGAN.finditer(kernel_log) if int(match["minor"]) == minor]
 
 
 class BlockSignature(BaseModel):

@@ -29,6 +29,7 @@ from tasks.drbd.probes import (
     parse_ip_addresses,
     parse_lsblk,
     parse_proc_drbd,
+    parse_resyncs,
 )
 from tasks.executor import CommandError, CommandResult, SshTarget
 from tasks.lab.host import wait_until
@@ -197,6 +198,11 @@ def up(target: SshTarget, resource: DrbdResource) -> None:
     run(target, cmd.up_argv(resource.name))
 
 
+@step(name="drbd-attach", timeout_seconds=120, retry_transport=True)
+def attach(target: SshTarget, resource: DrbdResource) -> None:
+    run(target, cmd.attach_argv(resource.name))
+
+
 @step(name="drbd-adjust", timeout_seconds=120, retry_transport=True)
 def adjust(target: SshTarget, resource: DrbdResource) -> None:
     run(target, cmd.adjust_argv(resource.name))
@@ -209,6 +215,28 @@ def wait_connected(target: SshTarget, resource: DrbdResource, timeout_s: float) 
         return drbd_state(target, minor)
     return wait_until(
         lambda: (s := drbd_state(target, minor)).connected and s, timeout_s, "DRBD peers to connect"
+    )
+
+
+def device_size(target: SshTarget, device: str) -> int:
+    """``device``'s size in bytes."""
+    return int(run(target, cmd.device_size_argv(device), read_only=True).stdout.strip())
+
+
+def resyncs(target: SshTarget, minor: int) -> list[int]:
+    """KiB each resync of ``minor`` copied since the node booted, oldest first (its kernel log)."""
+    return parse_resyncs(run(target, cmd.kernel_log_argv(), read_only=True).stdout, minor)
+
+
+@step(name="wait-peer-lost")
+def wait_peer_lost(target: SshTarget, resource: DrbdResource, timeout_s: float) -> DrbdState:
+    """Poll this node's own DRBD state until it reports the connection to its peer gone."""
+    minor = resource.node(target.name).minor
+    return wait_until(
+        lambda: (s := drbd_state(target, minor)).connection != "Connected" and s,
+        timeout_s,
+        f"{target.name} to notice its peer is gone",
+        interval_s=0.2,
     )
 
 

@@ -21,7 +21,7 @@ from prefect.events.filters import EventFilter, EventResourceFilter
 from prefect.events.worker import EventsWorker
 from prefect.runtime import flow_run
 
-from flows import failover, ha_node_loss, ha_upgrade, link_cut, split_brain
+from flows import failover, ha_node_loss, ha_upgrade, link_cut, split_brain, storage_faults
 from tasks import events
 from tasks.drbd.probes import DrbdState, Mount
 from tasks.drbd.roles import NodeSeen, Recovery, plan_recovery
@@ -107,6 +107,21 @@ def split_brain_report(ok: bool) -> split_brain.SplitBrainReport:
     )  # fmt: skip
 
 
+def storage_fault_report(ok: bool) -> storage_faults.StorageFaultReport:
+    """The link cut of the fault-tolerant volume as the lab measured it (one run)."""
+    return storage_faults.StorageFaultReport(
+        fault="link-cut", resource="r0", primary="nodeb", peer="nodea", started_at="2026-01-01T00:00:00Z",
+        observed=[
+            "+0.0 s: replication link cut inside nodea",
+            "+4.4 s: nodeb lost its peer (cs:WFConnection ro:Primary/Unknown ds:UpToDate/DUnknown)",
+            "+20.6 s: link healed",
+        ],
+        lasted_s=20.6, written_bytes=287 << 10, resynced_kib=5312, volume_kib=1048508, redundant_s=7.6,
+        manual_commands=[], repair_commands=[], peer_roles=["Secondary"],
+        writes=acked(ok, {"nodeb-link-cut": "nodeb"}), picture="/var/lib/ha-storage-flows/reports/lc.png",
+    )  # fmt: skip
+
+
 def acked(ok: bool, writers: dict[str, str]) -> AckedWrites:
     """Acknowledged writes as a drill reports them: writer → the node its records were read on; the first
     writer loses its records 31-32 unless ``ok``."""
@@ -163,6 +178,13 @@ CASES: dict[str, tuple[Callable[[bool], Any], Callable[[Any, str], None], str, s
         "link-cut-r0",
         "link-cut-r0-verification",
         events.LINK_CUT_COMPLETED,
+    ),
+    "storage-fault": (
+        storage_fault_report,
+        storage_faults._publish,
+        "storage-fault-link-cut",
+        "storage-fault-link-cut-verification",
+        events.STORAGE_FAULT_COMPLETED,
     ),
     "split-brain": (
         split_brain_report,

@@ -45,6 +45,7 @@ def outcome(**overrides: Any) -> FaultOutcome:
 
 STRICT = Expectation(promise="nothing lost, nobody acts", manual_commands="none", max_outage_s=60)
 LENIENT = Expectation(promise="a human acts", manual_commands="allowed", single_primary=False)
+RESYNC = Expectation(promise="resync what changed", manual_commands="none", resync_follows_writes=True)
 
 
 @pytest.mark.parametrize(
@@ -97,6 +98,24 @@ LENIENT = Expectation(promise="a human acts", manual_commands="allowed", single_
             {"bytes_lost": 4096, "copies_intact": False},
             [],
         ),
+        # the resync: at most twice what was written plus 32 MiB (the journal, the bitmap's 4 KiB blocks,
+        # a crashed node's activity log)
+        (RESYNC, {"resynced_bytes": 76_516 << 10, "written_bytes": 66_398 << 10}, []),
+        (RESYNC, {"resynced_bytes": (2 * 1024 + 32 << 20), "written_bytes": 1 << 30 >> 10 << 10}, []),
+        (
+            RESYNC,
+            {"resynced_bytes": 1 << 30, "written_bytes": 300 << 10},
+            [
+                "the resync copied 1,048,576 KiB for 300 KiB written (more than 33,368 KiB: the design "
+                "promises about what changed)"
+            ],
+        ),
+        (
+            RESYNC,
+            {"resynced_bytes": None, "written_bytes": 300 << 10},
+            ["the resync was not measured (the design promises it follows what was written)"],
+        ),
+        (STRICT, {"resynced_bytes": 1 << 30, "written_bytes": 0}, []),
     ],
 )
 def test_each_broken_promise_is_one_line(
@@ -119,7 +138,11 @@ def test_the_catalogue_names_are_unique_kebab_case_and_state_a_promise_per_mode(
     assert all(KEBAB.fullmatch(name) for name in names)
     assert {spec.name: spec.modes for spec in CATALOGUE} == {
         "primary-killed": ("fault-tolerant", "pacemaker"),
-        "link-cut": ("pacemaker",),
+        "secondary-killed": ("fault-tolerant",),
+        "long-outage": ("fault-tolerant",),
+        "link-cut": ("fault-tolerant", "pacemaker"),
+        "disk-failure": ("fault-tolerant",),
+        "power-cycle": ("fault-tolerant",),
         "split-brain": ("fault-tolerant",),
         "ha-node-loss": ("ha",),
     }
@@ -135,12 +158,29 @@ def test_the_promises_of_the_existing_faults() -> None:
     assert {key: e.manual_commands for key, e in expect.items()} == {
         ("primary-killed", "fault-tolerant"): "allowed",
         ("primary-killed", "pacemaker"): "none",
+        ("secondary-killed", "fault-tolerant"): "none",
+        ("long-outage", "fault-tolerant"): "none",
+        ("link-cut", "fault-tolerant"): "none",
         ("link-cut", "pacemaker"): "none",
+        ("disk-failure", "fault-tolerant"): "none",
+        ("power-cycle", "fault-tolerant"): "allowed",
         ("split-brain", "fault-tolerant"): "allowed",
         ("ha-node-loss", "ha"): "none",
     }
+    # Where the peer falls behind and comes back, the resync must follow what was written.
+    assert [key for key, e in expect.items() if e.resync_follows_writes] == [
+        ("secondary-killed", "fault-tolerant"),
+        ("long-outage", "fault-tolerant"),
+        ("link-cut", "fault-tolerant"),
+    ]
     assert all(e.zero_loss for e in expect.values())
     assert [key for key, e in expect.items() if not e.single_primary] == [("split-brain", "fault-tolerant")]
+
+
+PACEMAKER_SKIPS = [
+    f"{name}: needs fault-tolerant; the volume runs pacemaker"
+    for name in ("secondary-killed", "long-outage", "disk-failure", "power-cycle", "split-brain")
+] + ["ha-node-loss: needs ha; the volume runs pacemaker"]
 
 
 @pytest.mark.parametrize(
@@ -149,38 +189,27 @@ def test_the_promises_of_the_existing_faults() -> None:
         (
             "fault-tolerant",
             None,
-            ["primary-killed", "split-brain"],
             [
-                "link-cut: needs pacemaker; the volume runs fault-tolerant",
-                "ha-node-loss: needs ha; the volume runs fault-tolerant",
+                "primary-killed",
+                "secondary-killed",
+                "long-outage",
+                "link-cut",
+                "disk-failure",
+                "power-cycle",
+                "split-brain",
             ],
+            ["ha-node-loss: needs ha; the volume runs fault-tolerant"],
         ),
-        (
-            "pacemaker",
-            None,
-            ["primary-killed", "link-cut"],
-            [
-                "split-brain: needs fault-tolerant; the volume runs pacemaker",
-                "ha-node-loss: needs ha; the volume runs pacemaker",
-            ],
-        ),
+        ("pacemaker", None, ["primary-killed", "link-cut"], PACEMAKER_SKIPS),
         (
             "ha",
             ["primary-killed", "ha-node-loss"],
             ["ha-node-loss"],
             ["primary-killed: needs fault-tolerant or pacemaker; the volume runs ha"],
         ),
-        ("fault-tolerant", ["link-cut"], [], ["link-cut: needs pacemaker; the volume runs fault-tolerant"]),
+        ("ha", ["link-cut"], [], ["link-cut: needs fault-tolerant or pacemaker; the volume runs ha"]),
         ("pacemaker", ["link-cut", "primary-killed", "link-cut"], ["primary-killed", "link-cut"], []),
-        (
-            "pacemaker",
-            [],
-            ["primary-killed", "link-cut"],
-            [
-                "split-brain: needs fault-tolerant; the volume runs pacemaker",
-                "ha-node-loss: needs ha; the volume runs pacemaker",
-            ],
-        ),
+        ("pacemaker", [], ["primary-killed", "link-cut"], PACEMAKER_SKIPS),
     ],
 )
 def test_select_runs_what_applies_and_says_what_it_skips(
@@ -192,7 +221,10 @@ def test_select_runs_what_applies_and_says_what_it_skips(
 
 
 def test_select_refuses_an_unknown_name_in_one_line() -> None:
-    known = "the catalogue has: primary-killed, link-cut, split-brain, ha-node-loss"
+    known = (
+        "the catalogue has: primary-killed, secondary-killed, long-outage, link-cut, disk-failure, "
+        "power-cycle, split-brain, ha-node-loss"
+    )
     with pytest.raises(ValueError, match=r"^unknown fault 'primary-kiled'; " + known + "$"):
         select(CATALOGUE, "pacemaker", ["link-cut", "primary-kiled"])
     with pytest.raises(ValueError, match=r"^unknown faults 'a', 'b'; the catalogue has: "):

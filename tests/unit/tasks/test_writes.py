@@ -16,6 +16,7 @@ from tasks.writes import (
     AckLog,
     Writer,
     acked_writes,
+    bulk_write_argv,
     check_records,
     parse_ack,
     parse_records_dump,
@@ -23,6 +24,7 @@ from tasks.writes import (
     record_line,
     record_size,
     records_path,
+    remove_directory_argv,
     write_outage,
     writer_argv,
 )
@@ -197,3 +199,16 @@ def test_a_writer_that_cannot_write_ends_with_its_own_error_line() -> None:
     with pytest.raises(CommandError, match="exited 1"):
         writer.start(first_acks=1, timeout_s=30)
     assert len(log) == 0
+
+
+def test_bulk_data_is_written_durably_and_a_drill_directory_removed_on_its_filesystem_only(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "away.bin"
+    subprocess.run(bulk_write_argv(str(path), 2), check=True)
+    assert path.stat().st_size == 2 << 20
+    assert "conv=fsync" in bulk_write_argv(str(path), 2)
+    subprocess.run(remove_directory_argv(str(tmp_path / "faults")), check=True)  # a missing one is fine
+    subprocess.run(remove_directory_argv(str(tmp_path)), check=True)
+    assert not tmp_path.exists()
+    assert "--one-file-system" in remove_directory_argv("/mnt/r0/faults/x")

@@ -158,6 +158,14 @@ def test_down_takes_the_named_resource_down(config: Path) -> None:
 
 
 @needs_drbdadm
+def test_attach_attaches_the_backing_disk_and_nothing_else(config: Path) -> None:
+    lines = dry_run(c.attach_argv("r0"), config)
+    [attach] = calls(lines, "drbdsetup", "attach")
+    assert "/dev/vdb" in attach
+    assert not calls(lines, "drbdsetup", "connect") and not calls(lines, "drbdsetup", "new-peer")
+
+
+@needs_drbdadm
 def test_disconnect(config: Path) -> None:
     [call] = calls(dry_run(c.disconnect_argv("r0"), config), "drbdsetup", "disconnect")
     assert "r0" in call
@@ -167,6 +175,7 @@ RESOURCE_BUILDERS: dict[str, Callable[[str], list[str]]] = {
     "create_md": c.create_md_argv,
     "create_md_force": lambda r: c.create_md_argv(r, force=True),
     "up": c.up_argv,
+    "attach": c.attach_argv,
     "adjust": c.adjust_argv,
     "primary": c.primary_argv,
     "primary_force": lambda r: c.primary_argv(r, force=True),
@@ -517,6 +526,15 @@ def test_apt_update_makes_any_fetch_failure_an_error_and_apt_accepts_it() -> Non
         [*argv, "--print-uris", "-o", "Debug::NoLocking=1"]
     )  # lists what it would fetch, fetches none
     assert listed.returncode == 0, listed.stderr
+
+
+def test_the_kernel_log_builder_runs_here_and_the_size_is_blockdevs() -> None:
+    """dmesg (util-linux) is on every node; here it reads this machine's kernel log the way the drills
+    read a node's. blockdev cannot open this machine's disks (measured), so only its argv is checked; the
+    lab reads /dev/drbd0 with it in every storage fault."""
+    log = subprocess.run(c.kernel_log_argv(), capture_output=True, text=True, check=True)
+    assert log.stdout and not re.match(r"^\[\s*\d", log.stdout)  # no timestamps to strip
+    assert c.device_size_argv("/dev/drbd0") == ["blockdev", "--getsize64", "/dev/drbd0"]
 
 
 def test_every_builder_is_covered() -> None:

@@ -16,6 +16,7 @@ from tasks.drbd.probes import (
     parse_ip_addresses,
     parse_lsblk,
     parse_proc_drbd,
+    parse_resyncs,
 )
 
 FIXTURES = Path(__file__).parents[3] / "fixtures" / "drbd"
@@ -260,3 +261,19 @@ def test_adjust_dry_run_judged(name: str, reconnects: bool, harms: list[str]) ->
     assert preview.commands
     assert (preview.reconnects, preview.harms) == (reconnects, harms)
     assert parse_adjust_dry_run("").commands == []
+
+
+# The kernel log after a power cycle (the crashed primary's activity log resynced to its peer), and the
+# line a disk put back and attached logged on the lab (DRBD appends the activity-log note to it).
+DISK_ATTACHED = (
+    "block drbd0: Began resync as SyncTarget (will sync 1048508 KB [262127 bits set])."
+    "Marked additional 1024 MB as out-of-sync based on AL.\n"
+)
+
+
+def test_resyncs_are_read_from_the_kernel_log_of_their_minor_only() -> None:
+    log = fixture("dmesg-power-cycle-primary.txt")
+    assert parse_resyncs(log, 0) == [94208]
+    assert parse_resyncs(log, 1) == []
+    assert parse_resyncs(log + DISK_ATTACHED + log.replace("drbd0", "drbd1"), 0) == [94208, 1048508]
+    assert parse_resyncs("block drbd0: Resync done (total 2 sec; paused 0 sec; 47104 K/sec)\n", 0) == []

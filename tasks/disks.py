@@ -1,0 +1,86 @@
+"""A backing disk that fails under DRBD, and comes back: the disk-failure fault's inject and repair.
+
+The disk is pulled out from under the kernel by unbinding its virtio device from the ``virtio_blk``
+driver, as a hot-unplug does: from then on every I/O to it fails. Measured on the lab: DRBD logs
+"local WRITE IO error … Detaching" at the next write, goes Diskless (``on-io-error detach``, DRBD 8.4's
+default) and the Primary keeps serving from its peer. Binding the device again brings the same disk
+back under the same name; ``drbdadm attach`` then resyncs it from the peer.
+
+Only a virtio disk can be pulled this way — the lab's, or a virtual machine's. Any other kind is
+refused in one line before anything changes: pulling a real disk out of a running host is not a fault
+this project injects for you.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import PurePosixPath
+from typing import Literal
+
+from pydantic import BaseModel
+
+from tasks.context import current_executor
+from tasks.drbd.plan import Refused
+from tasks.executor import SshTarget
+from tasks.lab.host import wait_until
+from tasks.step import step
+
+VIRTIO_BLK = "/sys/bus/virtio/drivers/virtio_blk"
+VIRTIO_DEVICE = re.compile(r"^virtio\d+$")
+RETURN_TIMEOUT_S = 30.0  # a bound device shows up within a second (measured)
+
+
+class PulledDisk(BaseModel):
+    """A disk pulled from a node: what to bind again to put it back."""
+
+    node: str
+    disk: str
+    device: str  # virtioN
+
+
+def device_link_argv(disk: str) -> list[str]:
+    """Where the block device's ``device`` link points: ``…/virtio3`` for a virtio disk."""
+    return ["readlink", "-f", f"/sys/block/{PurePosixPath(disk).name}/device"]
+
+
+def parse_virtio_device(link: str) -> str | None:
+    """``virtio3`` from the resolved ``device`` link; None when the disk is not a virtio one."""
+    name = PurePosixPath(link.strip()).name
+    return name if VIRTIO_DEVICE.match(name) else None
+
+
+def driver_argv(action: Literal["bind", "unbind"]) -> list[str]:
+    """Write stdin (the device's name) to the driver's ``bind``/``unbind`` file: no shell redirection."""
+    return ["dd", f"of={VIRTIO_BLK}/{action}", "status=none"]
+
+
+def block_device_argv(disk: str) -> list[str]:
+    """Exit 0 when ``disk`` is a block device (it is back), 1 when it is not."""
+    return ["test", "-b", disk]
+
+
+@step(name="pull-disk", timeout_seconds=120)
+def pull_disk(target: SshTarget, disk: str) -> PulledDisk:
+    """Make ``disk`` vanish from ``target`` at once, as if unplugged; refuses a disk that is not virtio."""
+    run = current_executor().run
+    link = run(device_link_argv(disk), target, read_only=True).stdout
+    device = parse_virtio_device(link)
+    if device is None:
+        raise Refused(
+            f"{target.name}: {disk} is not a virtio disk ({link.strip() or 'no device link'}); the "
+            "disk-failure fault unplugs virtio disks only (the lab's); nothing was changed"
+        )
+    run(driver_argv("unbind"), target, stdin=device)
+    return PulledDisk(node=target.name, disk=disk, device=device)
+
+
+@step(name="put-back-disk", timeout_seconds=RETURN_TIMEOUT_S + 60)
+def put_back_disk(target: SshTarget, pulled: PulledDisk) -> None:
+    """Bind the pulled device again and wait until its block device is back under the same name."""
+    run = current_executor().run
+    run(driver_argv("bind"), target, stdin=pulled.device)
+    wait_until(
+        lambda: run(block_device_argv(pulled.disk), target, read_only=True, ok_codes=(0, 1)).exit_code == 0,
+        RETURN_TIMEOUT_S,
+        f"{pulled.disk} to come back on {target.name}",
+    )

@@ -1,0 +1,32 @@
+"""tasks/disks.py: the builders that pull a virtio disk from under DRBD and put it back, and the parse of
+its device link (captured on the lab: ``readlink -f /sys/block/vdb/device``)."""
+
+from __future__ import annotations
+
+import pytest
+
+from tasks.disks import block_device_argv, device_link_argv, driver_argv, parse_virtio_device
+
+
+def test_the_device_link_of_the_disk_is_read_by_its_name() -> None:
+    assert device_link_argv("/dev/vdb") == ["readlink", "-f", "/sys/block/vdb/device"]
+
+
+@pytest.mark.parametrize(
+    ("link", "device"),
+    [
+        ("/sys/devices/pci0000:00/0000:00:05.0/virtio3\n", "virtio3"),
+        ("/sys/devices/pci0000:00/0000:00:0a.0/virtio12", "virtio12"),
+        ("/sys/devices/pci0000:00/0000:00:10.0/host2/target2:0:0/2:0:0:0\n", None),  # a SCSI disk
+        ("", None),
+        ("/sys/devices/virtual/block/loop0/virtio3x", None),
+    ],
+)
+def test_only_a_virtio_device_can_be_pulled(link: str, device: str | None) -> None:
+    assert parse_virtio_device(link) == device
+
+
+def test_the_driver_files_are_written_from_stdin_and_the_disk_is_tested() -> None:
+    assert driver_argv("unbind") == ["dd", "of=/sys/bus/virtio/drivers/virtio_blk/unbind", "status=none"]
+    assert driver_argv("bind") == ["dd", "of=/sys/bus/virtio/drivers/virtio_blk/bind", "status=none"]
+    assert block_device_argv("/dev/vdb") == ["test", "-b", "/dev/vdb"]
