@@ -31,11 +31,9 @@ The passphrase travels on stdin (``BORG_PASSPHRASE_FD=0``), never on a command l
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import secrets
 import sys
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
@@ -47,18 +45,30 @@ from pydantic import BaseModel, Field
 from tasks.borg import commands as borg
 from tasks.borg.outcome import (
     BorgError,
-    BorgOutcome,
     PassphraseMissing,
-    RepositoryMissing,
     ResultWrong,
-    SourceMissing,
-    WrongPassphrase,
 )
 from tasks.borg.preview import preview
 from tasks.borg.remote import RepoAccess, backup_server, client_access, server_access
-from tasks.borg.rotation import Archive, Scheme, archive_name, is_checkpoint, is_ours
-from tasks.borg.run import run_borg
+from tasks.borg.rotation import Scheme, is_ours
 from tasks.borg.server import prepare_backup_server
+from tasks.borg.steps import (
+    BackupReport,
+    check,
+    check_sources,
+    checkpoints,
+    copy_tree,
+    create_archive,
+    damage_tree,
+    extract,
+    init_repository,
+    list_archives,
+    passphrase,
+    prove_editable,
+    remove_tree,
+    repository_exists,
+    run_on,
+)
 from tasks.cli import run_cli
 from tasks.cluster import borg_passphrase_block_name, store_secret, stored_secret
 from tasks.context import current_executor, run_context
@@ -71,35 +81,10 @@ from tasks.events import (
     backup_resource,
     emit,
 )
-from tasks.executor import LOCAL, Target
 from tasks.manifest import Entry, differences, tree_manifest
-from tasks.settings import BackupSettings, Settings, load_settings
-from tasks.step import step
+from tasks.settings import Settings, load_settings
 
 DELETE_BATCH = 100  # archive names per `borg delete` (keeps the command line short)
-
-
-def passphrase(settings: Settings) -> str:
-    """The repository's stored passphrase; never generated here (only ``init`` makes one)."""
-    block = borg_passphrase_block_name(settings)
-    value = stored_secret(block)
-    if value is None:
-        raise PassphraseMissing(
-            f"no passphrase is stored for {settings.backup.repository} (Secret block {block}): "
-            "`python -m flows.backup init` makes a new repository, `adopt` takes over an existing one"
-        )
-    current_executor().add_secret(value)
-    return value
-
-
-class BackupReport(BaseModel):
-    archive: str
-    files: int = 0
-    original_bytes: int = 0
-    deduplicated_bytes: int = 0
-    warnings: list[str] = Field(default_factory=list)
-    checked: list[str] = Field(default_factory=list)
-    dry_run: bool = Field(False, description="Nothing was archived: the commands were printed.")
 
 
 class RestoreReport(BaseModel):
@@ -131,136 +116,6 @@ class RotationReport(BaseModel):
     dry_run: bool = False
 
 
-def _borg(access: RepoAccess, argv: list[str], secret: str, **kwargs: Any) -> BorgOutcome:
-    """Run borg on the side ``access`` describes (its target, environment and account)."""
-    return run_borg(argv, secret, access.target, env=access.env, account=access.account, **kwargs)
-
-
-def repository_exists(access: RepoAccess, secret: str | None) -> bool:
-    """Whether a repository answers at ``access`` (a wrong or empty passphrase still says it exists)."""
-    try:
-        _borg(access, borg.info_argv(access.url), secret or "", read_only=True)
-    except RepositoryMissing:
-        return False
-    except WrongPassphrase:
-        return True
-    return True
-
-
-@step(name="borg-init", timeout_seconds=600)
-def init_repository(backup: BackupSettings, access: RepoAccess, secret: str) -> str:
-    """Create the repository and export its key; returns the key file path."""
-    _borg(access, borg.init_argv(access.url, backup.encryption), secret)
-    _borg(access, borg.key_export_argv(access.url, backup.key_export_path), secret)
-    current_executor().run(["chmod", "600", backup.key_export_path], access.target)
-    return backup.key_export_path
-
-
-@step(name="check-sources", timeout_seconds=120)
-def check_sources(backup: BackupSettings, target: Target) -> None:
-    """Every source exists and is readable: borg would otherwise store an empty or partial archive."""
-    run = current_executor().run
-    missing = [
-        path
-        for path in backup.sources
-        if run(["test", "-r", path], target, read_only=True, ok_codes=(0, 1)).exit_code != 0
-    ]
-    if missing:
-        raise SourceMissing(
-            f"backup source {', '.join(missing)} on {target.name} does not exist or cannot be read; "
-            "nothing was archived"
-        )
-
-
-@step(name="borg-create", timeout_seconds=7200)
-def create_archive(backup: BackupSettings, access: RepoAccess, secret: str) -> BackupReport:
-    archive = archive_name(backup.archive_prefix, datetime.now(UTC))
-    argv = borg.create_argv(access.url, archive, backup.sources, lock_wait=backup.lock_wait_s)
-    outcome = _borg(access, argv, secret, timeout=7200)
-    if current_executor().dry_run:
-        return BackupReport(archive=archive, dry_run=True)
-    stats = json.loads(outcome.stdout)["archive"]["stats"]
-    return BackupReport(
-        archive=archive,
-        files=stats["nfiles"],
-        original_bytes=stats["original_size"],
-        deduplicated_bytes=stats["deduplicated_size"],
-        warnings=outcome.warnings,
-    )
-
-
-@step(name="borg-check", timeout_seconds=7200)
-def check(
-    access: RepoAccess, secret: str, verify_data: bool, lock_wait: int, last: int | None = 1
-) -> list[str]:
-    """Repository consistency, then the newest archive's (or every archive's) metadata, and data if asked."""
-    repository = borg.check_argv(access.url, repository_only=True, lock_wait=lock_wait)
-    _borg(access, repository, secret, read_only=True, timeout=7200)
-    archives_argv = borg.check_argv(
-        access.url, archives_only=True, verify_data=verify_data, last=last, lock_wait=lock_wait
-    )
-    _borg(access, archives_argv, secret, read_only=True, timeout=7200)
-    archives = "newest archive" if last == 1 else "every archive"
-    return ["repository", f"{archives} (data verified)" if verify_data else archives]
-
-
-@step(name="borg-list", timeout_seconds=600)
-def list_archives(
-    access: RepoAccess, secret: str, glob: str | None = None, checkpoints: bool = False
-) -> list[Archive]:
-    argv = borg.list_argv(access.url, glob=glob, checkpoints=checkpoints)
-    listing = json.loads(_borg(access, argv, secret, read_only=True).stdout)
-    return [Archive(name=a["name"], time=datetime.fromisoformat(a["time"])) for a in listing["archives"]]
-
-
-@step(name="damage-tree", timeout_seconds=600)
-def damage_tree(root: str, how: Literal["remove", "encrypt"], target: Target = LOCAL) -> None:
-    """What the in-place drill recovers from: everything removed, or every file overwritten in place."""
-    run = current_executor().run
-    if how == "remove":
-        run(["find", root, "-mindepth", "1", "-delete"], target)
-    else:
-        run(["find", root, "-type", "f", "-exec", "shred", "--iterations=1", "--exact", "{}", "+"], target)
-
-
-@step(name="borg-extract", timeout_seconds=7200)
-def extract(access: RepoAccess, secret: str, archive: str, into: str = "/", lock_wait: int = 600) -> None:
-    """Restore ``archive`` under ``into`` (archives hold paths relative to /: ``/`` restores in place)."""
-    argv = borg.extract_argv(access.url, archive, lock_wait=lock_wait)
-    _borg(access, argv, secret, cwd=into, timeout=7200)
-
-
-@step(name="copy-tree", timeout_seconds=7200)
-def copy_tree(source: str, dest: str, target: Target) -> None:
-    """``dest`` becomes an exact copy of ``source``: emptied first, then ``cp -a`` (owners, modes, times,
-    links, xattrs) — coreutils, so any client can do it."""
-    run = current_executor().run
-    run(["mkdir", "-p", dest], target)
-    run(["find", dest, "-mindepth", "1", "-delete"], target, timeout=3600)
-    run(["cp", "-a", f"{source.rstrip('/')}/.", f"{dest.rstrip('/')}/"], target, timeout=3600)
-
-
-@step(name="remove-tree", timeout_seconds=600)
-def remove_tree(path: str, target: Target) -> None:
-    current_executor().run(["rm", "-rf", "--one-file-system", path], target)
-
-
-@step(name="prove-editable", timeout_seconds=120)
-def prove_editable(root: str, manifest: dict[str, Entry], target: Target = LOCAL) -> bool:
-    files = sorted(path for path, entry in manifest.items() if entry.kind == "f")
-    if not files:
-        return False
-    path = f"{root.rstrip('/')}/{files[0]}"
-    marker = f"edited after restore {datetime.now(UTC).isoformat()}\n"
-    run = current_executor().run
-    run(["dd", f"of={path}", "oflag=append", "conv=notrunc", "status=none"], target, stdin=marker)
-    edited = run(["tail", "-c", str(len(marker.encode())), path], target, read_only=True).stdout == marker
-    original = manifest[files[0]]  # leave the file as it was restored
-    run(["truncate", "-s", str(original.size), path], target)
-    run(["touch", "-m", "-d", f"@{original.mtime}", path], target)
-    return edited
-
-
 def _publish(key: str, title: str, lines: list[str], rows: list[dict[str, Any]]) -> None:
     """Every backup flow run leaves a markdown report and a table in Prefect."""
     create_markdown_artifact(key=key, markdown="\n".join([f"# {title}", "", *lines]), description=title)
@@ -269,12 +124,6 @@ def _publish(key: str, title: str, lines: list[str], rows: list[dict[str, Any]])
 
 def _emit(settings: Settings, event: str, payload: dict[str, Any]) -> None:
     emit(event, resource=backup_resource(client_access(settings).url), payload=payload)
-
-
-def _checkpoints(access: RepoAccess, secret: str, prefix: str) -> list[str]:
-    """Checkpoint archives: what an interrupted ``borg create`` left behind."""
-    listed = list_archives(access, secret, glob=f"{prefix}-*", checkpoints=True)
-    return [a.name for a in listed if is_checkpoint(a.name)]
 
 
 # -- init and adopt ----------------------------------------------------------------------------------
@@ -396,7 +245,7 @@ def _backup(settings: Settings, verify_data: bool) -> BackupReport:
             ) from None
         report.warnings += [
             f"checkpoint archive {name}: an earlier backup was interrupted"
-            for name in _checkpoints(access, secret, settings.backup.archive_prefix)
+            for name in checkpoints(access, secret, settings.backup.archive_prefix)
         ]
     except Exception as exc:
         _emit(settings, BACKUP_FAILED, {"error": str(exc)})
@@ -433,7 +282,7 @@ def _verify(settings: Settings) -> list[str]:
         checked = check(access, secret, verify_data=True, lock_wait=settings.backup.lock_wait_s, last=None)
         checked += [
             f"checkpoint archive {name} (an interrupted backup)"
-            for name in _checkpoints(access, secret, settings.backup.archive_prefix)
+            for name in checkpoints(access, secret, settings.backup.archive_prefix)
         ]
     except Exception as exc:
         _emit(settings, BACKUP_FAILED, {"error": str(exc), "check": "verify-data"})
@@ -615,8 +464,8 @@ def _rotate(settings: Settings, scheme: Scheme) -> RotationReport:
     else:
         for start in range(0, len(doomed), DELETE_BATCH):
             names = doomed[start : start + DELETE_BATCH]
-            _borg(access, borg.delete_argv(repo, names, lock_wait=lock_wait), secret)
-        _borg(access, borg.compact_argv(repo, lock_wait=lock_wait), secret)
+            run_on(access, borg.delete_argv(repo, names, lock_wait=lock_wait), secret)
+        run_on(access, borg.compact_argv(repo, lock_wait=lock_wait), secret)
         remaining = {a.name for a in list_archives(access, secret, checkpoints=True)}
         if remaining != keep | set(untouched):
             raise ResultWrong(f"{scheme}: after rotation {sorted(remaining)} remain, expected {sorted(keep)}")
