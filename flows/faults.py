@@ -29,20 +29,30 @@ from prefect import flow
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.logging import get_run_logger
 
+from flows.backup_faults import backup_fault
 from flows.failover import failover_drill
 from flows.ha_node_loss import ha_node_loss
 from flows.link_cut import link_cut_drill
 from flows.split_brain import split_brain_drill
 from flows.storage_faults import storage_fault
 from tasks.cli import run_cli
-from tasks.cluster import drbd_resource, node_targets, secret_block_name, shared_secret
+from tasks.cluster import (
+    borg_passphrase_block_name,
+    drbd_resource,
+    node_targets,
+    secret_block_name,
+    shared_secret,
+    stored_secret,
+)
 from tasks.context import refuse_dry_run, run_context
 from tasks.drbd import steps
 from tasks.drbd.plan import Refused
 from tasks.events import FAULT_OUTCOME, cluster_resource, emit
 from tasks.faults import (
     CATALOGUE,
+    BackupFault,
     FaultOutcome,
+    FaultSpec,
     Mode,
     StorageFault,
     acked_loss,
@@ -121,6 +131,24 @@ class NodeLossReportLike(Protocol):
 
     @property
     def files_intact(self) -> bool: ...
+
+
+class BackupFaultReportLike(Protocol):
+    @property
+    def fault(self) -> str: ...
+
+    error: str
+    archives_before: list[str]
+    archives_after: list[str]
+    sources_changed: list[str]
+    recovered_s: float | None
+    checkpoints: list[str]
+    manual_commands: list[str]
+
+    @property
+    def archives_lost(self) -> list[str]: ...
+
+    def problems(self) -> list[str]: ...
 
 
 class StorageFaultReportLike(Protocol):
@@ -276,6 +304,35 @@ def storage_fault_outcome(report: StorageFaultReportLike, run: int) -> FaultOutc
     )
 
 
+def backup_fault_outcome(report: BackupFaultReportLike, run: int, mode: Mode) -> FaultOutcome:
+    """A fault of flows.backup_faults: an archive lost or a source changed is data lost; a struck run that
+    did not fail, or failed in more than a line, is a broken promise. Fully working again: the server
+    fault's next good backup."""
+    lost = report.archives_lost
+    kept = f"{len(report.archives_after)} archives after {len(report.archives_before)}"
+    failed = report.error.splitlines()[0] if report.error else "it did NOT fail"
+    return FaultOutcome(
+        fault=report.fault,
+        run=run,
+        mode=mode,
+        outage_s=None,  # no application writes through a backup fault
+        redundant_s=report.recovered_s,
+        bytes_lost=0,
+        copies_intact=not lost and not report.sources_changed,
+        manual_commands=list(report.manual_commands),
+        summary=f"failed with: {failed}; {kept}"
+        + (f", LOST: {', '.join(lost)}" if lost else ", none lost")
+        + ("; the sources CHANGED" if report.sources_changed else "; the sources untouched")
+        + (f"; working again {report.recovered_s:.1f} s after the fault" if report.recovered_s else "")
+        + (f"; checkpoints reported: {', '.join(report.checkpoints)}" if report.checkpoints else ""),
+        problems=report.problems(),
+    )
+
+
+def _backup(fault: BackupFault) -> Callable[[Settings, int, Mode], FaultOutcome]:
+    return lambda settings, run, mode: backup_fault_outcome(backup_fault(settings, fault=fault), run, mode)
+
+
 def _storage(fault: StorageFault) -> Callable[[Settings, int, Mode], FaultOutcome]:
     return lambda settings, run, mode: storage_fault_outcome(storage_fault(settings, fault=fault), run)
 
@@ -296,6 +353,9 @@ RUNNERS: dict[str, Callable[[Settings, int, Mode], FaultOutcome]] = {
     "disk-failure": _storage("disk-failure"),
     "power-cycle": _storage("power-cycle"),
     "split-brain": lambda settings, run, mode: split_brain_outcome(split_brain_drill(settings), run),
+    "backup-server-down": _backup("backup-server-down"),
+    "restore-disk-full": _backup("restore-disk-full"),
+    "wrong-passphrase": _backup("wrong-passphrase"),
     "ha-node-loss": lambda settings, run, mode: node_loss_outcome(ha_node_loss(settings), run),
 }
 
@@ -326,10 +386,29 @@ def detect_mode(settings: Settings) -> Mode:
     return mode_of(settings.cluster.manager, steps.probe_nodes(targets, resource, settings.drbd.mountpoint))
 
 
+def available(settings: Settings, specs: list[FaultSpec]) -> tuple[list[FaultSpec], list[str]]:
+    """The faults that can strike what is configured, and one line for each that cannot: backup faults need
+    a repository (its passphrase stored), and the server's own fault the lab's backup VM."""
+    has_repository = stored_secret(borg_passphrase_block_name(settings)) is not None
+    run, skipped = [], []
+    for spec in specs:
+        if spec.layer == "backup" and not has_repository:
+            skipped.append(f"{spec.name}: needs a Borg repository (python -m flows.backup init)")
+        elif spec.name == "backup-server-down" and (
+            settings.target != "lab" or settings.backup.server is None
+        ):
+            skipped.append(f"{spec.name}: strikes the lab's backup VM only (target 'lab', backup.server set)")
+        else:
+            run.append(spec)
+    return run, skipped
+
+
 def _matrix(settings: Settings, only: list[str] | None, runs: int) -> list[FaultOutcome]:
     log = get_run_logger()
     mode = detect_mode(settings)
     specs, skipped = select(CATALOGUE, mode, only)
+    specs, unavailable = available(settings, specs)
+    skipped += unavailable
     for line in skipped:
         log.warning("skipped %s", line)
     log.info("the volume runs %s: %s", mode, ", ".join(spec.name for spec in specs) or "no fault applies")

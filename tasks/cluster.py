@@ -95,6 +95,14 @@ def store_secret(block_name: str, value: str, *, replace: bool = False) -> None:
     Secret(value=value).save(block_name, overwrite=current is not None)
 
 
+def delete_secret(block_name: str) -> None:
+    """Remove the ``Secret`` block ``block_name`` (a missing one is not an error)."""
+    from prefect.blocks.system import Secret
+
+    if stored_secret(block_name) is not None:
+        Secret.delete(block_name)
+
+
 def shared_secret(block_name: str, random_bytes: int = 24) -> str:
     """The value of the ``Secret`` block ``block_name`` (generated once if absent)."""
     return str(secret_block(block_name, random_bytes).get())

@@ -21,7 +21,7 @@ from pydantic import BaseModel
 
 from tasks.context import current_executor
 from tasks.drbd.plan import Refused
-from tasks.executor import SshTarget
+from tasks.executor import LocalTarget, SshTarget
 from tasks.lab.host import wait_until
 from tasks.step import step
 
@@ -84,3 +84,31 @@ def put_back_disk(target: SshTarget, pulled: PulledDisk) -> None:
         RETURN_TIMEOUT_S,
         f"{pulled.disk} to come back on {target.name}",
     )
+
+
+# -- a filesystem too small for what is written to it (the restore-disk-full fault) ----------------
+
+
+def mount_tmpfs_argv(path: str, size_kib: int) -> list[str]:
+    return ["mount", "-t", "tmpfs", "-o", f"size={size_kib}k,mode=0700", "hsf-fault", path]
+
+
+def unmount_argv(path: str) -> list[str]:
+    return ["umount", path]
+
+
+@step(name="mount-small-filesystem", timeout_seconds=120)
+def mount_small_filesystem(target: SshTarget | LocalTarget, path: str, size_kib: int) -> None:
+    """A tmpfs of ``size_kib`` KiB at ``path`` (created for it): a disk that fills up at once."""
+    run = current_executor().run
+    run(["mkdir", "-p", path], target)
+    run(mount_tmpfs_argv(path, size_kib), target)
+
+
+@step(name="unmount-small-filesystem", timeout_seconds=120, retry_transport=True)
+def unmount_small_filesystem(target: SshTarget | LocalTarget, path: str) -> None:
+    """Unmount it (whatever it holds goes with it) and remove its mountpoint."""
+    run = current_executor().run
+    if run(["mountpoint", "-q", path], target, read_only=True, ok_codes=(0, 1, 32)).exit_code == 0:
+        run(unmount_argv(path), target)
+    run(["rmdir", "--ignore-fail-on-non-empty", path], target, ok_codes=(0, 1))

@@ -22,6 +22,7 @@ HA_UPGRADED = "hsf.ha.upgraded"
 HA_NODE_LOSS_COMPLETED = "hsf.ha.node-loss.completed"
 LINK_CUT_COMPLETED = "hsf.link-cut.completed"
 STORAGE_FAULT_COMPLETED = "hsf.storage-fault.completed"
+BACKUP_FAULT_COMPLETED = "hsf.backup-fault.completed"
 FAULT_OUTCOME = "hsf.fault.outcome"
 
 EVENTS = frozenset(
@@ -37,6 +38,7 @@ EVENTS = frozenset(
         HA_NODE_LOSS_COMPLETED,
         LINK_CUT_COMPLETED,
         STORAGE_FAULT_COMPLETED,
+        BACKUP_FAULT_COMPLETED,
         FAULT_OUTCOME,
     }
 )

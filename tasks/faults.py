@@ -26,10 +26,14 @@ from tasks.drbd.plan import NodeProbe
 from tasks.writes import AckedWrites
 
 Mode = Literal["fault-tolerant", "pacemaker", "ha"]
+MODES: tuple[Mode, ...] = get_args(Mode)
 Layer = Literal["storage", "backup", "orchestration"]
 # The faults flows.storage_faults injects into the fault-tolerant volume.
 StorageFault = Literal["secondary-killed", "long-outage", "link-cut", "disk-failure", "power-cycle"]
 STORAGE_FAULTS: tuple[StorageFault, ...] = get_args(StorageFault)
+# The faults flows.backup_faults injects into the Borg repository.
+BackupFault = Literal["backup-server-down", "restore-disk-full", "wrong-passphrase"]
+BACKUP_FAULTS: tuple[BackupFault, ...] = get_args(BackupFault)
 Verdict = Literal["as expected", "unexpected", "data lost"]
 VERDICTS: tuple[Verdict, ...] = ("data lost", "unexpected", "as expected")  # worst first
 
@@ -312,6 +316,53 @@ CATALOGUE: tuple[FaultSpec, ...] = (
                 max_outage_s=60.0,
             ),
         },
+    ),
+)
+
+
+def _everywhere(expectation: Expectation) -> dict[Mode, Expectation]:
+    """A backup fault strikes the repository, whatever the volume's mode."""
+    return dict.fromkeys(MODES, expectation)
+
+
+CATALOGUE += (
+    FaultSpec(
+        name="backup-server-down",
+        layer="backup",
+        description="The backup server (the lab's VM) is destroyed while borg create runs; it comes back "
+        "and the next backup runs (flows.backup_faults).",
+        expect=_everywhere(
+            Expectation(
+                promise="The interrupted backup fails in one line within a minute (ssh keepalives), every "
+                "archive stored is kept, and the next backup works with no break-lock or other command.",
+                manual_commands="none",
+            )
+        ),
+    ),
+    FaultSpec(
+        name="restore-disk-full",
+        layer="backup",
+        description="The restore drill extracts onto a filesystem too small for the archive "
+        "(flows.backup_faults).",
+        expect=_everywhere(
+            Expectation(
+                promise="The restore fails in one line (no space left), leaves nothing behind in its scratch "
+                "directory, and neither the sources nor any archive is touched.",
+                manual_commands="none",
+            )
+        ),
+    ),
+    FaultSpec(
+        name="wrong-passphrase",
+        layer="backup",
+        description="A backup runs with a passphrase that is not the repository's (flows.backup_faults).",
+        expect=_everywhere(
+            Expectation(
+                promise="Refused in one line naming the passphrase; nothing is written: the repository lists "
+                "exactly the archives it had.",
+                manual_commands="none",
+            )
+        ),
     ),
 )
 

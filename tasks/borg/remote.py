@@ -53,13 +53,24 @@ def client_known_hosts(client_key: str) -> str:
     return f"{client_key}.known_hosts"
 
 
+# A server that dies mid-backup sends nothing more, not even a reset: without keepalives the client's
+# ssh waited on the silent connection until the task's timeout (measured: the backup-server-down fault
+# hung). With them ssh gives up after SERVER_ALIVE_INTERVAL_S * SERVER_ALIVE_COUNT and borg fails in one
+# line; a live server answers every keepalive, however long a backup runs.
+SERVER_ALIVE_INTERVAL_S = 10
+SERVER_ALIVE_COUNT = 3
+
+
 def borg_rsh(client_key: str) -> str:
-    """The ssh command borg uses on the client: its own key, the pinned host key, never a prompt."""
+    """The ssh command borg uses on the client: its own key, the pinned host key, never a prompt, and a
+    dead server noticed within half a minute."""
     return shlex.join(
         [
             "ssh", "-i", client_key, "-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes",
             "-o", f"UserKnownHostsFile={client_known_hosts(client_key)}",
             "-o", "StrictHostKeyChecking=yes", "-o", "ConnectTimeout=15",
+            "-o", f"ServerAliveInterval={SERVER_ALIVE_INTERVAL_S}",
+            "-o", f"ServerAliveCountMax={SERVER_ALIVE_COUNT}",
         ]
     )  # fmt: skip
 

@@ -20,7 +20,9 @@ from prefect.events.worker import EventsWorker
 from prefect.runtime import flow_run
 
 from flows import faults
+from flows.backup_faults import BackupFaultReport
 from flows.faults import (
+    backup_fault_outcome,
     failover_outcome,
     fault_matrix,
     link_cut_outcome,
@@ -125,6 +127,58 @@ def test_a_storage_fault_as_an_outcome() -> None:
         "the resync copied 1,048,508 KiB for 287 KiB written (more than 33,342 KiB: the design promises "
         "about what changed)",
     ]
+
+
+def backup_fault_report(**overrides: object) -> BackupFaultReport:
+    """The backup-server-down fault as the lab measured it."""
+    fields: dict[str, object] = {
+        "fault": "backup-server-down", "repository": "ssh://borg@10.77.0.13:22/var/backups/hsf-borg",
+        "client": "nodea", "started_at": "2026-01-01T00:00:00Z",
+        "observed": ["+1.3 s: backup destroyed while borg create ran"],
+        "error": "borg create failed: Connection closed by remote host. Is borg working on the server?",
+        "archives_before": ["home-1", "home-2", "home-3"],
+        "archives_after": ["home-1", "home-2", "home-3", "home-4"],
+        "sources_changed": [], "recovered_s": 107.4,
+    }  # fmt: skip
+    fields.update(overrides)
+    return BackupFaultReport.model_validate(fields)
+
+
+def test_a_backup_fault_as_an_outcome() -> None:
+    outcome = SPECS["backup-server-down"].judge(backup_fault_outcome(backup_fault_report(), 1, "ha"))
+    assert (outcome.mode, outcome.outage_s, outcome.redundant_s, outcome.verdict) == (
+        "ha", None, 107.4, "as expected",
+    )  # fmt: skip
+    assert outcome.summary == (
+        "failed with: borg create failed: Connection closed by remote host. Is borg working on the server?; "
+        "4 archives after 3, none lost; the sources untouched; working again 107.4 s after the fault"
+    )
+    # An archive gone or a source changed is data lost; a fault that was not felt is not as promised.
+    lost = backup_fault_outcome(backup_fault_report(archives_after=["home-1", "home-4"]), 1, "ha")
+    assert lost.verdict == "data lost" and "LOST: home-2, home-3" in lost.summary
+    changed = backup_fault_outcome(backup_fault_report(sources_changed=["missing: alice/photo.raw"]), 1, "ha")
+    assert changed.verdict == "data lost" and "the sources CHANGED" in changed.summary
+    unfelt = SPECS["wrong-passphrase"].judge(
+        backup_fault_outcome(
+            backup_fault_report(fault="wrong-passphrase", error="", recovered_s=None), 1, "ha"
+        )
+    )
+    assert unfelt.problems == ["the struck run did not fail (wrong-passphrase): the fault was not felt"]
+    long = backup_fault_report(error="borg create failed:\nTraceback (most recent call last):")
+    assert backup_fault_outcome(long, 1, "ha").problems == ["the failure took more than one line"]
+
+
+def test_a_backup_fault_report_reads_as_a_table() -> None:
+    text = backup_fault_report().render()
+    assert text.splitlines()[:4] == [
+        "Backup fault backup-server-down",
+        "  fault                 backup-server-down at 2026-01-01T00:00:00Z on "
+        "ssh://borg@10.77.0.13:22/var/backups/hsf-borg (client nodea)",
+        "  failed with           borg create failed: Connection closed by remote host. Is borg working on "
+        "the server?",
+        "  archives              3 before, 4 after",
+    ]
+    assert "  working again after   107.4 s" in text
 
 
 def test_a_split_brain_counts_only_the_acknowledged_writes_gone_for_good() -> None:

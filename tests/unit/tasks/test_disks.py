@@ -5,7 +5,14 @@ from __future__ import annotations
 
 import pytest
 
-from tasks.disks import block_device_argv, device_link_argv, driver_argv, parse_virtio_device
+from tasks.disks import (
+    block_device_argv,
+    device_link_argv,
+    driver_argv,
+    mount_tmpfs_argv,
+    parse_virtio_device,
+    unmount_argv,
+)
 
 
 def test_the_device_link_of_the_disk_is_read_by_its_name() -> None:
@@ -30,3 +37,10 @@ def test_the_driver_files_are_written_from_stdin_and_the_disk_is_tested() -> Non
     assert driver_argv("unbind") == ["dd", "of=/sys/bus/virtio/drivers/virtio_blk/unbind", "status=none"]
     assert driver_argv("bind") == ["dd", "of=/sys/bus/virtio/drivers/virtio_blk/bind", "status=none"]
     assert block_device_argv("/dev/vdb") == ["test", "-b", "/dev/vdb"]
+
+
+def test_a_small_filesystem_is_a_tmpfs_of_the_size_asked() -> None:
+    assert mount_tmpfs_argv("/var/tmp/full", 1024) == [
+        "mount", "-t", "tmpfs", "-o", "size=1024k,mode=0700", "hsf-fault", "/var/tmp/full",
+    ]  # fmt: skip
+    assert unmount_argv("/var/tmp/full") == ["umount", "/var/tmp/full"]

@@ -12,8 +12,10 @@ from tasks import cli
 from tasks.drbd.plan import NodeProbe
 from tasks.drbd.probes import BlockSignature, DrbdState, Mount
 from tasks.faults import (
+    BACKUP_FAULTS,
     CATALOGUE,
     KEBAB,
+    MODES,
     Expectation,
     FaultOutcome,
     FaultSpec,
@@ -145,6 +147,9 @@ def test_the_catalogue_names_are_unique_kebab_case_and_state_a_promise_per_mode(
         "power-cycle": ("fault-tolerant",),
         "split-brain": ("fault-tolerant",),
         "ha-node-loss": ("ha",),
+        "backup-server-down": MODES,
+        "restore-disk-full": MODES,
+        "wrong-passphrase": MODES,
     }
     assert all(e.promise for spec in CATALOGUE for e in spec.expect.values())
     with pytest.raises(ValueError, match="String should match pattern"):
@@ -166,6 +171,7 @@ def test_the_promises_of_the_existing_faults() -> None:
         ("power-cycle", "fault-tolerant"): "allowed",
         ("split-brain", "fault-tolerant"): "allowed",
         ("ha-node-loss", "ha"): "none",
+        **{(name, mode): "none" for name in BACKUP_FAULTS for mode in MODES},
     }
     # Where the peer falls behind and comes back, the resync must follow what was written.
     assert [key for key, e in expect.items() if e.resync_follows_writes] == [
@@ -175,6 +181,10 @@ def test_the_promises_of_the_existing_faults() -> None:
     ]
     assert all(e.zero_loss for e in expect.values())
     assert [key for key, e in expect.items() if not e.single_primary] == [("split-brain", "fault-tolerant")]
+    # Backup faults strike the repository: the same promise whatever the volume's mode.
+    backups = [spec for spec in CATALOGUE if spec.layer == "backup"]
+    assert [spec.name for spec in backups] == list(BACKUP_FAULTS)
+    assert all(len({e.promise for e in spec.expect.values()}) == 1 for spec in backups)
 
 
 PACEMAKER_SKIPS = [
@@ -197,10 +207,11 @@ PACEMAKER_SKIPS = [
                 "disk-failure",
                 "power-cycle",
                 "split-brain",
+                *BACKUP_FAULTS,
             ],
             ["ha-node-loss: needs ha; the volume runs fault-tolerant"],
         ),
-        ("pacemaker", None, ["primary-killed", "link-cut"], PACEMAKER_SKIPS),
+        ("pacemaker", None, ["primary-killed", "link-cut", *BACKUP_FAULTS], PACEMAKER_SKIPS),
         (
             "ha",
             ["primary-killed", "ha-node-loss"],
@@ -209,7 +220,8 @@ PACEMAKER_SKIPS = [
         ),
         ("ha", ["link-cut"], [], ["link-cut: needs fault-tolerant or pacemaker; the volume runs ha"]),
         ("pacemaker", ["link-cut", "primary-killed", "link-cut"], ["primary-killed", "link-cut"], []),
-        ("pacemaker", [], ["primary-killed", "link-cut"], PACEMAKER_SKIPS),
+        ("pacemaker", [], ["primary-killed", "link-cut", *BACKUP_FAULTS], PACEMAKER_SKIPS),
+        ("ha", ["wrong-passphrase"], ["wrong-passphrase"], []),
     ],
 )
 def test_select_runs_what_applies_and_says_what_it_skips(
@@ -223,7 +235,7 @@ def test_select_runs_what_applies_and_says_what_it_skips(
 def test_select_refuses_an_unknown_name_in_one_line() -> None:
     known = (
         "the catalogue has: primary-killed, secondary-killed, long-outage, link-cut, disk-failure, "
-        "power-cycle, split-brain, ha-node-loss"
+        "power-cycle, split-brain, ha-node-loss, backup-server-down, restore-disk-full, wrong-passphrase"
     )
     with pytest.raises(ValueError, match=r"^unknown fault 'primary-kiled'; " + known + "$"):
         select(CATALOGUE, "pacemaker", ["link-cut", "primary-kiled"])

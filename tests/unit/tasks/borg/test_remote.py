@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shlex
+import subprocess
 
 import pytest
 
@@ -41,6 +42,16 @@ def test_client_ssh_is_pinned_and_never_prompts() -> None:
     assert repository_url("borg", "10.77.0.13", 22, "/var/backups/hsf-borg") == (
         "ssh://borg@10.77.0.13:22/var/backups/hsf-borg"
     )
+
+
+def test_a_dead_server_is_noticed_within_half_a_minute() -> None:
+    """ssh's keepalives end a backup whose server died (the backup-server-down fault hung without them);
+    ssh itself accepts the options (-G prints the configuration it would use, connecting nowhere)."""
+    argv = shlex.split(borg_rsh("/root/.ssh/hsf-borg"))
+    options = {argv[i + 1] for i, a in enumerate(argv) if a == "-o"}
+    assert {"ServerAliveInterval=10", "ServerAliveCountMax=3"} <= options
+    printed = subprocess.run([*argv, "-G", "backup.invalid"], capture_output=True, text=True, check=True)
+    assert {"serveraliveinterval 10", "serveralivecountmax 3"} <= set(printed.stdout.splitlines())
 
 
 def test_access_in_the_lab_and_locally() -> None:
