@@ -12,6 +12,11 @@ command by hand.
 - ``restore-disk-full``: the restore drill extracts onto a 1 MiB filesystem (a tmpfs mounted on the
   client for the fault). It fails with ENOSPC in one line, its scratch directory is removed, and the
   sources are untouched.
+- ``segment-corrupted`` (lab only): 16 bytes flipped in the segment that holds the newest archive's own
+  data (a file made for the fault, backed up, then removed from the sources). The weekly verify fails
+  in one line naming the segment; ``borg check --repair``, run on a copy of the repository, says what a
+  repair would drop; older archives still restore while the damaged one does not; the bytes written
+  back make the repository whole again (verify passes) and the fault's archive is deleted on the server.
 - ``wrong-passphrase``: a backup runs with a passphrase that is not the repository's (a Secret block
   made for the fault). It is refused in one line and writes nothing: with the right passphrase the
   repository lists exactly the archives it had.
@@ -36,23 +41,28 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.logging import get_run_logger
 from pydantic import BaseModel, Field
 
-from flows.backup import backup, restore_drill
+from flows.backup import backup, restore_drill, verify
+from tasks.borg import commands as borg
+from tasks.borg.damage import Damage, corrupt_segment, list_segments, undo_damage
 from tasks.borg.outcome import BorgError
-from tasks.borg.remote import backup_server, client_access
-from tasks.borg.steps import create_archive, list_archives, passphrase
+from tasks.borg.remote import RepoAccess, backup_server, client_access, server_access
+from tasks.borg.steps import create_archive, list_archives, passphrase, run_on
 from tasks.cli import EXIT_COMMAND_FAILED, EXIT_DATA_LOST, EXIT_OK, run_cli
 from tasks.cluster import borg_passphrase_block_name, delete_secret, store_secret
 from tasks.context import current_executor, refuse_dry_run, run_context
 from tasks.disks import mount_small_filesystem, unmount_small_filesystem
 from tasks.drbd.plan import Refused
 from tasks.events import BACKUP_FAULT_COMPLETED, backup_resource, emit
-from tasks.faults import BACKUP_FAULTS, BackupFault
+from tasks.executor import SshTarget
+from tasks.faults import BACKUP_FAULTS, LAB_ONLY_BACKUP_FAULTS, BackupFault
 from tasks.lab.host import wait_until
 from tasks.manifest import differences, tree_manifest
 from tasks.nodes import fire_fault, restart_node
 from tasks.settings import Settings, load_settings
 
 FULL_FILESYSTEM_KIB = 1024  # smaller than any /home worth backing up (the lab's holds a 4 MiB file)
+FAULT_FILE_MIB = 1  # the file only the damaged archive holds
+RESTORE_CHECKED = 3  # older archives read back with extract --dry-run after the damage
 
 
 class BackupFaultReport(BaseModel):
@@ -61,7 +71,10 @@ class BackupFaultReport(BaseModel):
     client: str
     started_at: str
     observed: list[str] = Field(description="What the fault saw, in order, seconds from the fault.")
-    error: str = Field(description="The one line the struck run failed with ('' : it did not fail).")
+    error: str = Field(description="The one line the struck run failed with ('': it did not fail).")
+    error_details: list[str] = Field(
+        default_factory=list, description="borg's further lines under it (what else a check found)."
+    )
     archives_before: list[str]
     archives_after: list[str]
     sources_changed: list[str] = Field(description="Differences in the sources afterwards (none expected).")
@@ -69,6 +82,13 @@ class BackupFaultReport(BaseModel):
         description="The fault → a backup that works again (server down); None where nothing had stopped."
     )
     checkpoints: list[str] = Field(default_factory=list, description="Checkpoint archives reported after it.")
+    repair: list[str] = Field(
+        default_factory=list, description="What borg check --repair said it did, on a copy of the repository."
+    )
+    restores: dict[str, bool] = Field(
+        default_factory=dict, description="Archive → it still restores (extract --dry-run) after the damage."
+    )
+    damaged_archive: str = Field("", description="The archive whose own data was damaged.")
     manual_commands: list[str] = Field(default_factory=list)
 
     @property
@@ -84,8 +104,13 @@ class BackupFaultReport(BaseModel):
         found = []
         if not self.error:
             found.append(f"the struck run did not fail ({self.fault}): the fault was not felt")
-        elif "\n" in self.error.strip():
-            found.append("the failure took more than one line")
+        others = [name for name, ok in self.restores.items() if name != self.damaged_archive and not ok]
+        if others:
+            found.append(f"archives that the damage did not touch no longer restore: {', '.join(others)}")
+        if self.damaged_archive and self.restores.get(self.damaged_archive):
+            found.append(
+                f"the damaged archive {self.damaged_archive} still restores: the damage was not felt"
+            )
         return found
 
     def render(self) -> str:
@@ -97,6 +122,21 @@ class BackupFaultReport(BaseModel):
             ("sources", "; ".join(self.sources_changed[:5]) or "untouched"),
             ("working again after", f"{self.recovered_s:.1f} s" if self.recovered_s is not None else "—"),
             ("checkpoints reported", ", ".join(self.checkpoints) or "none"),
+            *(
+                [
+                    (
+                        "restores after it",
+                        ", ".join(f"{n}: {'yes' if ok else 'NO'}" for n, ok in self.restores.items()),
+                    )
+                ]
+                if self.restores
+                else []
+            ),
+            *(
+                [("a repair would", "; ".join(self.repair) or "say nothing")]
+                if self.fault == "segment-corrupted"
+                else []
+            ),
             ("commands by hand", "; ".join(f"`{c}`" for c in self.manual_commands) or "none"),
         ]
         width = max(len(k) for k, _ in rows)
@@ -118,10 +158,10 @@ def backup_fault(
     if fault not in BACKUP_FAULTS:
         raise Refused(f"unknown backup fault {fault!r}; the faults are: {', '.join(BACKUP_FAULTS)}")
     refuse_dry_run(settings, f"the {fault} fault", "its proof is a real fault")
-    if fault == "backup-server-down" and (settings.target != "lab" or settings.backup.server is None):
+    if fault in LAB_ONLY_BACKUP_FAULTS and (settings.target != "lab" or settings.backup.server is None):
         raise Refused(
-            "backup-server-down destroys the backup server's VM: it runs on the lab with backup.server set, "
-            "never on a server of yours"
+            f"{fault} strikes the backup server (its VM, its segment files): it runs on the lab with "
+            "backup.server set, never on a server of yours"
         )
     with run_context(settings, changes_state=True):
         return _fault(settings, fault)
@@ -137,8 +177,12 @@ class _Fault:
         self.started = time.monotonic()
         self.observed: list[str] = []
         self.error = ""
+        self.error_details: list[str] = []
         self.recovered_s: float | None = None
         self.checkpoints: list[str] = []
+        self.repair: list[str] = []
+        self.restores: dict[str, bool] = {}
+        self.damaged_archive = ""
 
     def note(self, what: str) -> None:
         line = f"{time.monotonic() - self.started:+.1f} s: {what}"
@@ -146,7 +190,7 @@ class _Fault:
         get_run_logger().info("%s", line)
 
     def failed(self, exc: BaseException) -> None:
-        self.error = str(exc).strip()
+        self.error, *self.error_details = str(exc).strip().splitlines() or [""]
         self.note(
             f"failed as it should: {type(exc).__name__}: {self.error.splitlines()[0] if self.error else ''}"
         )
@@ -224,9 +268,83 @@ def _wrong_passphrase(f: _Fault) -> None:
         delete_secret(block)
 
 
+def _segment_corrupted(f: _Fault) -> None:
+    settings, run = f.settings, current_executor().run
+    server = backup_server(settings)
+    assert server is not None  # refused above
+    client, owner = f.access.target, server_access(settings)
+    repository = settings.backup.repository
+    before = {s.path for s in list_segments(server.admin, repository)}
+    unique = f"{settings.backup.sources[0].rstrip('/')}/.hsf-fault-segment.bin"
+    run(["dd", "if=/dev/urandom", f"of={unique}", "bs=1M", f"count={FAULT_FILE_MIB}", "status=none"], client)
+    try:
+        made = backup(settings)
+    finally:
+        run(["rm", "-f", unique], client)  # the sources as they were
+    f.damaged_archive = made.archive
+    new = [s for s in list_segments(server.admin, repository) if s.path not in before]
+    segment = max(new, key=lambda s: s.size)  # the archive's own data: the bulk of what it wrote
+    damage = corrupt_segment(server.admin, segment, segment.size // 2)
+    f.started = time.monotonic()
+    f.note(
+        f"16 bytes flipped in segment {segment.number} ({segment.size:,} bytes), which holds {made.archive}"
+    )
+    try:
+        try:
+            verify(settings)
+        except BorgError as exc:
+            f.failed(exc)
+        f.repair = _repair_on_a_copy(owner, f.secret, repository)
+        f.note(f"a repair, tried on a copy: {'; '.join(f.repair) or 'nothing said'}")
+        others = [name for name in f.archives() if name != made.archive][-RESTORE_CHECKED:]
+        for name in [*others, made.archive]:
+            f.restores[name] = _restores(f, name)
+        f.note("still restore: " + ", ".join(f"{n} {'yes' if ok else 'NO'}" for n, ok in f.restores.items()))
+    finally:
+        _undo(f, owner, server.admin, damage, made.archive)
+
+
+def _repair_on_a_copy(owner: RepoAccess, secret: str, repository: str) -> list[str]:
+    """What ``borg check --repair`` does to this damage, on a copy (removed afterwards)."""
+    run, copy = current_executor().run, f"{repository}.hsf-fault-copy"
+    run(["cp", "-a", repository, copy], owner.target, timeout=600)
+    try:
+        env = {
+            **owner.env,
+            "BORG_CHECK_I_KNOW_WHAT_I_AM_DOING": "YES",
+            "BORG_RELOCATED_REPO_ACCESS_IS_OK": "yes",
+        }
+        copied = owner.model_copy(update={"url": copy, "env": env})
+        try:
+            outcome = run_on(copied, borg.repair_argv(copy), secret, timeout=1800)
+        except BorgError as exc:
+            return [f"the repair failed: {str(exc).splitlines()[0]}"]
+        return [m.message for m in outcome.messages if m.level in ("WARNING", "ERROR")]
+    finally:
+        run(["rm", "-rf", "--one-file-system", copy], owner.target, timeout=600)
+
+
+def _restores(f: _Fault, archive: str) -> bool:
+    try:
+        run_on(f.access, borg.extract_argv(f.access.url, archive, dry_run=True), f.secret, timeout=1800)
+    except BorgError:
+        return False
+    return True
+
+
+def _undo(f: _Fault, owner: RepoAccess, server: SshTarget, damage: Damage, archive: str) -> None:
+    """The bytes back, the repository proved whole, the fault's archive deleted on the server."""
+    undo_damage(server, damage)
+    verify(f.settings)
+    run_on(owner, borg.delete_argv(owner.url, [archive]), f.secret)
+    run_on(owner, borg.compact_argv(owner.url), f.secret)
+    f.note(f"the bytes written back, verify passed, {archive} deleted on the server")
+
+
 FAULTS: Mapping[BackupFault, Callable[[_Fault], None]] = {
     "backup-server-down": _server_down,
     "restore-disk-full": _restore_disk_full,
+    "segment-corrupted": _segment_corrupted,
     "wrong-passphrase": _wrong_passphrase,
 }
 
@@ -245,11 +363,15 @@ def _fault(settings: Settings, fault: BackupFault) -> BackupFaultReport:
         started_at=started_at,
         observed=f.observed,
         error=f.error,
+        error_details=f.error_details,
         archives_before=archives_before,
         archives_after=f.archives(),
         sources_changed=differences(before_tree, tree_manifest(client, root)),
         recovered_s=f.recovered_s,
         checkpoints=f.checkpoints,
+        repair=f.repair,
+        restores=f.restores,
+        damaged_archive=f.damaged_archive,
     )
     _publish(report)
     return report

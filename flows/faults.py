@@ -50,6 +50,7 @@ from tasks.drbd.plan import Refused
 from tasks.events import FAULT_OUTCOME, cluster_resource, emit
 from tasks.faults import (
     CATALOGUE,
+    LAB_ONLY_BACKUP_FAULTS,
     BackupFault,
     FaultOutcome,
     FaultSpec,
@@ -355,6 +356,7 @@ RUNNERS: dict[str, Callable[[Settings, int, Mode], FaultOutcome]] = {
     "split-brain": lambda settings, run, mode: split_brain_outcome(split_brain_drill(settings), run),
     "backup-server-down": _backup("backup-server-down"),
     "restore-disk-full": _backup("restore-disk-full"),
+    "segment-corrupted": _backup("segment-corrupted"),
     "wrong-passphrase": _backup("wrong-passphrase"),
     "ha-node-loss": lambda settings, run, mode: node_loss_outcome(ha_node_loss(settings), run),
 }
@@ -394,8 +396,8 @@ def available(settings: Settings, specs: list[FaultSpec]) -> tuple[list[FaultSpe
     for spec in specs:
         if spec.layer == "backup" and not has_repository:
             skipped.append(f"{spec.name}: needs a Borg repository (python -m flows.backup init)")
-        elif spec.name == "backup-server-down" and (
-            settings.target != "lab" or settings.backup.server is None
+        elif spec.name in LAB_ONLY_BACKUP_FAULTS and not (
+            settings.target == "lab" and settings.backup.server
         ):
             skipped.append(f"{spec.name}: strikes the lab's backup VM only (target 'lab', backup.server set)")
         else:

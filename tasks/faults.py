@@ -32,8 +32,10 @@ Layer = Literal["storage", "backup", "orchestration"]
 StorageFault = Literal["secondary-killed", "long-outage", "link-cut", "disk-failure", "power-cycle"]
 STORAGE_FAULTS: tuple[StorageFault, ...] = get_args(StorageFault)
 # The faults flows.backup_faults injects into the Borg repository.
-BackupFault = Literal["backup-server-down", "restore-disk-full", "wrong-passphrase"]
+BackupFault = Literal["backup-server-down", "restore-disk-full", "segment-corrupted", "wrong-passphrase"]
 BACKUP_FAULTS: tuple[BackupFault, ...] = get_args(BackupFault)
+# These strike the backup server itself (its VM, its segment files): the lab's, never a user's.
+LAB_ONLY_BACKUP_FAULTS: tuple[BackupFault, ...] = ("backup-server-down", "segment-corrupted")
 Verdict = Literal["as expected", "unexpected", "data lost"]
 VERDICTS: tuple[Verdict, ...] = ("data lost", "unexpected", "as expected")  # worst first
 
@@ -353,6 +355,19 @@ CATALOGUE += (
         ),
     ),
     FaultSpec(
+        name="segment-corrupted",
+        layer="backup",
+        description="Bytes flipped in the repository segment holding the newest archive's own data "
+        "(flows.backup_faults).",
+        expect=_everywhere(
+            Expectation(
+                promise="Verify fails in one line naming the segment; a repair (tried on a copy) says what "
+                "it would drop; older archives still restore; with the bytes back the repository verifies.",
+                manual_commands="none",
+            )
+        ),
+    ),
+    FaultSpec(
         name="wrong-passphrase",
         layer="backup",
         description="A backup runs with a passphrase that is not the repository's (flows.backup_faults).",
@@ -365,6 +380,13 @@ CATALOGUE += (
         ),
     ),
 )
+
+
+def judge(outcome: FaultOutcome) -> FaultOutcome:
+    """``outcome`` checked against the catalogue's promise for its fault and mode (a drill run on its own
+    is judged as the matrix would judge it)."""
+    [spec] = [spec for spec in CATALOGUE if spec.name == outcome.fault]
+    return spec.judge(outcome)
 
 
 def mode_of(manager: str, probes: Mapping[str, NodeProbe]) -> Mode:

@@ -121,8 +121,19 @@ def extract_argv(
     paths: Sequence[str] = (),
     remote_path: str | None = None,
     lock_wait: int | None = None,
+    dry_run: bool = False,
 ) -> Argv:
-    return ["borg", "extract", *common(remote_path, lock_wait), f"{repo}::{archive}", *paths]
+    """``dry_run``: read and check every chunk of the archive, write nothing (can it be restored?)."""
+    return [
+        "borg", "extract", *(("--dry-run",) if dry_run else ()), *common(remote_path, lock_wait),
+        f"{repo}::{archive}", *paths,
+    ]  # fmt: skip
+
+
+def repair_argv(repo: str, lock_wait: int | None = None) -> Argv:
+    """``borg check --repair``: drops damaged objects and patches archives around them. It changes the
+    repository for good; the segment-corrupted fault runs it on a copy only, to say what it would do."""
+    return ["borg", "check", "--repair", *common(None, lock_wait), repo]
 
 
 def delete_argv(

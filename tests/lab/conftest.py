@@ -24,6 +24,7 @@ MODULE_ORDER = (
     "test_setup_hand_made.py",
     "test_inventory.py",
     "test_split_brain.py",
+    "test_faults.py",
     "test_pacemaker.py",
     "test_ha.py",
 )

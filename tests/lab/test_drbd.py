@@ -7,11 +7,13 @@ from pathlib import Path
 import pytest
 
 from flows.failover import failover_drill
+from flows.faults import failover_outcome
 from flows.lab import LabStatus
 from flows.setup import setup
 from tasks.context import current_executor
 from tasks.drbd.plan import Refused
 from tasks.executor import SshTarget
+from tasks.faults import judge
 from tasks.settings import Settings, load_settings
 from tasks.writes import AckLog, Writer, check_writers
 
@@ -56,6 +58,8 @@ def test_failover_drill_loses_no_byte_and_no_acknowledged_write(
     finally:
         broken.abandon()  # its node was killed under it (or the drill failed: the kill still ends it)
     print(f"\n{report.render()}")
+    outcome = judge(failover_outcome(report, 1, "fault-tolerant"))
+    assert (outcome.verdict, outcome.problems) == ("as expected", [])
     assert report.after_failover.bytes_lost == 0
     assert report.after_failover.bytes_ok == report.dataset_bytes > 0
     assert [v.bytes_lost for v in report.after_rejoin] == [0, 0]

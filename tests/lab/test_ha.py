@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from flows.faults import node_loss_outcome
 from flows.ha_node_loss import ha_node_loss
 from flows.ha_upgrade import ha_upgrade
 from flows.lab import LabStatus
@@ -13,6 +14,7 @@ from tasks.context import current_executor
 from tasks.drbd.plan import Refused
 from tasks.drbd.probes import parse_proc_drbd
 from tasks.executor import SshTarget
+from tasks.faults import judge
 from tasks.lab.host import wait_until
 from tasks.settings import Settings
 
@@ -56,6 +58,8 @@ def test_upgrade_preserves_files_and_proves_cross_node_access(
 
 def test_node_loss_in_ha_mode(lab: LabStatus, settings: Settings, targets: dict[str, SshTarget]) -> None:
     report = ha_node_loss(settings)
+    outcome = judge(node_loss_outcome(report, 1))
+    assert (outcome.verdict, outcome.problems) == ("as expected", [])
     print(f"\n{report.render()}")
     assert report.killed == "nodeb" and report.survivor == "nodea"
     outage = report.writes.outage  # the survivor's: writes held while o2cb declared nodeb dead

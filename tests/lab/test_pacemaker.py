@@ -12,12 +12,14 @@ from collections.abc import Iterator
 import pytest
 
 from flows.failover import failover_drill
+from flows.faults import failover_outcome, link_cut_outcome
 from flows.lab import LabStatus
 from flows.link_cut import link_cut_drill
 from flows.setup import setup
 from tasks.cluster import pacemaker_cluster
 from tasks.context import current_executor
 from tasks.executor import SshTarget
+from tasks.faults import judge
 from tasks.pacemaker.steps import cluster_status, fence_constraints_on, stop_cluster
 from tasks.settings import Settings
 
@@ -53,6 +55,8 @@ def test_pacemaker_fails_over_by_itself_while_the_flow_only_watches(
     managed: Settings, targets: dict[str, SshTarget]
 ) -> None:
     report = failover_drill(managed)
+    outcome = judge(failover_outcome(report, 1, "pacemaker"))
+    assert (outcome.verdict, outcome.problems) == ("as expected", [])
     print(f"\n{report.render()}")
     assert report.manager == "pacemaker"
     assert report.bytes_lost == 0 and report.after_failover.files_ok == managed.failover.dataset_files
@@ -84,6 +88,8 @@ def test_a_cut_replication_link_never_makes_two_primaries_and_heals_by_itself(
     managed: Settings, targets: dict[str, SshTarget]
 ) -> None:
     report = link_cut_drill(managed)
+    outcome = judge(link_cut_outcome(report, 1))
+    assert (outcome.verdict, outcome.problems) == ("as expected", [])
     print(f"\n{report.render()}")
     assert report.secondary_roles == ["Secondary"] and not report.two_primaries
     assert report.detected_s <= report.constraint_s and report.outdated_s < report.held_s

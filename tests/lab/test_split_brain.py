@@ -7,10 +7,12 @@ from pathlib import Path
 
 import pytest
 
+from flows.faults import split_brain_outcome
 from flows.lab import LabStatus
 from flows.split_brain import split_brain_drill
 from tasks.context import current_executor
 from tasks.executor import SshTarget
+from tasks.faults import judge
 from tasks.settings import Settings
 
 pytestmark = pytest.mark.lab
@@ -21,6 +23,8 @@ def test_split_brain_is_detected_saved_and_resolved(
 ) -> None:
     report = split_brain_drill(settings)
     print(f"\n{report.render()}")
+    outcome = judge(split_brain_outcome(report, 1))
+    assert (outcome.verdict, outcome.problems) == ("as expected", [])
     assert (report.survivor, report.victim) == ("nodea", "nodeb")
     assert any("cs:StandAlone" in state for state in report.detection.values())
     assert any("Split-Brain detected" in line for line in report.kernel_log)

@@ -164,8 +164,18 @@ def test_a_backup_fault_as_an_outcome() -> None:
         )
     )
     assert unfelt.problems == ["the struck run did not fail (wrong-passphrase): the fault was not felt"]
-    long = backup_fault_report(error="borg create failed:\nTraceback (most recent call last):")
-    assert backup_fault_outcome(long, 1, "ha").problems == ["the failure took more than one line"]
+    # The segment-corrupted fault: older archives must restore, the damaged one must not.
+    damaged = {"home-1": True, "home-2": False, "home-9": False}
+    broken = backup_fault_report(fault="segment-corrupted", restores=damaged, damaged_archive="home-9")
+    assert backup_fault_outcome(broken, 1, "ha").problems == [
+        "archives that the damage did not touch no longer restore: home-2"
+    ]
+    unfelt = backup_fault_report(
+        fault="segment-corrupted", restores={"home-9": True}, damaged_archive="home-9"
+    )
+    assert backup_fault_outcome(unfelt, 1, "ha").problems == [
+        "the damaged archive home-9 still restores: the damage was not felt"
+    ]
 
 
 def test_a_backup_fault_report_reads_as_a_table() -> None:

@@ -23,6 +23,7 @@ from tasks.faults import (
     acked_loss,
     exit_code,
     failed_outcome,
+    judge,
     matrix_rows,
     mode_of,
     render_matrix,
@@ -134,6 +135,14 @@ def test_judging_keeps_the_problems_an_outcome_had_and_uses_its_mode() -> None:
     assert judged.problems == ["earlier", "needed `drbdadm primary r0` by hand (the design promises none)"]
 
 
+def test_a_drill_run_on_its_own_is_judged_by_its_fault_and_mode() -> None:
+    by_hand = outcome(manual_commands=["drbdadm primary r0"])
+    assert judge(by_hand).problems == ["needed `drbdadm primary r0` by hand (the design promises none)"]
+    assert judge(by_hand.model_copy(update={"mode": "fault-tolerant"})).problems == []
+    with pytest.raises(KeyError):  # a mode the fault does not apply to
+        judge(by_hand.model_copy(update={"mode": "ha"}))
+
+
 def test_the_catalogue_names_are_unique_kebab_case_and_state_a_promise_per_mode() -> None:
     names = [spec.name for spec in CATALOGUE]
     assert len(names) == len(set(names))
@@ -147,9 +156,7 @@ def test_the_catalogue_names_are_unique_kebab_case_and_state_a_promise_per_mode(
         "power-cycle": ("fault-tolerant",),
         "split-brain": ("fault-tolerant",),
         "ha-node-loss": ("ha",),
-        "backup-server-down": MODES,
-        "restore-disk-full": MODES,
-        "wrong-passphrase": MODES,
+        **dict.fromkeys(BACKUP_FAULTS, MODES),
     }
     assert all(e.promise for spec in CATALOGUE for e in spec.expect.values())
     with pytest.raises(ValueError, match="String should match pattern"):
@@ -235,7 +242,8 @@ def test_select_runs_what_applies_and_says_what_it_skips(
 def test_select_refuses_an_unknown_name_in_one_line() -> None:
     known = (
         "the catalogue has: primary-killed, secondary-killed, long-outage, link-cut, disk-failure, "
-        "power-cycle, split-brain, ha-node-loss, backup-server-down, restore-disk-full, wrong-passphrase"
+        "power-cycle, split-brain, ha-node-loss, backup-server-down, restore-disk-full, segment-corrupted, "
+        "wrong-passphrase"
     )
     with pytest.raises(ValueError, match=r"^unknown fault 'primary-kiled'; " + known + "$"):
         select(CATALOGUE, "pacemaker", ["link-cut", "primary-kiled"])

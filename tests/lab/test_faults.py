@@ -1,0 +1,54 @@
+"""The fault matrix on the lab's fault-tolerant volume and its backup repository: every storage and backup
+fault that strikes them, once, through ``flows.faults`` — each ends as the catalogue promises, with
+nothing lost, and the lab is left as found, so the faults chain. (The primary killed and the split-brain
+run in test_drbd and test_split_brain with their full reports, judged by the same catalogue; the
+Pacemaker and HA faults in test_pacemaker and test_ha.)"""
+
+from __future__ import annotations
+
+import pytest
+
+from flows.faults import fault_matrix
+from flows.lab import LabStatus
+from flows.setup import setup
+from tasks.cluster import borg_passphrase_block_name, stored_secret
+from tasks.context import current_executor
+from tasks.executor import SshTarget
+from tasks.faults import BACKUP_FAULTS, STORAGE_FAULTS
+from tasks.settings import load_settings
+
+pytestmark = pytest.mark.lab
+
+
+def test_every_storage_and_backup_fault_ends_as_promised_and_leaves_the_lab_as_found(
+    lab: LabStatus, targets: dict[str, SshTarget], machines: dict[str, SshTarget]
+) -> None:
+    # the repository test_backup made: nodea's /home on the backup VM
+    settings = load_settings(backup={"client": "nodea", "server": "backup"})
+    faults = [*STORAGE_FAULTS, *BACKUP_FAULTS]
+    outcomes = fault_matrix(settings, only=faults)
+    for outcome in outcomes:
+        print(f"\n{outcome.fault}: {outcome.summary}")
+    assert [(o.fault, o.mode, o.problems) for o in outcomes] == [(f, "fault-tolerant", []) for f in faults]
+    assert all(o.verdict == "as expected" and o.bytes_lost == 0 and o.acked_lost == 0 for o in outcomes)
+    by_fault = {o.fault: o for o in outcomes}
+    # the primary rode out every storage fault without a command; only the power cycle needed one (setup)
+    assert [f for f in STORAGE_FAULTS if by_fault[f].manual_commands] == ["power-cycle"]
+    assert by_fault["power-cycle"].manual_commands[0] == "python -m flows.setup"
+    # a disk failure costs no outage; a lost peer costs DRBD's ping timeout, no more
+    disk = by_fault["disk-failure"].outage_s
+    assert disk is not None and disk < 5
+    for fault in ("secondary-killed", "long-outage", "link-cut"):
+        outage, resynced, written = (
+            by_fault[fault].outage_s, by_fault[fault].resynced_bytes, by_fault[fault].written_bytes,
+        )  # fmt: skip
+        assert outage is not None and outage < 15
+        assert resynced is not None and written is not None and resynced < 256 << 20  # of a 1 GiB volume
+    assert by_fault["long-outage"].written_bytes >= settings.faults.away_mib << 20  # type: ignore[operator]
+    # the lab as found: the same primary serving, in sync, no fault's trace left
+    assert setup(settings).steps == []
+    run = current_executor().run
+    assert run(["ls", "-A", f"{settings.drbd.mountpoint}/faults"], targets["nodea"]).stdout == ""
+    mounts = run(["findmnt", "-rn", "-o", "TARGET"], machines["nodea"]).stdout.split()
+    assert not [m for m in mounts if m.startswith(settings.backup.scratch_dir)]
+    assert stored_secret(f"{borg_passphrase_block_name(settings)}-fault-wrong") is None
