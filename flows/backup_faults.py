@@ -104,6 +104,8 @@ class BackupFaultReport(BaseModel):
         found = []
         if not self.error:
             found.append(f"the struck run did not fail ({self.fault}): the fault was not felt")
+        elif self.fault == "restore-disk-full" and "No space left" not in self.error:
+            found.append(f"the restore failed, but not for want of space: {self.error}")
         others = [name for name, ok in self.restores.items() if name != self.damaged_archive and not ok]
         if others:
             found.append(f"archives that the damage did not touch no longer restore: {', '.join(others)}")
@@ -239,7 +241,12 @@ def _restore_disk_full(f: _Fault) -> None:
     f.note(f"a {FULL_FILESYSTEM_KIB} KiB filesystem mounted at {client.name}:{scratch} for the restore")
     try:
         full = settings.model_copy(
-            update={"backup": settings.backup.model_copy(update={"scratch_dir": scratch})}
+            # scratch mode whatever the settings say: an in-place drill must never follow a failed restore
+            update={
+                "backup": settings.backup.model_copy(
+                    update={"scratch_dir": scratch, "restore_drill": "scratch"}
+                )
+            }
         )
         report = restore_drill(full)
         if report.problems:

@@ -164,6 +164,10 @@ def test_a_backup_fault_as_an_outcome() -> None:
         )
     )
     assert unfelt.problems == ["the struck run did not fail (wrong-passphrase): the fault was not felt"]
+    full = backup_fault_report(fault="restore-disk-full", error="borg extract failed: Permission denied")
+    assert backup_fault_outcome(full, 1, "ha").problems == [
+        "the restore failed, but not for want of space: borg extract failed: Permission denied"
+    ]
     # The segment-corrupted fault: older archives must restore, the damaged one must not.
     damaged = {"home-1": True, "home-2": False, "home-9": False}
     broken = backup_fault_report(fault="segment-corrupted", restores=damaged, damaged_archive="home-9")
