@@ -51,6 +51,7 @@ from tasks.events import FAULT_OUTCOME, cluster_resource, emit
 from tasks.faults import (
     CATALOGUE,
     LAB_ONLY_BACKUP_FAULTS,
+    LAB_ONLY_STORAGE_FAULTS,
     BackupFault,
     FaultOutcome,
     FaultSpec,
@@ -400,6 +401,8 @@ def available(settings: Settings, specs: list[FaultSpec]) -> tuple[list[FaultSpe
             settings.target == "lab" and settings.backup.server
         ):
             skipped.append(f"{spec.name}: strikes the lab's backup VM only (target 'lab', backup.server set)")
+        elif spec.name in LAB_ONLY_STORAGE_FAULTS and settings.target != "lab":
+            skipped.append(f"{spec.name}: unplugs a disk, on the lab only (target 'lab')")
         else:
             run.append(spec)
     return run, skipped

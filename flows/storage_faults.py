@@ -13,7 +13,7 @@ throughout, and every acknowledged record is read back at the end. DRBD runs alo
 - ``link-cut``: DRBD's replication link is cut inside the secondary for ``link_cut.hold_s`` while the
   primary writes, then healed. DRBD reconnects by itself and resyncs only what was written; the
   secondary is never Primary (no split-brain).
-- ``disk-failure``: the primary's backing disk vanishes (``tasks/disks.py``). DRBD detaches it
+- ``disk-failure`` (lab only): the primary's backing disk vanishes (``tasks/disks.py``). DRBD detaches it
   (``on-io-error detach``) and the primary serves from its peer's disk without a pause; the disk is put
   back and attached (a repair) and resyncs from the peer.
 - ``power-cycle``: both nodes lose power at once. When they are back, ``python -m flows.setup`` (run
@@ -51,7 +51,7 @@ from tasks.drbd.probes import DrbdState
 from tasks.drbd.roles import rejoin
 from tasks.events import DATA_LOST, STORAGE_FAULT_COMPLETED, cluster_resource, emit
 from tasks.executor import RecordedCommand
-from tasks.faults import STORAGE_FAULTS, StorageFault
+from tasks.faults import LAB_ONLY_STORAGE_FAULTS, STORAGE_FAULTS, StorageFault
 from tasks.lab.host import wait_until
 from tasks.network import cut_link, heal_link
 from tasks.nodes import confirm_down, fault_outcome, fire_fault, restart_node
@@ -154,6 +154,10 @@ def storage_fault(
     if fault not in STORAGE_FAULTS:
         raise Refused(f"unknown storage fault {fault!r}; the faults are: {', '.join(STORAGE_FAULTS)}")
     refuse_dry_run(settings, f"the {fault} fault", "its proof is a real fault")
+    if fault in LAB_ONLY_STORAGE_FAULTS and settings.target != "lab":
+        raise Refused(
+            f"{fault} unplugs the primary's disk: it runs on the lab only, never on a host of yours"
+        )
     if settings.cluster.manager != "none":
         raise Refused(
             f"the {fault} fault strikes the fault-tolerant volume (cluster.manager = 'none'); under "

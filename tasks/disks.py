@@ -6,9 +6,9 @@ driver, as a hot-unplug does: from then on every I/O to it fails. Measured on th
 default) and the Primary keeps serving from its peer. Binding the device again brings the same disk
 back under the same name; ``drbdadm attach`` then resyncs it from the peer.
 
-Only a virtio disk can be pulled this way — the lab's, or a virtual machine's. Any other kind is
-refused in one line before anything changes: pulling a real disk out of a running host is not a fault
-this project injects for you.
+Only a virtio disk can be pulled this way, and the flows pull only the lab's (``target = "lab"``):
+any other disk is refused in one line before anything changes. Pulling a disk out of a running host
+of yours is not a fault this project injects for you.
 """
 
 from __future__ import annotations

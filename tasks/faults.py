@@ -34,8 +34,10 @@ STORAGE_FAULTS: tuple[StorageFault, ...] = get_args(StorageFault)
 # The faults flows.backup_faults injects into the Borg repository.
 BackupFault = Literal["backup-server-down", "restore-disk-full", "segment-corrupted", "wrong-passphrase"]
 BACKUP_FAULTS: tuple[BackupFault, ...] = get_args(BackupFault)
-# These strike the backup server itself (its VM, its segment files): the lab's, never a user's.
+# These strike what only the lab may lose — a disk pulled from under DRBD, the backup server's VM, the
+# bytes of its repository — never a host of the user's.
 LAB_ONLY_BACKUP_FAULTS: tuple[BackupFault, ...] = ("backup-server-down", "segment-corrupted")
+LAB_ONLY_STORAGE_FAULTS: tuple[StorageFault, ...] = ("disk-failure",)
 Verdict = Literal["as expected", "unexpected", "data lost"]
 VERDICTS: tuple[Verdict, ...] = ("data lost", "unexpected", "as expected")  # worst first
 

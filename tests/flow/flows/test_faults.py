@@ -20,7 +20,7 @@ from prefect.events.worker import EventsWorker
 from prefect.runtime import flow_run
 
 from flows import faults
-from flows.backup_faults import BackupFaultReport
+from flows.backup_faults import BackupFaultReport, backup_fault
 from flows.faults import (
     backup_fault_outcome,
     failover_outcome,
@@ -30,6 +30,7 @@ from flows.faults import (
     split_brain_outcome,
     storage_fault_outcome,
 )
+from flows.storage_faults import storage_fault
 from tasks import events
 from tasks.context import DryRunRefused, run_context
 from tasks.drbd.plan import Refused
@@ -284,6 +285,23 @@ def test_the_command_line_says_so_in_one_line(
     assert exit.value.code == 2
     assert capsys.readouterr().err.splitlines()[-1].endswith("'0' is not a whole number of runs, at least 1")
     assert nodes.changed == [] and nodes.probed == []
+
+
+def test_faults_that_strike_what_only_the_lab_may_lose_are_refused_on_hosts_of_yours(
+    replay: Callable[..., Replay], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    nodes = replay("fault-tolerant")  # an inventory: hosts the project did not create
+    with pytest.raises(Refused, match=r"^disk-failure unplugs the primary's disk: it runs on the lab only"):
+        storage_fault(fault="disk-failure")
+    with pytest.raises(Refused, match=r"^segment-corrupted strikes the backup server .* never on a server"):
+        backup_fault(fault="segment-corrupted")
+    assert nodes.changed == [] and nodes.probed == []
+    monkeypatch.setenv("HSF_WRITES__REPORTS_DIR", str(tmp_path))
+    monkeypatch.setattr(faults, "detect_mode", lambda settings: "fault-tolerant")
+    assert fault_matrix(only=["disk-failure", "wrong-passphrase"]) == []
+    assert "skipped disk-failure: unplugs a disk, on the lab only (target 'lab')" in nodes.logs
+    assert "skipped wrong-passphrase: needs a Borg repository (python -m flows.backup init)" in nodes.logs
+    assert nodes.changed == []
 
 
 # The mode, read from the replayed nodes.
