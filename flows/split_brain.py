@@ -40,28 +40,17 @@ from tasks.events import DATA_LOST, SPLIT_BRAIN_RESOLVED, cluster_resource, emit
 from tasks.executor import SshTarget
 from tasks.lab.host import wait_until
 from tasks.manifest import contents, tree_manifest
+from tasks.network import cut_link, heal_link
 from tasks.pictures import ack_timeline_png, save_picture
 from tasks.settings import Settings, load_settings
 from tasks.step import step
 from tasks.writes import AckLog, Writer, WriterCheck, acked_writes, check_writers
 
-CUT_TABLE = "hsf_split_brain"
 ACKED_DIR = "split/acked"  # the writers' records, under the mountpoint (and the rescue copy)
 
 
 def writer_name(node: str) -> str:
     return f"{node}-split"
-
-
-def cut_ruleset(port: int) -> str:
-    """nftables rules that drop DRBD replication traffic (both directions) on one node."""
-    rule = f"tcp dport {port} drop; tcp sport {port} drop;"
-    return (
-        f"table inet {CUT_TABLE} {{\n"
-        f"  chain input {{ type filter hook input priority 0; {rule} }}\n"
-        f"  chain output {{ type filter hook output priority 0; {rule} }}\n"
-        "}\n"
-    )
 
 
 class SideChanges(BaseModel):
@@ -182,16 +171,6 @@ class SplitBrainReport(BaseModel):
         return "\n".join([*lines, *self.acked_sentences()])
 
 
-@step(name="cut-replication-link", timeout_seconds=60)
-def cut_link(target: SshTarget, port: int) -> None:
-    current_executor().run(["nft", "-f", "-"], target, stdin=cut_ruleset(port))
-
-
-@step(name="restore-replication-link", timeout_seconds=60)
-def restore_link(target: SshTarget) -> None:
-    current_executor().run(["nft", "delete", "table", "inet", CUT_TABLE], target, ok_codes=(0, 1))
-
-
 @step(name="write-diverging-data", timeout_seconds=300)
 def write_side(target: SshTarget, mountpoint: str, node: str, delete: str | None) -> None:
     run = current_executor().run
@@ -254,7 +233,7 @@ def _drill(settings: Settings) -> SplitBrainReport:
     baseline = files_on(primary)
     cut_at = time.monotonic()
     for target in targets.values():
-        cut_link(target, resource.node(target.name).port)
+        cut_link(target, [resource.node(target.name).port])
     wait_until(
         lambda: not any(_state(t, resource).connected for t in targets.values()), 120, "the link to drop"
     )
@@ -283,7 +262,7 @@ def _drill(settings: Settings) -> SplitBrainReport:
     sides = {node: files_on(node) for node in targets}
     changes = {node: changes_between(baseline, manifest) for node, manifest in sides.items()}
     for target in targets.values():
-        restore_link(target)
+        heal_link(target)
     wait_until(
         lambda: any(_state(t, resource).connection == "StandAlone" for t in targets.values()),
         sb.detect_timeout_s,
