@@ -48,7 +48,7 @@ from tasks.borg.outcome import BorgError
 from tasks.borg.remote import RepoAccess, backup_server, client_access, server_access
 from tasks.borg.steps import create_archive, list_archives, passphrase, run_on
 from tasks.cli import EXIT_COMMAND_FAILED, EXIT_DATA_LOST, EXIT_OK, run_cli
-from tasks.cluster import borg_passphrase_block_name, delete_secret, store_secret
+from tasks.cluster import borg_passphrase_block_name, delete_secret, store_secret, stored_secret
 from tasks.context import current_executor, refuse_dry_run, run_context
 from tasks.disks import mount_small_filesystem, unmount_small_filesystem
 from tasks.drbd.plan import Refused
@@ -262,7 +262,11 @@ def _restore_disk_full(f: _Fault) -> None:
 def _wrong_passphrase(f: _Fault) -> None:
     settings = f.settings
     block = f"{borg_passphrase_block_name(settings)}-fault-wrong"
-    store_secret(block, secrets.token_urlsafe(24), replace=True)
+    if stored_secret(block) is not None:
+        raise Refused(
+            f"the Secret block {block} exists already; the fault makes (and deletes) one of its own"
+        )
+    store_secret(block, secrets.token_urlsafe(24))
     f.started = time.monotonic()
     f.note(f"a wrong passphrase stored in the Secret block {block}")
     wrong = settings.model_copy(
@@ -315,6 +319,7 @@ def _segment_corrupted(f: _Fault) -> None:
 def _repair_on_a_copy(owner: RepoAccess, secret: str, repository: str) -> list[str]:
     """What ``borg check --repair`` does to this damage, on a copy (removed afterwards)."""
     run, copy = current_executor().run, f"{repository}.hsf-fault-copy"
+    run(["rm", "-rf", "--one-file-system", copy], owner.target, timeout=600)  # a copy an earlier run left
     run(["cp", "-a", repository, copy], owner.target, timeout=600)
     try:
         env = {

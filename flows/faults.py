@@ -402,7 +402,9 @@ def available(settings: Settings, specs: list[FaultSpec]) -> tuple[list[FaultSpe
         ):
             skipped.append(f"{spec.name}: strikes the lab's backup VM only (target 'lab', backup.server set)")
         elif spec.name in LAB_ONLY_STORAGE_FAULTS and settings.target != "lab":
-            skipped.append(f"{spec.name}: unplugs a disk, on the lab only (target 'lab')")
+            skipped.append(
+                f"{spec.name}: {LAB_ONLY_STORAGE_FAULTS[spec.name]}, on the lab only (target 'lab')"
+            )
         else:
             run.append(spec)
     return run, skipped

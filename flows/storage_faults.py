@@ -16,9 +16,9 @@ throughout, and every acknowledged record is read back at the end. DRBD runs alo
 - ``disk-failure`` (lab only): the primary's backing disk vanishes (``tasks/disks.py``). DRBD detaches it
   (``on-io-error detach``) and the primary serves from its peer's disk without a pause; the disk is put
   back and attached (a repair) and resyncs from the peer.
-- ``power-cycle``: both nodes lose power at once. When they are back, ``python -m flows.setup`` (run
-  here as a subflow, standing in for the operator) brings DRBD up, promotes and mounts; the filesystem
-  replays its journal and every acknowledged record must be there.
+- ``power-cycle`` (lab only: it takes the service down): both nodes lose power at once. When they are
+  back, ``python -m flows.setup`` (run here as a subflow, standing in for the operator) brings DRBD up,
+  promotes and mounts; the filesystem replays its journal and every acknowledged record must be there.
 
 Each report says how long the application could not write, how long until both disks were UpToDate
 again after the fault's end, what the resync copied next to what was written, and the commands a
@@ -40,7 +40,7 @@ from prefect.logging import get_run_logger
 from pydantic import BaseModel, Field
 
 from flows.setup import setup
-from tasks.cli import run_cli
+from tasks.cli import CheckFailed, run_cli
 from tasks.cluster import drbd_resource, node_targets, secret_block_name, shared_secret
 from tasks.context import current_executor, refuse_dry_run, run_context
 from tasks.disks import pull_disk, put_back_disk
@@ -156,7 +156,7 @@ def storage_fault(
     refuse_dry_run(settings, f"the {fault} fault", "its proof is a real fault")
     if fault in LAB_ONLY_STORAGE_FAULTS and settings.target != "lab":
         raise Refused(
-            f"{fault} unplugs the primary's disk: it runs on the lab only, never on a host of yours"
+            f"{fault} {LAB_ONLY_STORAGE_FAULTS[fault]}: it runs on the lab only, never on a host of yours"
         )
     if settings.cluster.manager != "none":
         raise Refused(
@@ -370,7 +370,9 @@ def _power_cycle(drill: _Drill) -> None:
     with current_executor().recording() as commands:
         built = setup(settings)
     if built.primary != drill.primary:
-        raise Refused(f"after the power cycle setup made {built.primary} the primary, not {drill.primary}")
+        raise CheckFailed(
+            f"after the power cycle setup made {built.primary} the primary, not {drill.primary}"
+        )
     drill.note(f"python -m flows.setup: {drill.primary} serves again")
     drill.manual = ["python -m flows.setup", *drill.recorded(commands)]
     drill.restart_application()

@@ -99,9 +99,12 @@ def unmount_argv(path: str) -> list[str]:
 
 @step(name="mount-small-filesystem", timeout_seconds=120)
 def mount_small_filesystem(target: SshTarget | LocalTarget, path: str, size_kib: int) -> None:
-    """A tmpfs of ``size_kib`` KiB at ``path`` (created for it): a disk that fills up at once."""
+    """A tmpfs of ``size_kib`` KiB at ``path``, a directory made for it (an existing ``path`` is refused:
+    it is not ours to mount over or to remove afterwards): a disk that fills up at once."""
     run = current_executor().run
-    run(["mkdir", "-p", path], target)
+    if run(["test", "-e", path], target, read_only=True, ok_codes=(0, 1)).exit_code == 0:
+        raise Refused(f"{target.name}: {path} exists already; the fault mounts only a directory of its own")
+    run(["mkdir", path], target)
     run(mount_tmpfs_argv(path, size_kib), target)
 
 

@@ -37,7 +37,11 @@ BACKUP_FAULTS: tuple[BackupFault, ...] = get_args(BackupFault)
 # These strike what only the lab may lose — a disk pulled from under DRBD, the backup server's VM, the
 # bytes of its repository — never a host of the user's.
 LAB_ONLY_BACKUP_FAULTS: tuple[BackupFault, ...] = ("backup-server-down", "segment-corrupted")
-LAB_ONLY_STORAGE_FAULTS: tuple[StorageFault, ...] = ("disk-failure",)
+# A storage fault that strikes beyond what a drill may do to a user's cluster, with what it does.
+LAB_ONLY_STORAGE_FAULTS: dict[StorageFault, str] = {
+    "disk-failure": "unplugs the primary's disk",
+    "power-cycle": "powers both nodes off at once (the service is down until they are back)",
+}
 Verdict = Literal["as expected", "unexpected", "data lost"]
 VERDICTS: tuple[Verdict, ...] = ("data lost", "unexpected", "as expected")  # worst first
 

@@ -293,13 +293,17 @@ def test_faults_that_strike_what_only_the_lab_may_lose_are_refused_on_hosts_of_y
     nodes = replay("fault-tolerant")  # an inventory: hosts the project did not create
     with pytest.raises(Refused, match=r"^disk-failure unplugs the primary's disk: it runs on the lab only"):
         storage_fault(fault="disk-failure")
+    with pytest.raises(
+        Refused, match=r"^power-cycle powers both nodes off at once .*: it runs on the lab only"
+    ):
+        storage_fault(fault="power-cycle")
     with pytest.raises(Refused, match=r"^segment-corrupted strikes the backup server .* never on a server"):
         backup_fault(fault="segment-corrupted")
     assert nodes.changed == [] and nodes.probed == []
     monkeypatch.setenv("HSF_WRITES__REPORTS_DIR", str(tmp_path))
     monkeypatch.setattr(faults, "detect_mode", lambda settings: "fault-tolerant")
     assert fault_matrix(only=["disk-failure", "wrong-passphrase"]) == []
-    assert "skipped disk-failure: unplugs a disk, on the lab only (target 'lab')" in nodes.logs
+    assert "skipped disk-failure: unplugs the primary's disk, on the lab only (target 'lab')" in nodes.logs
     assert "skipped wrong-passphrase: needs a Borg repository (python -m flows.backup init)" in nodes.logs
     assert nodes.changed == []
 

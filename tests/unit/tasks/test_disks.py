@@ -3,16 +3,21 @@ its device link (captured on the lab: ``readlink -f /sys/block/vdb/device``)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from tasks.disks import (
     block_device_argv,
     device_link_argv,
     driver_argv,
+    mount_small_filesystem,
     mount_tmpfs_argv,
     parse_virtio_device,
     unmount_argv,
 )
+from tasks.drbd.plan import Refused
+from tasks.executor import LOCAL
 
 
 def test_the_device_link_of_the_disk_is_read_by_its_name() -> None:
@@ -44,3 +49,10 @@ def test_a_small_filesystem_is_a_tmpfs_of_the_size_asked() -> None:
         "mount", "-t", "tmpfs", "-o", "size=1024k,mode=0700", "hsf-fault", "/var/tmp/full",
     ]  # fmt: skip
     assert unmount_argv("/var/tmp/full") == ["umount", "/var/tmp/full"]
+
+
+def test_a_path_that_exists_is_never_mounted_over(tmp_path: Path) -> None:
+    (tmp_path / "kept.txt").write_text("not the fault's\n")
+    with pytest.raises(Refused, match=r"exists already; the fault mounts only a directory of its own$"):
+        mount_small_filesystem.fn(LOCAL, str(tmp_path), 1024)
+    assert (tmp_path / "kept.txt").read_text() == "not the fault's\n"
