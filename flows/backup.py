@@ -319,12 +319,14 @@ def _restore_into_scratch(
     current_executor().run(["mkdir", "-p", scratch], client)
     try:
         try:
-            extract(access, secret, archive, into=scratch, lock_wait=settings.backup.lock_wait_s)
+            warned = extract(access, secret, archive, into=scratch, lock_wait=settings.backup.lock_wait_s)
         except BorgError as exc:
             return [f"the archive could not be restored: {exc}"], False, scratch
         restored_root = f"{scratch}/{root.lstrip('/')}"
         after = tree_manifest(client, restored_root)
-        return differences(before, after), prove_editable(restored_root, after, client), scratch
+        problems = [f"borg warned: {w}" for w in warned] + differences(before, after)
+        # an incomplete restore is not worth editing (and a full disk would fail the edit itself)
+        return problems, not problems and prove_editable(restored_root, after, client), scratch
     finally:
         remove_tree(scratch, client)
 
@@ -385,8 +387,8 @@ def _restore_in_place(
         raise Refused(f"the safety copy of {root} differs ({problems[0]}); the sources were not touched")
     damage_tree(root, damage, client)
     try:
-        extract(access, secret, archive, into="/", lock_wait=settings.backup.lock_wait_s)
-        problems = differences(before, tree_manifest(client, root))
+        warned = extract(access, secret, archive, into="/", lock_wait=settings.backup.lock_wait_s)
+        problems = [f"borg warned: {w}" for w in warned] + differences(before, tree_manifest(client, root))
     except BorgError as exc:
         problems = [f"the in-place restore failed: {exc}"]
     editable = not problems and prove_editable(root, before, client)

@@ -105,6 +105,7 @@ class BackupFaultReport(BaseModel):
         if not self.error:
             found.append(f"the struck run did not fail ({self.fault}): the fault was not felt")
         elif self.fault == "restore-disk-full" and "No space left" not in self.error:
+            # borg stops with an error, or warns per file it could not write and goes on: either names it
             found.append(f"the restore failed, but not for want of space: {self.error}")
         others = [name for name, ok in self.restores.items() if name != self.damaged_archive and not ok]
         if others:
@@ -250,7 +251,7 @@ def _restore_disk_full(f: _Fault) -> None:
         )
         report = restore_drill(full)
         if report.problems:
-            f.error = report.problems[0]
+            f.error = next((p for p in report.problems if "No space left" in p), report.problems[0])
             f.note(f"the restore drill failed as it should: {f.error}")
         left = current_executor().run(["ls", "-A", scratch], client, read_only=True).stdout.split()
         if left:

@@ -145,10 +145,13 @@ def damage_tree(root: str, how: Literal["remove", "encrypt"], target: Target = L
 
 
 @step(name="borg-extract", timeout_seconds=7200)
-def extract(access: RepoAccess, secret: str, archive: str, into: str = "/", lock_wait: int = 600) -> None:
-    """Restore ``archive`` under ``into`` (archives hold paths relative to /: ``/`` restores in place)."""
+def extract(
+    access: RepoAccess, secret: str, archive: str, into: str = "/", lock_wait: int = 600
+) -> list[str]:
+    """Restore ``archive`` under ``into`` (archives hold paths relative to /: ``/`` restores in place);
+    returns borg's warnings — a file it could not write (a full disk) is one, not an error."""
     argv = borg.extract_argv(access.url, archive, lock_wait=lock_wait)
-    run_on(access, argv, secret, cwd=into, timeout=7200)
+    return run_on(access, argv, secret, cwd=into, timeout=7200).warnings
 
 
 @step(name="copy-tree", timeout_seconds=7200)
