@@ -33,6 +33,7 @@ from flows.backup_faults import backup_fault
 from flows.failover import failover_drill
 from flows.ha_node_loss import ha_node_loss
 from flows.link_cut import link_cut_drill
+from flows.orchestration_faults import orchestration_fault
 from flows.split_brain import split_brain_drill
 from flows.storage_faults import storage_fault
 from tasks.cli import run_cli
@@ -51,11 +52,13 @@ from tasks.events import FAULT_OUTCOME, cluster_resource, emit
 from tasks.faults import (
     CATALOGUE,
     LAB_ONLY_BACKUP_FAULTS,
+    LAB_ONLY_ORCHESTRATION_FAULTS,
     LAB_ONLY_STORAGE_FAULTS,
     BackupFault,
     FaultOutcome,
     FaultSpec,
     Mode,
+    OrchestrationFault,
     StorageFault,
     acked_loss,
     check_names,
@@ -71,6 +74,12 @@ from tasks.nodes import fault_outcome
 from tasks.pictures import fault_matrix_png, save_picture
 from tasks.settings import Settings, load_settings
 from tasks.writes import AckedWrites, WriterCheck, record_size
+
+# A fault that strikes what only the lab may lose, with what it does.
+LAB_ONLY_FAULTS: dict[str, str] = {
+    **{str(fault): what for fault, what in LAB_ONLY_STORAGE_FAULTS.items()},
+    **{str(fault): what for fault, what in LAB_ONLY_ORCHESTRATION_FAULTS.items()},
+}
 
 # The drills' reports as the adapters read them. Flow modules take only flows from each other
 # (tests/unit/test_layering.py), so each report is described here by the fields it is read for.
@@ -170,6 +179,20 @@ class StorageFaultReportLike(Protocol):
 
     @property
     def two_primaries(self) -> bool: ...
+
+
+class OrchestrationFaultReportLike(Protocol):
+    @property
+    def fault(self) -> str: ...
+
+    killed: str
+    killed_while: str
+    rerun: str
+    repeated: list[str]
+    problems: list[str]
+    unserved_s: float | None
+    bytes_lost: int
+    acked_lost: int
 
 
 def failover_outcome(report: FailoverReportLike, run: int, mode: Mode) -> FaultOutcome:
@@ -331,12 +354,39 @@ def backup_fault_outcome(report: BackupFaultReportLike, run: int, mode: Mode) ->
     )
 
 
+def orchestration_fault_outcome(report: OrchestrationFaultReportLike, run: int) -> FaultOutcome:
+    """A fault of flows.orchestration_faults: the re-run is what a human runs; what it repeated of what must
+    happen once is checked by the catalogue; the volume unserved from the kill to the re-run's mount is the
+    outage (drill-killed; a brand-new volume served nothing yet)."""
+    return FaultOutcome(
+        fault=report.fault,
+        run=run,
+        mode="fault-tolerant",
+        outage_s=report.unserved_s,
+        redundant_s=None,
+        bytes_lost=report.bytes_lost,
+        acked_lost=report.acked_lost,
+        manual_commands=[report.rerun],
+        repeated=list(report.repeated),
+        summary=f"killed {report.killed} ({report.killed_while}); `{report.rerun}` again resumed"
+        + (f", repeating {'; '.join(report.repeated)}" if report.repeated else " and repeated nothing")
+        + (f"; the volume was unserved {report.unserved_s:.1f} s" if report.unserved_s is not None else ""),
+        problems=list(report.problems),
+    )
+
+
 def _backup(fault: BackupFault) -> Callable[[Settings, int, Mode], FaultOutcome]:
     return lambda settings, run, mode: backup_fault_outcome(backup_fault(settings, fault=fault), run, mode)
 
 
 def _storage(fault: StorageFault) -> Callable[[Settings, int, Mode], FaultOutcome]:
     return lambda settings, run, mode: storage_fault_outcome(storage_fault(settings, fault=fault), run)
+
+
+def _orchestration(fault: OrchestrationFault) -> Callable[[Settings, int, Mode], FaultOutcome]:
+    return lambda settings, run, mode: orchestration_fault_outcome(
+        orchestration_fault(settings, fault=fault), run
+    )
 
 
 def _link_cut(settings: Settings, run: int, mode: Mode) -> FaultOutcome:
@@ -360,6 +410,8 @@ RUNNERS: dict[str, Callable[[Settings, int, Mode], FaultOutcome]] = {
     "segment-corrupted": _backup("segment-corrupted"),
     "wrong-passphrase": _backup("wrong-passphrase"),
     "ha-node-loss": lambda settings, run, mode: node_loss_outcome(ha_node_loss(settings), run),
+    "setup-killed": _orchestration("setup-killed"),
+    "drill-killed": _orchestration("drill-killed"),
 }
 
 
@@ -401,10 +453,8 @@ def available(settings: Settings, specs: list[FaultSpec]) -> tuple[list[FaultSpe
             settings.target == "lab" and settings.backup.server
         ):
             skipped.append(f"{spec.name}: strikes the lab's backup VM only (target 'lab', backup.server set)")
-        elif spec.name in LAB_ONLY_STORAGE_FAULTS and settings.target != "lab":
-            skipped.append(
-                f"{spec.name}: {LAB_ONLY_STORAGE_FAULTS[spec.name]}, on the lab only (target 'lab')"
-            )
+        elif spec.name in LAB_ONLY_FAULTS and settings.target != "lab":
+            skipped.append(f"{spec.name}: {LAB_ONLY_FAULTS[spec.name]}, on the lab only (target 'lab')")
         else:
             run.append(spec)
     return run, skipped

@@ -8,7 +8,8 @@ A flow that changes state on the cluster's nodes asks for the cluster (``changes
 context then holds it (:func:`cluster_lease`) for as long as the run lasts, so two state-changing flows
 never act on the same nodes at once. The second waits, saying for what, up to
 ``cluster.lock_timeout_s``; then it fails with one line. Read-only flows (status, list, preview,
-verify) do not ask for it.
+verify) do not ask for it. A flow process that a holding run starts itself (an orchestration fault's
+victim) acts under that run's hold, as a subflow would (:func:`lease_for_child`).
 """
 
 from __future__ import annotations
@@ -32,6 +33,9 @@ from tasks.executor import Executor
 from tasks.settings import Settings
 
 LOCK_PREFIX = "hsf-cluster-"
+# Set by a run for a flow process it starts under its own hold of the cluster (an orchestration fault's
+# victim): the pid of the run that holds it. Not an HSF_ variable: it is no setting.
+LEASE_PARENT_VARIABLE = "HA_STORAGE_FLOWS_LEASE_PARENT"
 FIRST_TRY_S = 1.0  # how long to try for a free cluster before saying that this run waits
 
 
@@ -204,12 +208,43 @@ def cluster_lease(settings: Settings) -> Iterator[None]:
     """
     from prefect.settings import get_current_settings
 
+    if _held_by_parent(settings):
+        yield
+        return
     deadline = time.monotonic() + settings.cluster.lock_timeout_s
     with contextlib.ExitStack() as stack:
         stack.enter_context(_host_lock(settings, deadline))
         if get_current_settings().api.url:
             stack.enter_context(_server_slot(settings, deadline))
         yield
+
+
+def lease_for_child() -> dict[str, str]:
+    """The environment that lets a flow process this run starts act under this run's hold of the cluster
+    (it would wait for it otherwise); raises RuntimeError when this run does not hold it."""
+    context = _CURRENT.get()
+    if context is None or not context.holds_cluster:
+        raise RuntimeError("only a run that holds the cluster can lend it to a process it starts")
+    return {LEASE_PARENT_VARIABLE: str(os.getpid())}
+
+
+def _held_by_parent(settings: Settings) -> bool:
+    """This process was started by the run that holds the cluster: the variable names the parent process,
+    the lock file names it as the holder, and the lock is held. Any other case takes the lease as usual."""
+    parent = os.getppid()
+    if os.environ.get(LEASE_PARENT_VARIABLE) != str(parent):
+        return False
+    path = settings.cluster.lock_dir / f"{lock_name(settings.cluster_name)}.lock"
+    holder = _read_holder(path)
+    if holder is None or holder.pid != parent or holder.host != socket.gethostname():
+        return False
+    with path.open("a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True  # held, by the parent the file names
+        fcntl.flock(handle, fcntl.LOCK_UN)
+        return False
 
 
 def _waiting(settings: Settings, holder: str) -> None:

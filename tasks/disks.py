@@ -115,3 +115,49 @@ def unmount_small_filesystem(target: SshTarget | LocalTarget, path: str) -> None
     if run(["mountpoint", "-q", path], target, read_only=True, ok_codes=(0, 1, 32)).exit_code == 0:
         run(unmount_argv(path), target)
     run(["rmdir", "--ignore-fail-on-non-empty", path], target, ok_codes=(0, 1))
+
+
+# -- a throwaway disk backed by a file (the setup-killed fault's brand-new resource) ---------------
+
+
+def make_file_argv(path: str, size_mib: int) -> list[str]:
+    """A file of ``size_mib`` MiB of zeros, all allocated (a loop device over a sparse file works too,
+    but a full disk of the guest would then fail writes halfway)."""
+    return ["fallocate", "-l", f"{size_mib}MiB", path]
+
+
+def loop_of_file_argv(path: str) -> list[str]:
+    """The loop devices backed by ``path``, one name per line (none: empty output)."""
+    return ["losetup", "--noheadings", "--output", "NAME", "--associated", path]
+
+
+def attach_loop_argv(path: str) -> list[str]:
+    """Attach ``path`` to the first free loop device and print its name."""
+    return ["losetup", "--find", "--show", path]
+
+
+def detach_loop_argv(device: str) -> list[str]:
+    return ["losetup", "--detach", device]
+
+
+@step(name="attach-loop-file", timeout_seconds=120, retry_transport=True)
+def attach_loop_file(target: SshTarget, path: str, size_mib: int) -> str:
+    """A block device backed by the file ``path`` (made if missing); returns its name (``/dev/loopN``).
+    Attached already: that device, nothing changed."""
+    run = current_executor().run
+    if run(["test", "-e", path], target, read_only=True, ok_codes=(0, 1)).exit_code == 1:
+        run(["mkdir", "-p", str(PurePosixPath(path).parent)], target)
+        run(make_file_argv(path, size_mib), target)
+    attached = run(loop_of_file_argv(path), target, read_only=True).stdout.split()
+    if attached:
+        return attached[0]
+    return run(attach_loop_argv(path), target).stdout.strip()
+
+
+@step(name="detach-loop-file", timeout_seconds=120, retry_transport=True)
+def detach_loop_file(target: SshTarget, path: str) -> None:
+    """Detach every loop device backed by ``path`` and remove the file (gone already: nothing to do)."""
+    run = current_executor().run
+    for device in run(loop_of_file_argv(path), target, read_only=True, ok_codes=(0, 1)).stdout.split():
+        run(detach_loop_argv(device), target)
+    run(["rm", "-f", path], target)

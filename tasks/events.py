@@ -23,6 +23,7 @@ HA_NODE_LOSS_COMPLETED = "hsf.ha.node-loss.completed"
 LINK_CUT_COMPLETED = "hsf.link-cut.completed"
 STORAGE_FAULT_COMPLETED = "hsf.storage-fault.completed"
 BACKUP_FAULT_COMPLETED = "hsf.backup-fault.completed"
+ORCHESTRATION_FAULT_COMPLETED = "hsf.orchestration-fault.completed"
 FAULT_OUTCOME = "hsf.fault.outcome"
 
 EVENTS = frozenset(
@@ -39,6 +40,7 @@ EVENTS = frozenset(
         LINK_CUT_COMPLETED,
         STORAGE_FAULT_COMPLETED,
         BACKUP_FAULT_COMPLETED,
+        ORCHESTRATION_FAULT_COMPLETED,
         FAULT_OUTCOME,
     }
 )

@@ -42,6 +42,14 @@ LAB_ONLY_STORAGE_FAULTS: dict[StorageFault, str] = {
     "disk-failure": "unplugs the primary's disk",
     "power-cycle": "powers both nodes off at once (the service is down until they are back)",
 }
+# The faults flows.orchestration_faults injects: the flow's own process killed midway, then run again.
+OrchestrationFault = Literal["setup-killed", "drill-killed"]
+ORCHESTRATION_FAULTS: tuple[OrchestrationFault, ...] = get_args(OrchestrationFault)
+# Both kill a flow while it changes the nodes; on the lab, whose state the flows own.
+LAB_ONLY_ORCHESTRATION_FAULTS: dict[OrchestrationFault, str] = {
+    "setup-killed": "builds a throwaway resource on loop devices of the nodes and kills its setup",
+    "drill-killed": "kills the failover drill while the volume has no Primary",
+}
 Verdict = Literal["as expected", "unexpected", "data lost"]
 VERDICTS: tuple[Verdict, ...] = ("data lost", "unexpected", "as expected")  # worst first
 
@@ -92,6 +100,11 @@ class FaultOutcome(BaseModel):
         description="State-changing commands a human (or the flow, standing in for one) had to run to get "
         "the data served or the nodes agreeing again; a repair of the lost node is not counted.",
     )
+    repeated: list[str] = Field(
+        default_factory=list,
+        description="What must happen once but happened again after a flow was killed and re-run: metadata "
+        "created over the resource's, a second forced promotion, a device mounted twice on a node.",
+    )
     summary: str = Field(description="One line: what happened.")
     problems: list[str] = Field(
         default_factory=list, description="Every promise broken (filled by the check); empty: as expected."
@@ -125,6 +138,11 @@ class Expectation(BaseModel):
         description="The resync copies about what was written meanwhile (DRBD's bitmap), not the whole disk: "
         f"at most {RESYNC_FACTOR} times what was written + {RESYNC_SLACK_BYTES >> 20} MiB.",
     )
+    resumes: bool = Field(
+        False,
+        description="A flow run again after its process was killed resumes from the real state: nothing that "
+        "must happen once happens twice.",
+    )
 
     def problems(self, outcome: FaultOutcome) -> list[str]:
         """One line per broken promise (empty: the outcome is what the design promises)."""
@@ -153,6 +171,8 @@ class Expectation(BaseModel):
             found.append("two Primaries at once (the design promises never)")
         if self.resync_follows_writes:
             found.extend(_resync_problems(outcome))
+        if self.resumes and outcome.repeated:
+            found.append(f"the re-run repeated: {'; '.join(outcome.repeated)} (the design promises once)")
         return found
 
 
@@ -384,6 +404,40 @@ CATALOGUE += (
                 manual_commands="none",
             )
         ),
+    ),
+)
+
+
+CATALOGUE += (
+    FaultSpec(
+        name="setup-killed",
+        layer="orchestration",
+        description="The setup flow's process is killed (SIGKILL) during the initial sync of a brand-new "
+        "resource, then setup runs again (flows.orchestration_faults).",
+        expect={
+            "fault-tolerant": Expectation(
+                promise="The re-run resumes from what the nodes say: it never creates metadata again, never "
+                "forces a promotion again, makes the filesystem once and mounts it once; a human only runs "
+                "setup again.",
+                manual_commands="allowed",
+                resumes=True,
+            ),
+        },
+    ),
+    FaultSpec(
+        name="drill-killed",
+        layer="orchestration",
+        description="The failover drill's process is killed (SIGKILL) right after it killed the primary, "
+        "leaving no Primary, then the drill runs again (flows.orchestration_faults).",
+        expect={
+            "fault-tolerant": Expectation(
+                promise="The re-run brings the volume back from what the nodes say (no new metadata, no "
+                "forced promotion, one mount) and its own drill loses nothing; a human only runs the drill "
+                "again.",
+                manual_commands="allowed",
+                resumes=True,
+            ),
+        },
     ),
 )
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import difflib
 import ipaddress
+import json
 import os
 import re
 import socket
@@ -37,6 +38,7 @@ from pydantic import (
 )
 from pydantic_settings import (
     BaseSettings,
+    JsonConfigSettingsSource,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     TomlConfigSettingsSource,
@@ -926,8 +928,10 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        toml_file = Path(os.environ.get(CONFIG_VARIABLE, "hsf.toml"))
-        return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls, toml_file=toml_file))
+        path = Path(os.environ.get(CONFIG_VARIABLE, "hsf.toml"))
+        if path.suffix == ".json":  # what write_settings_file hands to a flow process it starts
+            return (init_settings, env_settings, JsonConfigSettingsSource(settings_cls, json_file=path))
+        return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls, toml_file=path))
 
 
 def _one_replication_network(hosts: tuple[InventoryHost, ...]) -> None:
@@ -1001,17 +1005,32 @@ def unknown_variables(environ: Mapping[str, str]) -> list[str]:
 
 
 def config_file_problem(environ: Mapping[str, str]) -> str | None:
-    """The TOML file named by HSF_CONFIG must exist; any settings file must parse."""
+    """The file named by HSF_CONFIG must exist; any settings file must parse (TOML, or JSON when its name
+    ends in .json)."""
     path = Path(environ.get(CONFIG_VARIABLE, "hsf.toml"))
     if not path.exists():
         return f"{CONFIG_VARIABLE} names {path}, which does not exist" if CONFIG_VARIABLE in environ else None
     try:
-        tomllib.loads(path.read_text())
+        if path.suffix == ".json":
+            json.loads(path.read_text())
+        else:
+            tomllib.loads(path.read_text())
     except tomllib.TOMLDecodeError as exc:
         return f"settings file {path} is not valid TOML: {exc}"
+    except json.JSONDecodeError as exc:
+        return f"settings file {path} is not valid JSON: {exc}"
     except OSError as exc:
         return f"settings file {path} cannot be read: {exc.strerror}"
     return None
+
+
+def write_settings_file(settings: Settings, path: Path) -> Path:
+    """``settings`` as a JSON settings file (mode 0600) that ``HSF_CONFIG`` can name: how a flow hands its
+    exact settings to a flow process it starts, whatever they were loaded from."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.touch(mode=0o600)
+    path.write_text(settings.model_dump_json(exclude_defaults=True))
+    return path
 
 
 def load_settings(**overrides: object) -> Settings:

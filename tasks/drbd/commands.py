@@ -198,6 +198,15 @@ def umount_argv(mountpoint: str) -> list[str]:
     return ["umount", mountpoint]
 
 
+def mounts_of_argv(device: str) -> list[str]:
+    """Every place ``device`` is mounted, one per line (exit 1 when it is mounted nowhere)."""
+    return ["findmnt", "--raw", "--noheadings", "--source", device, "-o", "TARGET"]
+
+
+def remove_file_argv(path: str) -> list[str]:
+    return ["rm", "-f", path]
+
+
 def findmnt_argv(mountpoint: str) -> list[str]:
     """The filesystem mounted exactly at ``mountpoint`` as JSON; exit 1 when nothing is."""
     return ["findmnt", "--json", "--mountpoint", mountpoint, "-o", "SOURCE,TARGET,FSTYPE,OPTIONS"]

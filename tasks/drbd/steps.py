@@ -311,6 +311,24 @@ def umount(target: SshTarget, mountpoint: str) -> None:
     run(target, cmd.umount_argv(mountpoint), timeout=240)
 
 
+@step(name="mounts-of", timeout_seconds=60, retry_transport=True)
+def mounts_of(target: SshTarget, device: str) -> list[str]:
+    """Every mountpoint of ``device`` on ``target`` (a node that mounted it twice lists two)."""
+    return run(target, cmd.mounts_of_argv(device), read_only=True, ok_codes=(0, 1)).stdout.split()
+
+
+@step(name="remove-resource", timeout_seconds=300, retry_transport=True)
+def remove_resource(target: SshTarget, resource: DrbdResource, mountpoint: str) -> None:
+    """Take a resource off a node for good: unmounted, ``drbdadm down``, its file removed. The backing
+    disk keeps its data and metadata. Gone already: nothing to do."""
+    device = resource.node(target.name).device
+    if mountpoint in mounts_of.fn(target, device):
+        run(target, cmd.umount_argv(mountpoint), timeout=240)
+    if drbd_state(target, resource.node(target.name).minor).configured:
+        run(target, cmd.down_argv(resource.name))
+    run(target, cmd.remove_file_argv(resource.config_path))
+
+
 @step(name="filesystem-type", timeout_seconds=60, retry_transport=True)
 def filesystem_type(target: SshTarget, device: str) -> str | None:
     return parse_blkid_export(

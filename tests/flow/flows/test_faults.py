@@ -27,9 +27,11 @@ from flows.faults import (
     fault_matrix,
     link_cut_outcome,
     node_loss_outcome,
+    orchestration_fault_outcome,
     split_brain_outcome,
     storage_fault_outcome,
 )
+from flows.orchestration_faults import OrchestrationFaultReport, orchestration_fault
 from flows.storage_faults import storage_fault
 from tasks import events
 from tasks.context import DryRunRefused, run_context
@@ -63,6 +65,7 @@ def test_a_manual_failover_as_an_outcome() -> None:
         "fault": "primary-killed", "run": 1, "mode": "fault-tolerant", "outage_s": 9.6, "redundant_s": 51.6,
         "bytes_lost": 0, "acked_lost": 0, "copies_intact": True, "two_primaries": False,
         "resynced_bytes": None, "written_bytes": None, "manual_commands": ["drbdadm primary r0"],
+        "repeated": [],
         "summary": "nodea destroyed; nodeb promoted by hand (1 command), every byte verified 8.8 s after "
         "the fault; nodea resynced 28.2 s after it was back",
         "problems": [],
@@ -128,6 +131,63 @@ def test_a_storage_fault_as_an_outcome() -> None:
         "the resync copied 1,048,508 KiB for 287 KiB written (more than 33,342 KiB: the design promises "
         "about what changed)",
     ]
+
+
+def drill_killed_report(**overrides: object) -> OrchestrationFaultReport:
+    """The drill-killed fault as the lab measured it."""
+    fields: dict[str, object] = {
+        "fault": "drill-killed", "resource": "r0", "started_at": "2026-11-26T22:41:20Z",
+        "killed": "python -m flows.failover, 19.7 s after it started",
+        "killed_while": "nodea: off; nodeb: cs:Connected ro:Secondary/Primary ds:UpToDate/UpToDate",
+        "victim_log": "/var/lib/ha-storage-flows/reports/drill-killed-2026-11-26T224120Z/failover.log",
+        "rerun": "python -m flows.failover",
+        "rerun_steps": [
+            "nodea: drbdadm up r0", "nodea: drbdadm primary r0", "nodea: mount /dev/drbd0 /mnt/r0",
+        ],
+        "repeated": [], "mounted": {"nodea": ["/mnt/r0"], "nodeb": []}, "unserved_s": 68.8,
+    }  # fmt: skip
+    fields.update(overrides)
+    return OrchestrationFaultReport.model_validate(fields)
+
+
+def test_an_orchestration_fault_as_an_outcome() -> None:
+    outcome = SPECS["drill-killed"].judge(orchestration_fault_outcome(drill_killed_report(), 1))
+    assert (outcome.mode, outcome.outage_s, outcome.manual_commands, outcome.problems) == (
+        "fault-tolerant", 68.8, ["python -m flows.failover"], [],
+    )  # fmt: skip
+    assert outcome.summary == (
+        "killed python -m flows.failover, 19.7 s after it started (nodea: off; nodeb: cs:Connected "
+        "ro:Secondary/Primary ds:UpToDate/UpToDate); `python -m flows.failover` again resumed and repeated "
+        "nothing; the volume was unserved 68.8 s"
+    )
+    again = drill_killed_report(
+        repeated=["nodea: a promotion forced again (`drbdadm primary --force r0`)"],
+        problems=["the volume is mounted on 2 nodes (nodea, nodeb)"],
+        bytes_lost=1090,
+        acked_lost=1,
+    )
+    bad = SPECS["drill-killed"].judge(orchestration_fault_outcome(again, 2))
+    assert bad.verdict == "data lost"
+    assert bad.problems == [
+        "the volume is mounted on 2 nodes (nodea, nodeb)",
+        "lost 1,090 bytes, 1 acknowledged write among them (the design promises none)",
+        "the re-run repeated: nodea: a promotion forced again (`drbdadm primary --force r0`) (the design "
+        "promises once)",
+    ]
+
+
+def test_orchestration_faults_run_on_the_lab_only_and_never_dry(replay: Callable[..., Replay]) -> None:
+    nodes = replay("fault-tolerant")  # an inventory: hosts the project did not create
+    with pytest.raises(
+        Refused, match=r"^setup-killed builds a throwaway resource .*: it runs on the lab only"
+    ):
+        orchestration_fault(fault="setup-killed")
+    with pytest.raises(Refused, match=r"^drill-killed kills the failover drill .*: it runs on the lab only"):
+        orchestration_fault(fault="drill-killed")
+    assert nodes.changed == [] and nodes.probed == []
+    replay("fault-tolerant", dry_run=True)
+    with pytest.raises(DryRunRefused, match=r"^the drill-killed fault does not dry-run: "):
+        orchestration_fault(fault="drill-killed")
 
 
 def backup_fault_report(**overrides: object) -> BackupFaultReport:

@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
 from flows.setup import SetupReport, setup
-from tasks.context import ClusterBusy, current_executor
+from tasks.context import LEASE_PARENT_VARIABLE, ClusterBusy, current_executor, lease_for_child, run_context
+from tasks.processes import PROJECT_ROOT
+from tasks.settings import load_settings
 from tests.flow.conftest import Replay
 from tests.replay import Ran, ReplayExecutor
 
@@ -90,3 +96,45 @@ def test_the_second_flow_refuses_clearly_after_its_timeout(
 def test_read_only_code_outside_a_flow_run_gets_a_plain_executor() -> None:
     executor = current_executor()
     assert not executor.dry_run and executor is current_executor()
+
+
+_TAKE_THE_CLUSTER = """
+from tasks.context import ClusterBusy, cluster_lease
+from tasks.settings import load_settings
+try:
+    with cluster_lease(load_settings()):
+        print("acting under the cluster")
+except ClusterBusy as exc:
+    print(exc)
+"""
+
+
+def test_a_process_the_holding_run_starts_acts_under_its_hold_and_no_other_does(
+    prefect_harness: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A real child process of a run that holds the cluster: lent the lease, it acts at once; without it,
+    or naming a process that is not its parent, it waits and gives up as any other run would."""
+    for name in list(os.environ):
+        if name.startswith("HSF_"):
+            monkeypatch.delenv(name)
+    monkeypatch.chdir(tmp_path)
+    env = os.environ | {"HSF_CLUSTER__LOCK_DIR": str(tmp_path), "HSF_CLUSTER__LOCK_TIMEOUT_S": "2"}
+    settings = load_settings(cluster={"lock_dir": str(tmp_path), "lock_timeout_s": 2})
+
+    def child(extra: dict[str, str]) -> str:
+        argv = [sys.executable, "-c", _TAKE_THE_CLUSTER]
+        done = subprocess.run(
+            argv, env=env | extra, cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=120
+        )
+        assert done.returncode == 0, done.stderr[-2000:]
+        return done.stdout.strip()
+
+    with pytest.raises(RuntimeError, match="only a run that holds the cluster can lend it"):
+        lease_for_child()
+    with run_context(settings, changes_state=True):
+        lent = lease_for_child()
+        assert lent == {LEASE_PARENT_VARIABLE: str(os.getpid())}
+        assert child(lent) == "acting under the cluster"
+        assert child({}).startswith("cluster hsf stayed in use by another flow run for 2 s")
+        assert child({LEASE_PARENT_VARIABLE: "1"}).startswith("cluster hsf stayed in use")
+    assert child(lent) == "acting under the cluster"  # released: it takes the lease itself

@@ -7,10 +7,15 @@ from pathlib import Path
 
 import pytest
 
+from tasks.context import current_executor
 from tasks.disks import (
+    attach_loop_argv,
     block_device_argv,
+    detach_loop_argv,
     device_link_argv,
     driver_argv,
+    loop_of_file_argv,
+    make_file_argv,
     mount_small_filesystem,
     mount_tmpfs_argv,
     parse_virtio_device,
@@ -56,3 +61,22 @@ def test_a_path_that_exists_is_never_mounted_over(tmp_path: Path) -> None:
     with pytest.raises(Refused, match=r"exists already; the fault mounts only a directory of its own$"):
         mount_small_filesystem.fn(LOCAL, str(tmp_path), 1024)
     assert (tmp_path / "kept.txt").read_text() == "not the fault's\n"
+
+
+def test_a_throwaway_disk_is_a_file_on_a_loop_device() -> None:
+    assert make_file_argv("/var/lib/hsf/fault-disk.img", 64) == [
+        "fallocate",
+        "-l",
+        "64MiB",
+        "/var/lib/hsf/fault-disk.img",
+    ]
+    assert attach_loop_argv("/f.img") == ["losetup", "--find", "--show", "/f.img"]
+    assert detach_loop_argv("/dev/loop0") == ["losetup", "--detach", "/dev/loop0"]
+
+
+def test_the_loop_devices_of_a_file_are_listed_by_the_real_losetup(tmp_path: Path) -> None:
+    """util-linux's losetup takes the flags; a file no loop device uses lists nothing (exit 0)."""
+    image = tmp_path / "disk.img"
+    current_executor().run(make_file_argv(str(image), 1), LOCAL)
+    assert image.stat().st_size == 1 << 20
+    assert current_executor().run(loop_of_file_argv(str(image)), LOCAL).stdout == ""

@@ -16,6 +16,7 @@ from tasks.faults import (
     CATALOGUE,
     KEBAB,
     MODES,
+    ORCHESTRATION_FAULTS,
     Expectation,
     FaultOutcome,
     FaultSpec,
@@ -49,6 +50,7 @@ def outcome(**overrides: Any) -> FaultOutcome:
 STRICT = Expectation(promise="nothing lost, nobody acts", manual_commands="none", max_outage_s=60)
 LENIENT = Expectation(promise="a human acts", manual_commands="allowed", single_primary=False)
 RESYNC = Expectation(promise="resync what changed", manual_commands="none", resync_follows_writes=True)
+RESUMES = Expectation(promise="resume", manual_commands="allowed", resumes=True)
 
 
 @pytest.mark.parametrize(
@@ -119,6 +121,22 @@ RESYNC = Expectation(promise="resync what changed", manual_commands="none", resy
             ["the resync was not measured (the design promises it follows what was written)"],
         ),
         (STRICT, {"resynced_bytes": 1 << 30, "written_bytes": 0}, []),
+        # a killed flow run again: what must happen once, once
+        (RESUMES, {"manual_commands": ["python -m flows.setup"]}, []),
+        (
+            RESUMES,
+            {
+                "repeated": [
+                    "nodea: metadata created again (`drbdadm create-md hsf-fault`)",
+                    "nodeb: mounted 2 times",
+                ]
+            },
+            [
+                "the re-run repeated: nodea: metadata created again (`drbdadm create-md hsf-fault`); nodeb: "
+                "mounted 2 times (the design promises once)"
+            ],
+        ),
+        (STRICT, {"repeated": ["nodeb: mounted 2 times"]}, []),  # a promise only where a flow is re-run
     ],
 )
 def test_each_broken_promise_is_one_line(
@@ -157,6 +175,8 @@ def test_the_catalogue_names_are_unique_kebab_case_and_state_a_promise_per_mode(
         "split-brain": ("fault-tolerant",),
         "ha-node-loss": ("ha",),
         **dict.fromkeys(BACKUP_FAULTS, MODES),
+        "setup-killed": ("fault-tolerant",),
+        "drill-killed": ("fault-tolerant",),
     }
     assert all(e.promise for spec in CATALOGUE for e in spec.expect.values())
     with pytest.raises(ValueError, match="String should match pattern"):
@@ -179,6 +199,8 @@ def test_the_promises_of_the_existing_faults() -> None:
         ("split-brain", "fault-tolerant"): "allowed",
         ("ha-node-loss", "ha"): "none",
         **{(name, mode): "none" for name in BACKUP_FAULTS for mode in MODES},
+        ("setup-killed", "fault-tolerant"): "allowed",  # a human runs the killed flow again
+        ("drill-killed", "fault-tolerant"): "allowed",
     }
     # Where the peer falls behind and comes back, the resync must follow what was written.
     assert [key for key, e in expect.items() if e.resync_follows_writes] == [
@@ -192,12 +214,21 @@ def test_the_promises_of_the_existing_faults() -> None:
     backups = [spec for spec in CATALOGUE if spec.layer == "backup"]
     assert [spec.name for spec in backups] == list(BACKUP_FAULTS)
     assert all(len({e.promise for e in spec.expect.values()}) == 1 for spec in backups)
+    # A killed flow run again resumes: what must happen once never happens twice.
+    assert [key for key, e in expect.items() if e.resumes] == [
+        ("setup-killed", "fault-tolerant"),
+        ("drill-killed", "fault-tolerant"),
+    ]
 
 
-PACEMAKER_SKIPS = [
-    f"{name}: needs fault-tolerant; the volume runs pacemaker"
-    for name in ("secondary-killed", "long-outage", "disk-failure", "power-cycle", "split-brain")
-] + ["ha-node-loss: needs ha; the volume runs pacemaker"]
+PACEMAKER_SKIPS = (
+    [
+        f"{name}: needs fault-tolerant; the volume runs pacemaker"
+        for name in ("secondary-killed", "long-outage", "disk-failure", "power-cycle", "split-brain")
+    ]
+    + ["ha-node-loss: needs ha; the volume runs pacemaker"]
+    + [f"{name}: needs fault-tolerant; the volume runs pacemaker" for name in ORCHESTRATION_FAULTS]
+)
 
 
 @pytest.mark.parametrize(
@@ -215,6 +246,7 @@ PACEMAKER_SKIPS = [
                 "power-cycle",
                 "split-brain",
                 *BACKUP_FAULTS,
+                *ORCHESTRATION_FAULTS,
             ],
             ["ha-node-loss: needs ha; the volume runs fault-tolerant"],
         ),
@@ -243,7 +275,7 @@ def test_select_refuses_an_unknown_name_in_one_line() -> None:
     known = (
         "the catalogue has: primary-killed, secondary-killed, long-outage, link-cut, disk-failure, "
         "power-cycle, split-brain, ha-node-loss, backup-server-down, restore-disk-full, segment-corrupted, "
-        "wrong-passphrase"
+        "wrong-passphrase, setup-killed, drill-killed"
     )
     with pytest.raises(ValueError, match=r"^unknown fault 'primary-kiled'; " + known + "$"):
         select(CATALOGUE, "pacemaker", ["link-cut", "primary-kiled"])

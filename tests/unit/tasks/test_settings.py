@@ -16,6 +16,7 @@ from tasks.settings import (
     Settings,
     SettingsError,
     load_settings,
+    write_settings_file,
 )
 
 
@@ -57,6 +58,22 @@ def test_toml_file_is_read_and_env_wins(monkeypatch: pytest.MonkeyPatch, tmp_pat
     assert settings.primary_node == "nodeb"
     assert settings.lab.subnet == ipaddress.IPv4Network("10.99.0.0/24")
     assert settings.lab.memory_mib == 640
+
+
+def test_a_run_hands_its_exact_settings_to_a_process_as_a_json_file(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Whatever they were loaded from (here init overrides, which no environment carries)."""
+    settings = load_settings(
+        primary_node="nodeb", drbd={"resource": "hsf-fault", "minor": 99}, faults={"away_mib": 8}
+    )
+    path = write_settings_file(settings, tmp_path / "child" / "settings.json")
+    assert path.stat().st_mode & 0o777 == 0o600
+    monkeypatch.setenv("HSF_CONFIG", str(path))
+    assert load_settings() == settings
+    path.write_text('{"drbd": {"resource": ')
+    with pytest.raises(SettingsError, match=rf"^settings file {path} is not valid JSON: Expecting value"):
+        load_settings()
 
 
 @pytest.mark.parametrize(

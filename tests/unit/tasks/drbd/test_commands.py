@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from tasks.context import current_executor
 from tasks.drbd import commands as c
 from tasks.drbd.model import DrbdResource, render_resource
 from tasks.drbd.probes import (
@@ -29,6 +30,7 @@ from tasks.drbd.probes import (
     parse_ip_addresses,
     parse_lsblk,
 )
+from tasks.executor import LOCAL
 
 SECRET = "s3cr3t-Secret_value.0123"
 
@@ -543,3 +545,12 @@ def test_every_builder_is_covered() -> None:
     builders = {name for name in dir(c) if name.endswith("_argv")}
     assert {"create_md_argv", "primary_argv", "mkfs_argv", "findmnt_argv"} <= builders
     assert {b for b in builders if not re.search(rf"\bc\.{b}\b", source)} == set()
+
+
+def test_the_mounts_of_a_device_are_listed_by_the_real_findmnt() -> None:
+    """One line per mountpoint of the source; exit 1 for a device mounted nowhere."""
+    run = current_executor().run
+    root_source = run(["findmnt", "-n", "-o", "SOURCE", "/"], LOCAL).stdout.strip()
+    assert "/" in run(c.mounts_of_argv(root_source), LOCAL).stdout.split()
+    assert run(c.mounts_of_argv("/dev/drbd99"), LOCAL, ok_codes=(1,)).stdout == ""
+    assert c.remove_file_argv("/etc/drbd.d/hsf-fault.res") == ["rm", "-f", "/etc/drbd.d/hsf-fault.res"]
