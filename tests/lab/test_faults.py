@@ -1,8 +1,8 @@
-"""The fault matrix on the lab's fault-tolerant volume and its backup repository: every storage and backup
-fault that strikes them, once, through ``flows.faults`` — each ends as the catalogue promises, with
-nothing lost, and the lab is left as found, so the faults chain. (The primary killed and the split-brain
-run in test_drbd and test_split_brain with their full reports, judged by the same catalogue; the
-Pacemaker and HA faults in test_pacemaker and test_ha.)"""
+"""The fault matrix on the lab's fault-tolerant volume and its backup repository: every storage, backup and
+orchestration fault that strikes them, once, through ``flows.faults`` — each ends as the catalogue
+promises, with nothing lost, and the lab is left as found, so the faults chain. (The primary killed and
+the split-brain run in test_drbd and test_split_brain with their full reports, judged by the same
+catalogue; the Pacemaker and HA faults in test_pacemaker and test_ha.)"""
 
 from __future__ import annotations
 
@@ -10,25 +10,29 @@ import pytest
 
 from flows.faults import fault_matrix
 from flows.lab import LabStatus
+from flows.orchestration_faults import THROWAWAY_RESOURCE
 from flows.setup import setup
 from tasks.cluster import borg_passphrase_block_name, stored_secret
 from tasks.context import current_executor
 from tasks.executor import SshTarget
-from tasks.faults import BACKUP_FAULTS, STORAGE_FAULTS
+from tasks.faults import BACKUP_FAULTS, ORCHESTRATION_FAULTS, STORAGE_FAULTS
 from tasks.settings import load_settings
 
 pytestmark = pytest.mark.lab
 
 
-def test_every_storage_and_backup_fault_ends_as_promised_and_leaves_the_lab_as_found(
+def test_every_storage_backup_and_orchestration_fault_ends_as_promised_and_leaves_the_lab_as_found(
     lab: LabStatus, targets: dict[str, SshTarget], machines: dict[str, SshTarget]
 ) -> None:
-    # the repository test_backup made (nodea's /home on the backup VM); shorter cuts and outages than the
-    # defaults, the same faults
+    # the repository test_backup made (nodea's /home on the backup VM); shorter cuts and outages and a
+    # smaller dataset for the re-run failover drill than the defaults, the same faults
     settings = load_settings(
-        backup={"client": "nodea", "server": "backup"}, link_cut={"hold_s": 10}, faults={"away_mib": 32}
+        backup={"client": "nodea", "server": "backup"},
+        link_cut={"hold_s": 10},
+        faults={"away_mib": 32},
+        failover={"dataset_files": 2, "file_mib": 4},
     )
-    faults = [*STORAGE_FAULTS, *BACKUP_FAULTS]
+    faults = [*STORAGE_FAULTS, *BACKUP_FAULTS, *ORCHESTRATION_FAULTS]
     outcomes = fault_matrix(settings, only=faults)
     for outcome in outcomes:
         print(f"\n{outcome.fault}: {outcome.summary}")
@@ -38,6 +42,14 @@ def test_every_storage_and_backup_fault_ends_as_promised_and_leaves_the_lab_as_f
     # the primary rode out every storage fault without a command; only the power cycle needed one (setup)
     assert [f for f in STORAGE_FAULTS if by_fault[f].manual_commands] == ["power-cycle"]
     assert by_fault["power-cycle"].manual_commands[0] == "python -m flows.setup"
+    # a killed flow, run again, repeated nothing that must happen once and served the volume again
+    for fault, rerun in (
+        ("setup-killed", "python -m flows.setup"),
+        ("drill-killed", "python -m flows.failover"),
+    ):
+        assert (by_fault[fault].manual_commands, by_fault[fault].repeated) == ([rerun], [])
+    unserved = by_fault["drill-killed"].outage_s
+    assert unserved is not None and unserved > 0
     # a disk failure costs no outage; a lost peer costs DRBD's ping timeout, no more
     disk = by_fault["disk-failure"].outage_s
     assert disk is not None and disk < 5
@@ -55,3 +67,7 @@ def test_every_storage_and_backup_fault_ends_as_promised_and_leaves_the_lab_as_f
     mounts = run(["findmnt", "-rn", "-o", "TARGET"], machines["nodea"]).stdout.split()
     assert not [m for m in mounts if m.startswith(settings.backup.scratch_dir)]
     assert stored_secret(f"{borg_passphrase_block_name(settings)}-fault-wrong") is None
+    for node, target in targets.items():  # the throwaway resource of setup-killed is gone
+        assert run(["ls", "/etc/drbd.d"], target).stdout.split() == ["global_common.conf", "r0.res"], node
+        assert run(["losetup", "--list", "--noheadings"], target).stdout == "", node
+    assert stored_secret(f"{settings.cluster_name}-drbd-{THROWAWAY_RESOURCE}") is None
