@@ -41,7 +41,7 @@ from flows.failover import failover_drill
 from flows.setup import setup
 from tasks.cli import EXIT_COMMAND_FAILED, EXIT_DATA_LOST, EXIT_OK, run_cli
 from tasks.cluster import delete_secret, drbd_resource, node_targets, secret_block_name, shared_secret
-from tasks.context import current_executor, refuse_dry_run, run_context
+from tasks.context import current_executor, refuse_dry_run, run_context, take_back_lease
 from tasks.disks import attach_loop_file, detach_loop_file
 from tasks.drbd import steps
 from tasks.drbd.plan import Refused
@@ -70,6 +70,9 @@ class OrchestrationFaultReport(BaseModel):
     killed: str = Field(description="The flow killed, and when (seconds after it started).")
     killed_while: str = Field(description="What the nodes showed at the kill.")
     victim_log: str = Field(description="The killed process's output.")
+    victim_run: str = Field(
+        "", description="The killed process's flow run, marked Crashed (empty: it never took the cluster)."
+    )
     rerun: str = Field(description="The command run again (here as a subflow).")
     rerun_steps: list[str] = Field(
         description="What the re-run did to bring the volume back: setup's steps (setup-killed), its "
@@ -94,6 +97,7 @@ class OrchestrationFaultReport(BaseModel):
             ("killed", self.killed),
             ("the nodes then", self.killed_while),
             ("its output", self.victim_log),
+            ("its flow run", self.victim_run or "none seen"),
             ("run again", f"`{self.rerun}`"),
             ("repeated", "; ".join(self.repeated) or "nothing"),
             ("mounted", "; ".join(f"{n}: {', '.join(m) or 'nowhere'}" for n, m in self.mounted.items())),
@@ -217,7 +221,8 @@ def _setup_killed(settings: Settings, workdir: Path) -> OrchestrationFaultReport
             )
 
         killed_at, seen = kill_when(victim, syncing, KILL_TIMEOUT_S)
-        log.info("killed python -m flows.setup during the initial sync: %s", seen)
+        victim_run = take_back_lease(throwaway, "killed by the setup-killed fault (SIGKILL)")
+        log.info("killed python -m flows.setup during the initial sync: %s; %s", seen, victim_run)
         # Phase 3: setup again, every command recorded; then the nodes read.
         with current_executor().recording() as commands:
             again = setup(throwaway)
@@ -238,6 +243,7 @@ def _setup_killed(settings: Settings, workdir: Path) -> OrchestrationFaultReport
                 killed=f"python -m flows.setup, {killed_at - victim.started_at:.1f} s after it started",
                 killed_while=seen,
                 victim_log=str(victim.log),
+                victim_run=victim_run,
                 rerun="python -m flows.setup",
                 rerun_steps=again.steps,
                 repeated=repeated + more,
@@ -286,7 +292,8 @@ def _drill_killed(settings: Settings, workdir: Path) -> OrchestrationFaultReport
         return "; ".join([f"{primary}: off", *(f"{n}: {s.summary()}" for n, s in states.items())])
 
     killed_at, seen = kill_when(victim, primary_off, KILL_TIMEOUT_S)
-    log.info("killed python -m flows.failover with its primary off: %s", seen)
+    victim_run = take_back_lease(settings, "killed by the drill-killed fault (SIGKILL)")
+    log.info("killed python -m flows.failover with its primary off: %s; %s", seen, victim_run)
     # Phase 3: the drill again (it starts with setup), every command recorded; then the nodes read.
     with current_executor().recording() as commands:
         report = failover_drill(settings)
@@ -304,6 +311,7 @@ def _drill_killed(settings: Settings, workdir: Path) -> OrchestrationFaultReport
             killed=f"python -m flows.failover, {killed_at - victim.started_at:.1f} s after it started",
             killed_while=seen,
             victim_log=str(victim.log),
+            victim_run=victim_run,
             rerun="python -m flows.failover",
             rerun_steps=[f"{c.target}: {c.command}" for c in resumed],
             repeated=once_only(commands) + more,

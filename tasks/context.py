@@ -209,6 +209,8 @@ def cluster_lease(settings: Settings) -> Iterator[None]:
     from prefect.settings import get_current_settings
 
     if _held_by_parent(settings):
+        # the run that lent it reads who acted under its hold (to mark the run Crashed if it kills it)
+        _lent_record(settings).write_text(_current_holder().model_dump_json())
         yield
         return
     deadline = time.monotonic() + settings.cluster.lock_timeout_s
@@ -219,13 +221,29 @@ def cluster_lease(settings: Settings) -> Iterator[None]:
         yield
 
 
-def lease_for_child() -> dict[str, str]:
+def lease_for_child(settings: Settings) -> dict[str, str]:
     """The environment that lets a flow process this run starts act under this run's hold of the cluster
-    (it would wait for it otherwise); raises RuntimeError when this run does not hold it."""
+    (it would wait for it otherwise); raises RuntimeError when this run does not hold it. The process
+    records its flow run for :func:`take_back_lease`."""
     context = _CURRENT.get()
     if context is None or not context.holds_cluster:
         raise RuntimeError("only a run that holds the cluster can lend it to a process it starts")
+    _lent_record(settings).unlink(missing_ok=True)  # an earlier child's
     return {LEASE_PARENT_VARIABLE: str(os.getpid())}
+
+
+def _lent_record(settings: Settings) -> Path:
+    return settings.cluster.lock_dir / f"{lock_name(settings.cluster_name)}.lent"
+
+
+def take_back_lease(settings: Settings, why: str) -> str:
+    """After the process this run lent the cluster to has ended (killed, or done): forget its record, and
+    mark its flow run Crashed if it did not end (``why`` says why). Returns the run, described, and what
+    was done; empty when the process never acted under the lease."""
+    record = _lent_record(settings)
+    holder = _read_holder(record)
+    record.unlink(missing_ok=True)
+    return f"{holder.describe()}{_mark_crashed(holder, why)}" if holder else ""
 
 
 def _held_by_parent(settings: Settings) -> bool:
@@ -300,27 +318,32 @@ def _host_lock(settings: Settings, deadline: float) -> Iterator[None]:
 
 def _report_interrupted(settings: Settings, holder: Holder) -> None:
     """The previous holder ended without releasing the cluster: say so, and mark its flow run Crashed."""
-    marked = ""
-    if holder.flow_run_id:
-        from prefect.client.orchestration import get_client
-        from prefect.states import Crashed
-
-        message = f"interrupted: its process ended without finishing (found by the next run on {holder.host})"
-        try:
-            with get_client(sync_client=True) as client:
-                run = client.read_flow_run(UUID(holder.flow_run_id))
-                if run.state is not None and not run.state.is_final():
-                    client.set_flow_run_state(run.id, Crashed(message=message), force=True)
-                    marked = "; its flow run is now marked Crashed"
-        except Exception as exc:  # another server's run, or none: reporting it is what matters
-            marked = f"; its flow run could not be marked Crashed ({type(exc).__name__})"
+    message = f"interrupted: its process ended without finishing (found by the next run on {holder.host})"
     _logger().warning(
         "the previous state-changing run on cluster %s did not finish: %s%s. Check the cluster before "
         "trusting it (a backup it made is unchecked; a drill may have left a node down).",
         settings.cluster_name,
         holder.describe(),
-        marked,
+        _mark_crashed(holder, message),
     )
+
+
+def _mark_crashed(holder: Holder, message: str) -> str:
+    """Mark the holder's flow run Crashed unless it ended; returns what was done, as a clause."""
+    if not holder.flow_run_id:
+        return ""
+    from prefect.client.orchestration import get_client
+    from prefect.states import Crashed
+
+    try:
+        with get_client(sync_client=True) as client:
+            run = client.read_flow_run(UUID(holder.flow_run_id))
+            if run.state is None or run.state.is_final():
+                return ""
+            client.set_flow_run_state(run.id, Crashed(message=message), force=True)
+            return "; its flow run is now marked Crashed"
+    except Exception as exc:  # another server's run, or none: reporting it is what matters
+        return f"; its flow run could not be marked Crashed ({type(exc).__name__})"
 
 
 @contextlib.contextmanager

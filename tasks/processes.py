@@ -59,7 +59,8 @@ class FlowProcess:
 
     def kill(self) -> float:
         """SIGKILL the flow's process, then anything it started (its process group); returns the time of
-        the kill (``time.monotonic()``)."""
+        the kill (``time.monotonic()``). Its flow run stays Running: :func:`tasks.context.take_back_lease`
+        marks it Crashed."""
         killed_at = time.monotonic()
         with contextlib.suppress(ProcessLookupError):
             self.process.send_signal(signal.SIGKILL)
@@ -78,7 +79,7 @@ def start_flow_process(settings: Settings, module: str, args: tuple[str, ...], w
         api_url = str(client.api_url)
     settings_file = write_settings_file(settings, workdir / "settings.json")
     log = workdir / f"{module.rsplit('.', 1)[-1]}.log"
-    env = child_environment(os.environ, settings_file, api_url, lease_for_child())
+    env = child_environment(os.environ, settings_file, api_url, lease_for_child(settings))
     with log.open("wb") as out:
         process = subprocess.Popen(
             flow_process_argv(module, *args),

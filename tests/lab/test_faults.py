@@ -6,7 +6,12 @@ catalogue; the Pacemaker and HA faults in test_pacemaker and test_ha.)"""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import pytest
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterStartTime
+from prefect.client.schemas.objects import StateType
 
 from flows.faults import fault_matrix
 from flows.lab import LabStatus
@@ -32,7 +37,8 @@ def test_every_storage_backup_and_orchestration_fault_ends_as_promised_and_leave
         faults={"away_mib": 32},
         failover={"dataset_files": 2, "file_mib": 4},
     )
-    faults = [*STORAGE_FAULTS, *BACKUP_FAULTS, *ORCHESTRATION_FAULTS]
+    faults: list[str] = [*STORAGE_FAULTS, *BACKUP_FAULTS, *ORCHESTRATION_FAULTS]
+    started = datetime.now(UTC)
     outcomes = fault_matrix(settings, only=faults)
     for outcome in outcomes:
         print(f"\n{outcome.fault}: {outcome.summary}")
@@ -71,3 +77,9 @@ def test_every_storage_backup_and_orchestration_fault_ends_as_promised_and_leave
         assert run(["ls", "/etc/drbd.d"], target).stdout.split() == ["global_common.conf", "r0.res"], node
         assert run(["losetup", "--list", "--noheadings"], target).stdout == "", node
     assert stored_secret(f"{settings.cluster_name}-drbd-{THROWAWAY_RESOURCE}") is None
+    # the killed processes' flow runs are marked Crashed: none is left Running on the server
+    since = FlowRunFilter(start_time=FlowRunFilterStartTime(after_=started))
+    with get_client(sync_client=True) as client:
+        runs = {r.name: (r.flow_id, r.state_type) for r in client.read_flow_runs(flow_run_filter=since)}
+    assert [name for name, (_, state) in runs.items() if state == StateType.RUNNING] == []
+    assert sum(state == StateType.CRASHED for _, state in runs.values()) == 2

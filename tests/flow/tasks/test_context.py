@@ -13,8 +13,15 @@ from pathlib import Path
 import pytest
 
 from flows.setup import SetupReport, setup
-from tasks.context import LEASE_PARENT_VARIABLE, ClusterBusy, current_executor, lease_for_child, run_context
-from tasks.processes import PROJECT_ROOT
+from tasks.context import (
+    LEASE_PARENT_VARIABLE,
+    ClusterBusy,
+    current_executor,
+    lease_for_child,
+    run_context,
+    take_back_lease,
+)
+from tasks.processes import PROJECT_ROOT, FlowProcess, kill_when
 from tasks.settings import load_settings
 from tests.flow.conftest import Replay
 from tests.replay import Ran, ReplayExecutor
@@ -130,11 +137,62 @@ def test_a_process_the_holding_run_starts_acts_under_its_hold_and_no_other_does(
         return done.stdout.strip()
 
     with pytest.raises(RuntimeError, match="only a run that holds the cluster can lend it"):
-        lease_for_child()
+        lease_for_child(settings)
     with run_context(settings, changes_state=True):
-        lent = lease_for_child()
+        lent = lease_for_child(settings)
         assert lent == {LEASE_PARENT_VARIABLE: str(os.getpid())}
         assert child(lent) == "acting under the cluster"
         assert child({}).startswith("cluster hsf stayed in use by another flow run for 2 s")
         assert child({LEASE_PARENT_VARIABLE: "1"}).startswith("cluster hsf stayed in use")
     assert child(lent) == "acting under the cluster"  # released: it takes the lease itself
+
+
+_ACT_UNTIL_KILLED = """
+import time
+from prefect import flow
+from tasks.context import run_context
+from tasks.settings import load_settings
+
+@flow(name="victim")
+def victim() -> None:
+    with run_context(load_settings(), changes_state=True):
+        print("acting", flush=True)
+        time.sleep(300)
+
+victim()
+"""
+
+
+def test_the_run_of_a_killed_process_it_lent_the_cluster_to_is_marked_crashed(
+    prefect_harness: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A flow in a real child process acts under the lent lease and is SIGKILLed: taking the lease back
+    names its flow run and marks it Crashed (it would stay Running for ever on the server)."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.objects import StateType
+
+    for name in list(os.environ):
+        if name.startswith("HSF_"):
+            monkeypatch.delenv(name)
+    monkeypatch.chdir(tmp_path)
+    settings = load_settings(cluster={"lock_dir": str(tmp_path)})
+    with get_client(sync_client=True) as client:
+        api_url = str(client.api_url)
+    env = os.environ | {"HSF_CLUSTER__LOCK_DIR": str(tmp_path), "PREFECT_API_URL": api_url}
+    with run_context(settings, changes_state=True):
+        assert take_back_lease(settings, "no child yet") == ""
+        log = tmp_path / "victim.log"
+        with log.open("wb") as out:
+            process = subprocess.Popen(
+                [sys.executable, "-c", _ACT_UNTIL_KILLED], env=env | lease_for_child(settings),
+                cwd=PROJECT_ROOT, stdout=out, stderr=subprocess.STDOUT,
+            )  # fmt: skip
+        victim = FlowProcess(process=process, log=log, started_at=time.monotonic())
+        kill_when(victim, lambda: "acting" if "acting" in victim.output_tail() else None, timeout_s=120)
+        taken = take_back_lease(settings, "killed by the test")
+    assert taken.startswith("flow run ") and "(victim), pid " in taken, taken
+    assert taken.endswith("; its flow run is now marked Crashed")
+    with get_client(sync_client=True) as client:
+        [run] = [r for r in client.read_flow_runs() if r.name in taken.split()]
+        assert run.state is not None and run.state.type == StateType.CRASHED
+        assert run.state.message == "killed by the test"
