@@ -19,6 +19,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from tasks.cli import CheckFailed
 from tasks.context import lease_for_child
 from tasks.settings import CONFIG_VARIABLE, ENV_PREFIX, Settings, write_settings_file
 
@@ -37,7 +38,12 @@ def child_environment(
     """This process's environment without its ``HSF_`` settings (the file carries the run's settings),
     pointed at the settings file and at this run's Prefect server, with the lease of the cluster lent."""
     env = {k: v for k, v in environ.items() if not k.upper().startswith(ENV_PREFIX)}
-    return env | {CONFIG_VARIABLE: str(settings_file), "PREFECT_API_URL": api_url, **lease}
+    return env | {
+        CONFIG_VARIABLE: str(settings_file),
+        "PREFECT_API_URL": api_url,
+        "PYTHONUNBUFFERED": "1",  # a SIGKILL loses what sits in a buffer: its output must be in the log
+        **lease,
+    }
 
 
 @dataclass
@@ -50,6 +56,11 @@ class FlowProcess:
 
     def running(self) -> bool:
         return self.process.poll() is None
+
+    def last_words(self) -> str:
+        """Where its output is, and its last line: what a one-line error says of it."""
+        last = self.output_tail(1).strip()
+        return f"its output: {self.log}" + (f" (last line: {last})" if last else " (empty)")
 
     def output_tail(self, lines: int = 20) -> str:
         try:
@@ -97,22 +108,22 @@ def kill_when(
     victim: FlowProcess, seen: Callable[[], str | None], timeout_s: float, interval_s: float = 0.2
 ) -> tuple[float, str]:
     """Wait until ``seen()`` returns what it saw (the moment to strike), then SIGKILL the flow; returns the
-    time of the kill and what was seen. Raises RuntimeError with the flow's output when it ends first or
-    the moment does not come within ``timeout_s`` (the process is killed then too)."""
+    time of the kill and what was seen. Raises CheckFailed when it ends first, TimeoutError when the moment
+    does not come within ``timeout_s`` (the process is killed then too): one line, naming its output."""
     deadline = time.monotonic() + timeout_s
     while True:
         if not victim.running():
-            raise RuntimeError(
+            raise CheckFailed(
                 f"the flow process ended (exit {victim.process.returncode}) before the moment to kill it; "
-                f"its last output:\n{victim.output_tail()}"
+                f"{victim.last_words()}"
             )
         what = seen()
         if what is not None:
             return victim.kill(), what
         if time.monotonic() >= deadline:
             victim.kill()
-            raise RuntimeError(
-                f"the moment to kill the flow process did not come within {timeout_s:g} s; its last "
-                f"output:\n{victim.output_tail()}"
+            raise TimeoutError(
+                f"the moment to kill the flow process did not come within {timeout_s:g} s; "
+                f"{victim.last_words()}"
             )
         time.sleep(interval_s)

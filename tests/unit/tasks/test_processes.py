@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from tasks.cli import CheckFailed
 from tasks.processes import FlowProcess, child_environment, flow_process_argv, kill_when
 
 
@@ -30,6 +31,7 @@ def test_the_child_gets_the_settings_file_the_server_and_the_lease_but_no_hsf_va
         "PATH": "/usr/bin",
         "HSF_CONFIG": "/r/settings.json",
         "PREFECT_API_URL": "http://127.0.0.1:8805/api/",
+        "PYTHONUNBUFFERED": "1",
         "HA_STORAGE_FLOWS_LEASE_PARENT": "7",
     }
 
@@ -60,15 +62,19 @@ def test_the_process_is_killed_at_the_moment_seen_and_its_output_kept(tmp_path: 
 
 def test_a_process_that_ends_before_the_moment_is_one_clear_error_with_its_output(tmp_path: Path) -> None:
     victim = _child(tmp_path, "print('nothing to do: already set up')")
-    with pytest.raises(
-        RuntimeError, match=r"^the flow process ended \(exit 0\) before the moment to kill it"
-    ):
+    with pytest.raises(CheckFailed) as ended:
         kill_when(victim, lambda: None, timeout_s=60, interval_s=0.05)
+    assert str(ended.value) == (
+        f"the flow process ended (exit 0) before the moment to kill it; its output: {victim.log} (last line: "
+        "nothing to do: already set up)"
+    )
     assert victim.output_tail() == "nothing to do: already set up"
 
 
 def test_a_moment_that_never_comes_kills_the_process_too(tmp_path: Path) -> None:
     victim = _child(tmp_path, "import time; time.sleep(120)")
-    with pytest.raises(RuntimeError, match=r"did not come within 0.3 s"):
+    with pytest.raises(
+        TimeoutError, match=rf"did not come within 0.3 s; its output: {victim.log} \(empty\)$"
+    ):
         kill_when(victim, lambda: None, timeout_s=0.3, interval_s=0.05)
     assert victim.process.returncode == -9
