@@ -114,6 +114,10 @@ class LinkCutReportLike(Protocol):
 
 
 class SplitBrainReportLike(Protocol):
+    @property
+    def mode(self) -> Mode: ...
+
+    stalls: dict[str, float]
     survivor: str
     victim: str
     detection: dict[str, str]
@@ -261,18 +265,25 @@ def split_brain_outcome(report: SplitBrainReportLike, run: int) -> FaultOutcome:
     payload = {check.writer: check.payload_bytes for check in [*report.checks, report.rescue_check]}
     victim, survivor = report.victim, report.survivor
     agree = "both nodes agree" if report.nodes_agree else "the nodes DISAGREE"
+    if report.mode == "ha":
+        paused = ", ".join(f"{node} {s:.1f} s" for node, s in report.stalls.items())
+        split = f"DRBD's link cut under OCFS2 on two Primaries (writes paused: {paused})"
+    else:
+        split = f"{victim} promoted beside {survivor} while cut off"
     return FaultOutcome(
         fault="split-brain",
         run=run,
-        mode="fault-tolerant",
-        outage_s=None,  # two Primaries write throughout: there is no outage to measure
+        mode=report.mode,
+        # Single-primary: the operator's second Primary writes throughout, there is no outage to measure;
+        # HA: the application on each side waits while OCFS2 declares its peer dead.
+        outage_s=max(report.stalls.values()) if report.stalls else None,
         redundant_s=report.resync_s,
         bytes_lost=sum(record_size(writer, seq, payload[writer]) for writer, seq in gone),
         acked_lost=report.acked_gone,
         copies_intact=report.nodes_agree,
         two_primaries=True,
         manual_commands=list(report.resolution_commands),
-        summary=f"{victim} promoted beside {survivor} while cut off; the resolution discarded "
+        summary=f"{split}; the resolution discarded "
         f"{report.discarded_acked} acknowledged writes of {victim}, {report.rescued_acked} of them saved in "
         f"{victim}:{report.rescue_dir}; {agree} after a {report.resync_s:.1f} s resync",
     )

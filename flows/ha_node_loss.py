@@ -30,7 +30,6 @@ from tasks.lab.host import wait_until
 from tasks.manifest import contents, tree_manifest
 from tasks.nodes import confirm_down, fault_outcome, fire_fault
 from tasks.ocfs2 import steps as ocfs2
-from tasks.ocfs2.model import O2cbCluster
 from tasks.pictures import ack_timeline_png, save_picture
 from tasks.settings import Settings, load_settings
 from tasks.writes import AckedWrites, AckLog, Writer, acked_writes, check_writers, records_path, write_outage
@@ -118,14 +117,6 @@ def ha_node_loss(settings: Settings | None = None) -> NodeLossReport:
         return _drill(settings)
 
 
-def o2cb_dead_s(cluster: O2cbCluster) -> float:
-    """The latest o2cb declares a silent node dead: its disk heartbeat threshold (one beat per 2 s) or
-    the network idle timeout. Its journal replay — the long stall — cannot begin before, so the survivor
-    must write past this (measured: DRBD's own 4 s stall ended first, and a drill that stopped then
-    would never have seen o2cb's)."""
-    return cluster.heartbeat_threshold * 2.0 + cluster.idle_timeout_ms / 1000
-
-
 def _writing_again(times: list[float], fired_at: float, for_s: float, cover_s: float) -> bool:
     """The survivor's writes are back: its acknowledgements reach ``cover_s`` past the fault, the
     longest gap between them since the fault has ended, and records were acknowledged for ``for_s``
@@ -180,7 +171,7 @@ def _drill(settings: Settings) -> NodeLossReport:
         fire_fault(settings, targets[killed])
         writers[killed].abandon()
         fired_at = time.monotonic()
-        cover_s = o2cb_dead_s(cluster) + workload.after_s
+        cover_s = cluster.dead_after_s + workload.after_s
         wait_until(
             lambda: (
                 on_survivor.error is not None

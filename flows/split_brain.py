@@ -19,8 +19,10 @@ measure — what the picture shows is the two sides writing at once and the vict
 
 from __future__ import annotations
 
+import re
 import time
 from datetime import UTC, datetime
+from typing import Literal
 
 from prefect import flow
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
@@ -29,24 +31,32 @@ from pydantic import BaseModel, Field
 
 from flows.setup import setup
 from tasks.cli import CheckFailed, run_cli
-from tasks.cluster import drbd_resource, node_targets, secret_block_name, shared_secret
+from tasks.cluster import drbd_resource, node_targets, o2cb_cluster, secret_block_name, shared_secret
 from tasks.context import current_executor, refuse_dry_run, run_context
 from tasks.drbd import commands as cmd
 from tasks.drbd import steps
 from tasks.drbd.model import DrbdResource
+from tasks.drbd.plan import Refused
 from tasks.drbd.probes import DrbdState
 from tasks.drbd.roles import switch_primary
 from tasks.events import DATA_LOST, SPLIT_BRAIN_RESOLVED, cluster_resource, emit
 from tasks.executor import SshTarget
+from tasks.faults import mode_of
 from tasks.lab.host import wait_until
 from tasks.manifest import contents, tree_manifest
 from tasks.network import cut_link, heal_link
+from tasks.ocfs2 import steps as ocfs2
 from tasks.pictures import ack_timeline_png, save_picture
 from tasks.settings import Settings, load_settings
 from tasks.step import step
-from tasks.writes import AckLog, Writer, WriterCheck, acked_writes, check_writers
+from tasks.writes import AckLog, Writer, WriterCheck, acked_writes, check_writers, write_outage
 
 ACKED_DIR = "split/acked"  # the writers' records, under the mountpoint (and the rescue copy)
+# OCFS2's cluster stack in the kernel log, its verdicts only: a stalled heartbeat, the peer's link lost,
+# the peer evicted, its journal replayed, a fence or a filesystem error.
+OCFS2_KERNEL = re.compile(
+    r"hb write hung|No longer connected to node|has evicted node|Begin replay journal|fenc|OCFS2: ERROR"
+)
 
 
 def writer_name(node: str) -> str:
@@ -84,17 +94,34 @@ def acked_fate(
 
 
 class SplitBrainReport(BaseModel):
+    mode: Literal["fault-tolerant", "ha"] = Field(
+        "fault-tolerant",
+        description="fault-tolerant: the secondary promoted by an operator while cut off; ha: both nodes "
+        "Primary with OCFS2 all along, only DRBD's link cut.",
+    )
     survivor: str
     victim: str
     detection: dict[str, str] = Field(description="Each node's DRBD state when the split-brain was detected.")
     kernel_log: list[str] = Field(description="DRBD's own split-brain lines from the kernel log.")
+    ocfs2_log: list[str] = Field(
+        default_factory=list,
+        description="HA mode: OCFS2's cluster stack's verdicts during the split (`node: line`): each node "
+        "evicting its peer and replaying its journal.",
+    )
+    stalls: dict[str, float] = Field(
+        default_factory=dict,
+        description="HA mode: each side's longest pause between acknowledged writes after the cut.",
+    )
     changes: dict[str, SideChanges]
     rescued: dict[str, str] = Field(description="Victim files saved before the discard: path → sha256.")
     rescue_dir: str
     resync_s: float
     nodes_agree: bool
     files_after: int
-    acked: dict[str, int] = Field(description="Each side's records acknowledged (after fsync) while split.")
+    acked: dict[str, int] = Field(
+        description="Each side's records acknowledged (after fsync): while split (in HA mode the writers "
+        "began before the cut)."
+    )
     checks: list[WriterCheck] = Field(
         description="Both writers' records read back on the volume after the resolution, on each node."
     )
@@ -148,7 +175,10 @@ class SplitBrainReport(BaseModel):
         return [discarded, survivor]
 
     def render(self) -> str:
-        lines = [f"Split-brain drill: survivor {self.survivor}, victim {self.victim}"]
+        mode = " (HA: dual-primary OCFS2, DRBD's link cut)" if self.mode == "ha" else ""
+        lines = [f"Split-brain drill{mode}: survivor {self.survivor}, victim {self.victim}"]
+        lines += [f"  writes paused after the cut on {node}: {s:.1f} s" for node, s in self.stalls.items()]
+        lines += [f"  ocfs2: {line}" for line in self.ocfs2_log]
         lines += [f"  detected: {node}: {state}" for node, state in self.detection.items()]
         lines += [f"  kernel: {line}" for line in self.kernel_log[:4]]
         for node, change in self.changes.items():
@@ -163,7 +193,8 @@ class SplitBrainReport(BaseModel):
         agree = "yes" if self.nodes_agree else "NO"
         lines.append(f"  nodes agree afterwards ({self.files_after} files, sha256): {agree}")
         acked = ", ".join(f"{node} {count}" for node, count in self.acked.items())
-        lines.append(f"  acknowledged writes while split (each after fsync): {acked}")
+        when = "from before the cut to the heal" if self.mode == "ha" else "while split"
+        lines.append(f"  acknowledged writes {when} (each after fsync): {acked}")
         lines += [f"  on the volume after the resolution: {c.summary()}" for c in self.checks]
         lines.append(f"  in the rescue copy: {self.rescue_check.summary()}")
         if self.picture:
@@ -207,58 +238,100 @@ def split_brain_drill(settings: Settings | None = None) -> SplitBrainReport:
         return _drill(settings)
 
 
+def _ha_volume(settings: Settings, targets: dict[str, SshTarget], secret: str) -> bool:
+    """Both nodes Primary with OCFS2 mounted (the HA mode); a half-HA volume is refused by setup, which
+    the fault-tolerant drill runs first."""
+    resource = drbd_resource(settings, secret, dual_primary=True)
+    probes = steps.probe_nodes(targets, resource, settings.drbd.mountpoint)
+    if mode_of(settings.cluster.manager, probes) != "ha":
+        return False
+    unhealthy = [f"{node}: {p.state.summary()}" for node, p in probes.items() if not p.state.healthy]
+    if unhealthy:
+        raise Refused(f"the HA volume is not healthy ({'; '.join(unhealthy)}); nothing was cut")
+    return True
+
+
+def _kernel_lines(target: SshTarget) -> list[str]:
+    return current_executor().run(["dmesg"], target, read_only=True).stdout.splitlines()
+
+
 def _drill(settings: Settings) -> SplitBrainReport:
     log = get_run_logger()
-    setup(settings)  # the healthy single-primary volume (refuses on an HA volume)
     targets = node_targets(settings)
-    resource = drbd_resource(settings, shared_secret(secret_block_name(settings)))
+    secret = shared_secret(secret_block_name(settings))
+    ha = _ha_volume(settings, targets, secret)
+    if not ha:
+        setup(settings)  # the healthy single-primary volume
+    resource = drbd_resource(settings, secret, dual_primary=ha)
     drbd, sb = settings.drbd, settings.split_brain
     primary, secondary = settings.primary, resource.peer_of(settings.primary).name
     victim = sb.victim or secondary
     survivor = resource.peer_of(victim).name
     device, mp = resource.node(primary).device, drbd.mountpoint
     acked_dir, writes = f"{mp}/{ACKED_DIR}", settings.writes
+    o2cb = o2cb_cluster(settings)
+    # In HA mode each side writes on alone once OCFS2 has declared its peer dead (its heartbeat no longer
+    # reaches the local copy): the files are written only then, and each side writes past it.
+    settle_s = o2cb.dead_after_s if ha else 0.0
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     run = current_executor().run
 
     def files_on(node: str, root: str = mp) -> dict[str, str]:
         return contents(tree_manifest(targets[node], root))
 
-    # Phase 1: a baseline, then the link cut and the secondary promoted as an operator would.
+    # Phase 1: a baseline, then the link cut — only DRBD's port: in HA mode OCFS2's own link (o2net) stays
+    # up, as when a dedicated replication link fails. Without a cluster manager the single-primary
+    # secondary is then promoted as an operator would; in HA mode both nodes are Primary already and the
+    # application writes on both before, through and after the cut.
     run(["mkdir", "-p", f"{mp}/split"], targets[primary])
     run(["rm", "-rf", acked_dir], targets[primary])  # an earlier run's records: the writers append
     run(["dd", f"of={mp}/split/shared.txt", "status=none"], targets[primary], stdin="before the split\n")
     run(["dd", f"of={mp}/split/doomed.txt", "status=none"], targets[primary], stdin="deleted on one side\n")
     run(["sync"], targets[primary])
     baseline = files_on(primary)
-    cut_at = time.monotonic()
-    for target in targets.values():
-        cut_link(target, [resource.node(target.name).port])
-    wait_until(
-        lambda: not any(_state(t, resource).connected for t in targets.values()), 120, "the link to drop"
-    )
-    log.info("replication link cut: %s", {n: _state(t, resource).summary() for n, t in targets.items()})
-    steps.promote(targets[secondary], resource)  # what an operator does when the primary "looks dead"
-    steps.mount(targets[secondary], device, mp)
+    kernel_before = {node: len(_kernel_lines(target)) for node, target in targets.items()}
+    acks = AckLog()
+    writers: list[Writer] = []
+    max_s = settle_s + writes.after_s + 900  # a safety net: the flow stops them after after_s
+
+    def start_writers() -> None:
+        for node in (survivor, victim):
+            writers.append(Writer(targets[node], acked_dir, writer_name(node), acks, writes, max_s))
+            writers[-1].start(writes.first_acks, 120)  # listed first: one that fails to start is stopped
 
     # Phase 2: both sides write different data while a writer on each side appends acknowledged records
     # (stopped before the snapshot, so the victim's records are among its diverged files); the link
     # comes back; DRBD detects the split-brain.
-    acks = AckLog()
-    writers: list[Writer] = []
-    max_s = writes.after_s + 900  # a safety net: the flow stops them after after_s
     try:
-        for node in (survivor, victim):
-            writers.append(Writer(targets[node], acked_dir, writer_name(node), acks, writes, max_s))
-            writers[-1].start(writes.first_acks, 120)  # listed first: one that fails to start is stopped
+        if ha:
+            start_writers()
+        cut_at = time.monotonic()
+        for target in targets.values():
+            cut_link(target, [resource.node(target.name).port])
+        wait_until(
+            lambda: not any(_state(t, resource).connected for t in targets.values()), 120, "the link to drop"
+        )
+        log.info("replication link cut: %s", {n: _state(t, resource).summary() for n, t in targets.items()})
+        if not ha:
+            steps.promote(targets[secondary], resource)  # what an operator does when the primary "looks dead"
+            steps.mount(targets[secondary], device, mp)
+            start_writers()
+
+        def span(writer: Writer, seconds: float) -> float:
+            """HA: ``seconds`` past the cut (the writers began before it); else ``seconds`` of writing."""
+            return _span(acks, writer.name, cut_at, seconds) if ha else seconds
+
+        if ha:  # each side writes past OCFS2's verdict on its peer before the files are written
+            for writer in writers:
+                writer.keep_writing(span(writer, settle_s), timeout_s=settle_s + 300)
         write_side(targets[primary], mp, primary, delete=None)
         write_side(targets[secondary], mp, secondary, delete="split/doomed.txt")
-        for writer in writers:  # each side's acknowledgements span after_s
-            writer.keep_writing(writes.after_s, timeout_s=writes.after_s + 300)
+        for writer in writers:  # each side's acknowledgements span after_s (more)
+            writer.keep_writing(span(writer, settle_s + writes.after_s), timeout_s=writes.after_s + 300)
     finally:
         acked = {writer.target.name: writer.stop() for writer in writers}
     ended_at = time.monotonic()
-    log.info("acknowledged while split: %s", acked)
+    log.info("acknowledged: %s", acked)
     sides = {node: files_on(node) for node in targets}
     changes = {node: changes_between(baseline, manifest) for node, manifest in sides.items()}
     for target in targets.values():
@@ -269,16 +342,16 @@ def _drill(settings: Settings) -> SplitBrainReport:
         "DRBD to detect the split-brain",
     )
     detection = {node: _state(target, resource).summary() for node, target in targets.items()}
-    kernel_log = [
-        line
-        for target in targets.values()
-        for line in run(["dmesg"], target, read_only=True).stdout.splitlines()
-        if "split-brain" in line.lower()
+    during = {node: _kernel_lines(target)[kernel_before[node] :] for node, target in targets.items()}
+    kernel_log = [line for lines in during.values() for line in lines if "split-brain" in line.lower()]
+    ocfs2_log = [
+        f"{node}: {line}" for node, lines in during.items() for line in lines if OCFS2_KERNEL.search(line)
     ]
     log.info("split-brain detected: %s", detection)
 
     # Phase 3: save what the victim would lose, then discard its side and resync (every state-changing
-    # command is recorded: this is what an operator runs to resolve a split-brain).
+    # command is recorded: this is what an operator runs to resolve a split-brain). In HA mode the victim
+    # leaves the OCFS2 cluster first and joins it again once its disk holds the survivor's data.
     with current_executor().recording() as resolution:
         rescue = f"{sb.rescue_dir}/{stamp}"
         diverged = changes[victim].diverged
@@ -302,36 +375,48 @@ def _drill(settings: Settings) -> SplitBrainReport:
             run(cmd.connect_argv(resource.name), targets[survivor])
         steps.wait_connected(targets[survivor], resource, drbd.connect_timeout_s)
         resync_s = steps.wait_synced(targets[survivor], resource, drbd.sync_timeout_s)
+        if ha:
+            steps.promote(targets[victim], resource)
+            ocfs2.mount_ocfs2(targets[victim], resource.node(victim).device, mp)
 
     # Phase 4: do the nodes agree? The survivor's files and both writers' records, then the victim's
-    # copy after a role switch; the original primary serves the volume again at the end. The rescue copy
-    # is read after the resolution: what was saved aside survived it.
+    # copy (after a role switch on a single-primary volume); the original primary serves the volume again
+    # at the end. The rescue copy is read after the resolution: what was saved aside survived it.
     names = [writer_name(survivor), writer_name(victim)]
     on_survivor = files_on(survivor)
     checks = check_writers(targets[survivor], acked_dir, acks, names, writes.payload_bytes)
-    switch_primary(targets, resource, mp, old=survivor, new=victim)
+    if not ha:
+        switch_primary(targets, resource, mp, old=survivor, new=victim)
     on_victim = files_on(victim)
     checks += check_writers(targets[victim], acked_dir, acks, names, writes.payload_bytes)
-    if victim != primary:
+    if not ha and victim != primary:
         switch_primary(targets, resource, mp, old=victim, new=primary)
     [rescue_check] = check_writers(
         targets[victim], f"{rescue}/{ACKED_DIR}", acks, [writer_name(victim)], writes.payload_bytes
     )
     discarded, saved, survivor_lost = acked_fate(checks, rescue_check, survivor, victim)
     on_the_volume = acked_writes(acks, [c for c in checks if c.node == survivor], cut_at, ended_at)
+    stalls = {
+        node: outage.gap_s
+        for node in (survivor, victim)
+        if (outage := write_outage((a.at for a in acks.acks(writer_name(node))), cut_at, ended_at))
+    }
     png = ack_timeline_png(
         on_the_volume,
-        f"Split-brain: both sides write; {victim}'s {discarded} acknowledged records discarded, "
-        f"{saved} saved aside",
+        f"Split-brain{' (HA)' if ha else ''}: both sides write; {victim}'s {discarded} acknowledged records "
+        f"discarded, {saved} saved aside",
         "replication link cut",
     )
     picture = save_picture(png, writes.reports_dir, f"split-brain-{resource.name}-{stamp}")
 
     report = SplitBrainReport(
+        mode="ha" if ha else "fault-tolerant",
         survivor=survivor,
         victim=victim,
         detection=detection,
         kernel_log=kernel_log,
+        ocfs2_log=ocfs2_log,
+        stalls=stalls,
         changes=changes,
         rescued=rescued,
         rescue_dir=rescue,
@@ -349,6 +434,13 @@ def _drill(settings: Settings) -> SplitBrainReport:
     )
     publish(report, settings.cluster_name)
     return report
+
+
+def _span(acks: AckLog, writer: str, cut_at: float, after_cut_s: float) -> float:
+    """How long ``writer``'s acknowledgements must span to reach ``after_cut_s`` past the cut (a writer
+    started before the cut has written for a while already)."""
+    first = acks.acks(writer)
+    return max(after_cut_s + cut_at - first[0].at, 0.0) if first else after_cut_s
 
 
 def changes_table(report: SplitBrainReport) -> list[dict[str, object]]:
@@ -405,6 +497,8 @@ def publish(report: SplitBrainReport, cluster: str) -> None:
         description="What each side changed while split, and what was saved before the discard",
     )
     payload = {
+        "mode": report.mode,
+        "stalls": report.stalls,
         "survivor": report.survivor,
         "victim": report.victim,
         "rescued_files": len(report.rescued),

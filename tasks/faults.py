@@ -316,8 +316,9 @@ CATALOGUE: tuple[FaultSpec, ...] = (
     FaultSpec(
         name="split-brain",
         layer="storage",
-        description="The link is cut and the secondary promoted by an operator; both sides write; the link "
-        "comes back and DRBD detects the split-brain; it is resolved by hand (flows.split_brain).",
+        description="The link is cut and the secondary promoted by an operator (HA: DRBD's link is cut under "
+        "two Primaries); both sides write; the link comes back and DRBD detects the split-brain; it is "
+        "resolved by hand (flows.split_brain).",
         expect={
             "fault-tolerant": Expectation(
                 promise="Resolving a split-brain discards the victim's writes, acknowledged ones included, "
@@ -325,6 +326,14 @@ CATALOGUE: tuple[FaultSpec, ...] = (
                 "agree afterwards. The resolution is a human's.",
                 manual_commands="allowed",
                 single_primary=False,  # the operator's promotion is the fault
+            ),
+            "ha": Expectation(
+                promise="Without fencing both Primaries write on alone once OCFS2 has declared its peer "
+                "dead; DRBD never resolves a split of two Primaries by itself (after-sb-2pri disconnect), so "
+                "a human picks the survivor: every acknowledged write of the victim is saved aside before "
+                "the discard, the survivor loses none, and both nodes agree afterwards.",
+                manual_commands="allowed",
+                single_primary=False,  # dual-primary is the mode
             ),
         },
     ),

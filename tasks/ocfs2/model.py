@@ -53,6 +53,14 @@ class O2cbCluster(BaseModel):
             raise ValueError("keepalive_delay_ms must be smaller than idle_timeout_ms")
         return self
 
+    @property
+    def dead_after_s(self) -> float:
+        """The latest o2cb declares a silent node dead: its disk heartbeat threshold (one beat per 2 s) or
+        the network idle timeout. Its journal replay — the long stall — cannot begin before, so a drill
+        must write past this (measured: DRBD's own 4 s stall ended first, and a drill that stopped then
+        would never have seen o2cb's)."""
+        return self.heartbeat_threshold * 2.0 + self.idle_timeout_ms / 1000
+
 
 def render_cluster_conf(cluster: O2cbCluster) -> str:
     lines = [

@@ -1,4 +1,5 @@
-"""High availability on the lab: refusal when unhealthy, the upgrade, cross-node proof, node loss."""
+"""High availability on the lab: refusal when unhealthy, the upgrade, cross-node proof, node loss, and a
+split-brain of the two Primaries (DRBD's link cut under OCFS2) resolved with nothing acknowledged lost."""
 
 from __future__ import annotations
 
@@ -6,10 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from flows.faults import node_loss_outcome
+from flows.faults import node_loss_outcome, split_brain_outcome
 from flows.ha_node_loss import ha_node_loss
 from flows.ha_upgrade import ha_upgrade
 from flows.lab import LabStatus
+from flows.split_brain import split_brain_drill
 from tasks.context import current_executor
 from tasks.drbd.plan import Refused
 from tasks.drbd.probes import parse_proc_drbd
@@ -79,3 +81,37 @@ def test_node_loss_in_ha_mode(lab: LabStatus, settings: Settings, targets: dict[
     assert Path(report.picture).read_bytes().startswith(b"\x89PNG")
     for target in targets.values():
         assert "ro:Primary/Primary ds:UpToDate/UpToDate" in proc_drbd(target)
+
+
+def test_split_brain_of_the_two_primaries_is_resolved_with_every_discarded_write_saved(
+    lab: LabStatus, settings: Settings, targets: dict[str, SshTarget]
+) -> None:
+    report = split_brain_drill(settings)
+    print(f"\n{report.render()}")
+    outcome = judge(split_brain_outcome(report, 1))
+    assert (outcome.mode, outcome.verdict, outcome.problems) == ("ha", "as expected", [])
+    assert report.mode == "ha" and (report.survivor, report.victim) == ("nodea", "nodeb")
+    # OCFS2 kept its own link: each side declared the other dead (its heartbeat no longer reached the
+    # local copy), recovered it and wrote on alone; DRBD then refused to pick a side by itself
+    for node, peer in (("nodea", 1), ("nodeb", 0)):
+        assert any(
+            line.startswith(f"{node}: ") and f"evicted node {peer}" in line for line in report.ocfs2_log
+        )
+    assert sorted(report.stalls) == ["nodea", "nodeb"]
+    assert all("cs:StandAlone ro:Primary/Unknown" in state for state in report.detection.values())
+    assert any("Split-Brain detected but unresolved" in line for line in report.kernel_log)
+    # each side's acknowledged writes of the split: the survivor's all kept on both nodes, the victim's
+    # discarded by the resolution and every one of them intact in the rescue copy
+    assert report.survivor_acked_lost == 0 and report.acked_gone == 0
+    assert report.discarded_acked > 0 and report.rescued_acked == report.discarded_acked
+    assert report.rescue_check.lost == [] and report.nodes_agree
+    assert report.changes["nodeb"].deleted == ["split/doomed.txt"]
+    commands = report.resolution_commands
+    assert "nodeb: drbdadm connect --discard-my-data r0" in commands
+    assert "nodeb: drbdadm primary r0" in commands  # and it joins the OCFS2 cluster again
+    assert commands[-1] == "nodeb: mount -t ocfs2 /dev/drbd0 /mnt/r0"
+    # the HA volume as found: both Primary, in sync, OCFS2 mounted on both
+    for target in targets.values():
+        assert "ro:Primary/Primary ds:UpToDate/UpToDate" in proc_drbd(target)
+        mounts = current_executor().run(["findmnt", "-n", "-o", "FSTYPE", "/mnt/r0"], target).stdout
+        assert mounts.strip() == "ocfs2"

@@ -107,6 +107,39 @@ def split_brain_report(ok: bool) -> split_brain.SplitBrainReport:
     )  # fmt: skip
 
 
+def ha_split_brain_report() -> split_brain.SplitBrainReport:
+    """The split-brain of the HA volume as the lab measured it: DRBD's link cut under two Primaries with
+    OCFS2; each side evicted the other and wrote on alone; nodeb's 336 records of the split discarded."""
+    checks = [
+        WriterCheck(writer="nodea-split", node=node, acked=488, good=488, payload_bytes=512)
+        for node in ("nodea", "nodeb")
+    ] + [
+        WriterCheck(
+            writer="nodeb-split", node=node, acked=401, good=65, lost=list(range(66, 402)), payload_bytes=512
+        )
+        for node in ("nodea", "nodeb")
+    ]
+    return split_brain_report(True).model_copy(
+        update={
+            "mode": "ha", "stalls": {"nodea": 4.2, "nodeb": 7.2},
+            "ocfs2_log": [
+                "nodea: [  255.283130] o2net: No longer connected to node nodeb (num 1) at 10.77.0.12:7777",
+                "nodea: [  255.285672] o2cb: o2dlm has evicted node 1 from domain 628CC59C1985",
+                "nodeb: [  256.436296] o2cb: o2dlm has evicted node 0 from domain 628CC59C1985",
+            ],
+            "acked": {"nodea": 488, "nodeb": 401}, "checks": checks, "discarded_acked": 336,
+            "rescued_acked": 336, "resync_s": 1.3,
+            "rescue_check": WriterCheck(
+                writer="nodeb-split", node="nodeb", acked=401, good=401, payload_bytes=512
+            ),
+            "resolution_commands": [
+                *split_brain_report(True).resolution_commands, "nodeb: drbdadm primary r0",
+                "nodeb: mount -t ocfs2 /dev/drbd0 /mnt/r0",
+            ],
+        }
+    )  # fmt: skip
+
+
 def storage_fault_report(ok: bool) -> storage_faults.StorageFaultReport:
     """The link cut of the fault-tolerant volume as the lab measured it (one run)."""
     return storage_faults.StorageFaultReport(

@@ -45,6 +45,7 @@ from tests.flow.flows.test_drill_reports import (
     MIB,
     _events_for,
     failover_report,
+    ha_split_brain_report,
     link_cut_report,
     node_loss_report,
     split_brain_report,
@@ -289,6 +290,29 @@ def test_a_split_brain_whose_rescue_missed_writes_and_whose_nodes_disagree() -> 
     assert split_brain_outcome(survivor_lost, 1).bytes_lost == gone + record_size("nodea-split", 5, 512)
 
 
+def test_a_split_brain_of_the_ha_volume_as_an_outcome() -> None:
+    report = ha_split_brain_report()
+    outcome = SPECS["split-brain"].judge(split_brain_outcome(report, 1))
+    # each side paused while OCFS2 evicted its peer: the longer pause is the application's outage
+    assert (outcome.mode, outcome.outage_s, outcome.redundant_s, outcome.two_primaries) == (
+        "ha",
+        7.2,
+        1.3,
+        True,
+    )
+    assert (outcome.bytes_lost, outcome.acked_lost, outcome.copies_intact) == (0, 0, True)
+    assert outcome.manual_commands[-2:] == [
+        "nodeb: drbdadm primary r0",
+        "nodeb: mount -t ocfs2 /dev/drbd0 /mnt/r0",
+    ]
+    assert outcome.summary == (
+        "DRBD's link cut under OCFS2 on two Primaries (writes paused: nodea 4.2 s, nodeb 7.2 s); the "
+        "resolution discarded 336 acknowledged writes of nodeb, 336 of them saved in "
+        "nodeb:/var/lib/hsf/sb/x; both nodes agree after a 1.3 s resync"
+    )
+    assert outcome.problems == []
+
+
 def test_an_ha_node_loss_as_an_outcome() -> None:
     outcome = SPECS["ha-node-loss"].judge(node_loss_outcome(node_loss_report(True), 1))
     assert (outcome.mode, outcome.outage_s, outcome.redundant_s, outcome.manual_commands) == (
@@ -447,7 +471,7 @@ def test_the_matrix_checks_each_outcome_and_stops_at_a_drill_that_fails(
     ]
     report = str(artifacts["fault-matrix-report"].data)
     assert report.startswith("# Fault matrix\n\n**Not as the design promises: primary-killed, link-cut**")
-    assert "- split-brain: needs fault-tolerant; the volume runs pacemaker" in report
+    assert "- split-brain: needs fault-tolerant or ha; the volume runs pacemaker" in report
     assert "- **link-cut** run 1: the drill failed (CommandError: " in report
 
 

@@ -13,9 +13,9 @@ from flows.ha_upgrade import ha_upgrade
 from flows.split_brain import split_brain_drill
 from tasks.context import DryRunRefused
 from tasks.drbd.plan import Refused
-from tasks.ocfs2.model import O2cbCluster, O2cbNode
 from tasks.writes import AckedWrites, WriteOutage, WriterCheck
 from tests.flow.conftest import Replay
+from tests.replay import Ran, ReplayExecutor
 
 
 def test_upgrade_refuses_a_degraded_volume_naming_the_node(replay: Callable[..., Replay]) -> None:
@@ -119,15 +119,23 @@ def test_the_survivor_writes_on_until_after_s_past_the_stall() -> None:
     assert not again([*before, 100.01, *back], cover_s=30.0)
 
 
-def test_o2cb_declares_a_silent_node_dead_after_its_heartbeats_or_its_idle_timeout() -> None:
-    node = O2cbNode(name="nodea", address="10.0.0.1", number=0)
-    cluster = O2cbCluster(name="hsfcl", nodes=(node,), heartbeat_threshold=7, idle_timeout_ms=10000)
-    assert node_loss.o2cb_dead_s(cluster) == 24.0
+def test_split_brain_drill_refuses_an_ha_volume_that_is_not_healthy(replay: Callable[..., Replay]) -> None:
+    """Both nodes Primary with OCFS2 mounted is the HA mode; the drill splits it only when both are
+    Connected and UpToDate (a split already under way is not a drill's to make worse)."""
+    cut_off = (
+        "version: 8.4.11 (api:1/proto:86-101)\n"
+        " 0: cs:StandAlone ro:Primary/Unknown ds:UpToDate/DUnknown r-----\n"
+    )
 
+    def nodeb_cut_off(executor: ReplayExecutor, ran: Ran) -> None:
+        executor._answers[("nodeb", "cat /proc/drbd")] = (0, cut_off, "")
 
-def test_split_brain_drill_refuses_a_high_availability_volume(replay: Callable[..., Replay]) -> None:
-    nodes = replay("ha")
-    with pytest.raises(Refused, match="high-availability mode"):
+    nodes = replay("ha", before_command=nodeb_cut_off)
+    with pytest.raises(
+        Refused,
+        match=r"^the HA volume is not healthy "
+        r"\(nodeb: cs:StandAlone ro:Primary/Unknown ds:UpToDate/DUnknown\); nothing was cut$",
+    ):
         split_brain_drill()
     assert nodes.changed == []
 

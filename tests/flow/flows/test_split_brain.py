@@ -11,6 +11,7 @@ from flows import split_brain
 from flows.split_brain import SideChanges, SplitBrainReport, acked_fate, changes_table, verdict_events
 from tasks.events import DATA_LOST, SPLIT_BRAIN_RESOLVED
 from tasks.writes import WriterCheck
+from tests.flow.flows.test_drill_reports import ha_split_brain_report
 
 RESCUE = "/var/lib/hsf/split-brain/20260101T000000Z"
 
@@ -116,3 +117,25 @@ def test_the_command_exits_1_when_data_is_lost(
     monkeypatch.setattr(split_brain, "split_brain_drill", lambda settings: sb)
     assert split_brain._print_drill(None) == code  # type: ignore[arg-type]
     assert "acknowledged writes made on nodeb during the split" in capsys.readouterr().out
+
+
+def test_the_report_of_the_ha_volume_says_how_each_side_went_on_alone() -> None:
+    sb = ha_split_brain_report()
+    text = sb.render().splitlines()
+    assert text[:6] == [
+        "Split-brain drill (HA: dual-primary OCFS2, DRBD's link cut): survivor nodea, victim nodeb",
+        "  writes paused after the cut on nodea: 4.2 s",
+        "  writes paused after the cut on nodeb: 7.2 s",
+        "  ocfs2: nodea: [  255.283130] o2net: No longer connected to node nodeb (num 1) at 10.77.0.12:7777",
+        "  ocfs2: nodea: [  255.285672] o2cb: o2dlm has evicted node 1 from domain 628CC59C1985",
+        "  ocfs2: nodeb: [  256.436296] o2cb: o2dlm has evicted node 0 from domain 628CC59C1985",
+    ]
+    # the writers ran before the cut as well: the count is not "while split"
+    assert (
+        "  acknowledged writes from before the cut to the heal (each after fsync): nodea 488, nodeb 401"
+        in text
+    )
+    assert text[-2].startswith(
+        "The resolution discarded 336 acknowledged writes made on nodeb during the split"
+    )
+    assert not sb.data_lost and verdict_events(sb) == [SPLIT_BRAIN_RESOLVED]

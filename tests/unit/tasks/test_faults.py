@@ -172,7 +172,7 @@ def test_the_catalogue_names_are_unique_kebab_case_and_state_a_promise_per_mode(
         "link-cut": ("fault-tolerant", "pacemaker"),
         "disk-failure": ("fault-tolerant",),
         "power-cycle": ("fault-tolerant",),
-        "split-brain": ("fault-tolerant",),
+        "split-brain": ("fault-tolerant", "ha"),
         "ha-node-loss": ("ha",),
         **dict.fromkeys(BACKUP_FAULTS, MODES),
         "setup-killed": ("fault-tolerant",),
@@ -197,6 +197,7 @@ def test_the_promises_of_the_existing_faults() -> None:
         ("disk-failure", "fault-tolerant"): "none",
         ("power-cycle", "fault-tolerant"): "allowed",
         ("split-brain", "fault-tolerant"): "allowed",
+        ("split-brain", "ha"): "allowed",  # without fencing DRBD never resolves two Primaries by itself
         ("ha-node-loss", "ha"): "none",
         **{(name, mode): "none" for name in BACKUP_FAULTS for mode in MODES},
         ("setup-killed", "fault-tolerant"): "allowed",  # a human runs the killed flow again
@@ -209,7 +210,10 @@ def test_the_promises_of_the_existing_faults() -> None:
         ("link-cut", "fault-tolerant"),
     ]
     assert all(e.zero_loss for e in expect.values())
-    assert [key for key, e in expect.items() if not e.single_primary] == [("split-brain", "fault-tolerant")]
+    assert [key for key, e in expect.items() if not e.single_primary] == [
+        ("split-brain", "fault-tolerant"),
+        ("split-brain", "ha"),  # dual-primary is the mode
+    ]
     # Backup faults strike the repository: the same promise whatever the volume's mode.
     backups = [spec for spec in CATALOGUE if spec.layer == "backup"]
     assert [spec.name for spec in backups] == list(BACKUP_FAULTS)
@@ -224,8 +228,9 @@ def test_the_promises_of_the_existing_faults() -> None:
 PACEMAKER_SKIPS = (
     [
         f"{name}: needs fault-tolerant; the volume runs pacemaker"
-        for name in ("secondary-killed", "long-outage", "disk-failure", "power-cycle", "split-brain")
+        for name in ("secondary-killed", "long-outage", "disk-failure", "power-cycle")
     ]
+    + ["split-brain: needs fault-tolerant or ha; the volume runs pacemaker"]
     + ["ha-node-loss: needs ha; the volume runs pacemaker"]
     + [f"{name}: needs fault-tolerant; the volume runs pacemaker" for name in ORCHESTRATION_FAULTS]
 )
@@ -258,6 +263,12 @@ PACEMAKER_SKIPS = (
             ["primary-killed: needs fault-tolerant or pacemaker; the volume runs ha"],
         ),
         ("ha", ["link-cut"], [], ["link-cut: needs fault-tolerant or pacemaker; the volume runs ha"]),
+        (
+            "ha",
+            ["split-brain", "ha-node-loss", "disk-failure"],
+            ["split-brain", "ha-node-loss"],  # catalogue order
+            ["disk-failure: needs fault-tolerant; the volume runs ha"],
+        ),
         ("pacemaker", ["link-cut", "primary-killed", "link-cut"], ["primary-killed", "link-cut"], []),
         ("pacemaker", [], ["primary-killed", "link-cut", *BACKUP_FAULTS], PACEMAKER_SKIPS),
         ("ha", ["wrong-passphrase"], ["wrong-passphrase"], []),

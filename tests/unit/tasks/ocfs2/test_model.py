@@ -54,3 +54,9 @@ def test_o2cb_defaults_carry_the_timeouts() -> None:
 def test_bad_clusters_are_rejected(overrides: dict[str, object], message: str) -> None:
     with pytest.raises(pydantic.ValidationError, match=message):
         _cluster(**overrides)
+
+
+def test_o2cb_declares_a_silent_node_dead_after_its_heartbeats_or_its_idle_timeout() -> None:
+    node = O2cbNode(name="nodea", address="10.0.0.1", number=0)
+    cluster = O2cbCluster(name="hsfcl", nodes=(node,), heartbeat_threshold=7, idle_timeout_ms=10000)
+    assert cluster.dead_after_s == 24.0
