@@ -15,6 +15,13 @@ of them is in the rescue copy. Acknowledged data is lost (DATA_LOST, exit 1) onl
 record of its own, or a discarded record is missing from the rescue copy. The fault on the picture is
 the cut: every acknowledgement comes after it, from two Primaries, so there is no write outage to
 measure — what the picture shows is the two sides writing at once and the victim's records discarded.
+
+On the high-availability volume (both nodes Primary with OCFS2 mounted) nobody needs to promote: the
+drill cuts only DRBD's port, OCFS2's own link stays up, and the writers run on both nodes from before the
+cut. Each node's OCFS2 evicts the other once its heartbeat stops reaching the local copy, and each writes
+on alone; the report keeps those kernel lines and each side's pause. DRBD refuses to resolve two
+Primaries (after-sb-2pri disconnect); the resolution is the same as above, with the victim leaving the
+OCFS2 cluster (umount) before the discard and joining it again (promote, mount) after the resync.
 """
 
 from __future__ import annotations
