@@ -47,7 +47,8 @@ def figures(outcomes: Sequence[FaultOutcome]) -> list[str]:
             f"outage {_spread([o.outage_s for o in runs])}  "
             f"redundant {_spread([o.redundant_s for o in runs])}  "
             f"lost {summary.bytes_lost:,} bytes ({summary.acked_lost} acknowledged)  {copied}  "
-            f"by hand {len(summary.manual_commands)}  {summary.verdict_text()}"
+            f"by hand {len(summary.manual_commands)}  drill {_spread([o.took_s for o in runs])}  "
+            f"{summary.verdict_text()}"
         )
     return lines
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -485,12 +486,14 @@ def _matrix(settings: Settings, only: list[str] | None, runs: int) -> list[Fault
         for spec in specs:
             for run in range(1, runs + 1):
                 log.info("fault %s, run %d of %d", spec.name, run, runs)
+                started = time.monotonic()
                 try:
                     outcome = RUNNERS[spec.name](settings, run, mode)
                 except Exception as exc:
                     outcomes.append(failed_outcome(spec.name, run, mode, exc))
                     raise
-                outcomes.append(spec.judge(outcome))
+                took = round(time.monotonic() - started, 1)
+                outcomes.append(spec.judge(outcome.model_copy(update={"took_s": took})))
                 log.info("%s run %d: %s", spec.name, run, "; ".join(outcomes[-1].problems) or "as expected")
     except Exception:
         try:

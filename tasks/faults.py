@@ -106,6 +106,9 @@ class FaultOutcome(BaseModel):
         "created over the resource's, a second forced promotion, a device mounted twice on a node.",
     )
     summary: str = Field(description="One line: what happened.")
+    took_s: float | None = Field(
+        None, ge=0, description="The drill's wall time, fault and recovery and checks (None: not timed)."
+    )
     problems: list[str] = Field(
         default_factory=list, description="Every promise broken (filled by the check); empty: as expected."
     )
@@ -588,6 +591,7 @@ def matrix_rows(outcomes: Sequence[FaultOutcome]) -> list[dict[str, object]]:
             "resynced (KiB)": o.resynced_bytes >> 10 if o.resynced_bytes is not None else None,
             "written meanwhile (KiB)": o.written_bytes >> 10 if o.written_bytes is not None else None,
             "by hand": "; ".join(o.manual_commands) or "none",
+            "drill took (s)": o.took_s,
             "what happened": o.summary,
             "verdict": "; ".join(o.problems) or "as expected",
         }

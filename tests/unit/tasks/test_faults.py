@@ -400,6 +400,7 @@ def test_matrix_rows_are_one_per_outcome() -> None:
     assert rows[0]["by hand"] == "drbdadm primary r0; mount /dev/drbd0 /mnt/r0"
     assert rows[0]["verdict"] == "as expected"
     assert (rows[1]["by hand"], rows[1]["verdict"], rows[1]["write outage (s)"]) == ("none", "a; b", 53.1)
+    assert rows[0]["drill took (s)"] is None  # an outcome the matrix did not time
 
 
 @pytest.mark.parametrize(
