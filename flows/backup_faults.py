@@ -9,9 +9,9 @@ command by hand.
   runs. The interrupted backup fails in one line; the server, back, keeps every archive it had; the next
   backup runs without ``borg break-lock`` (borg removes the dead server process's stale lock itself) and
   reports any checkpoint the interrupted one left.
-- ``restore-disk-full``: the restore drill extracts onto a 1 MiB filesystem (a tmpfs mounted on the
-  client for the fault). It fails with ENOSPC in one line, its scratch directory is removed, and the
-  sources are untouched.
+- ``restore-disk-full``: the restore drill extracts onto a filesystem half the size of the sources, at
+  most 1 MiB (a tmpfs mounted on the client for the fault; sources under 32 KiB are refused). It fails
+  with ENOSPC in one line, its scratch directory is removed, and the sources are untouched.
 - ``segment-corrupted`` (lab only): 16 bytes flipped in the segment that holds the newest archive's own
   data (a file made for the fault, backed up, then removed from the sources). The weekly verify fails
   in one line naming the segment; ``borg check --repair``, run on a copy of the repository, says what a
@@ -50,7 +50,7 @@ from tasks.borg.steps import create_archive, list_archives, passphrase, run_on
 from tasks.cli import EXIT_COMMAND_FAILED, EXIT_DATA_LOST, EXIT_OK, run_cli
 from tasks.cluster import borg_passphrase_block_name, delete_secret, store_secret, stored_secret
 from tasks.context import current_executor, refuse_dry_run, run_context
-from tasks.disks import mount_small_filesystem, unmount_small_filesystem
+from tasks.disks import mount_small_filesystem, unmount_small_filesystem, used_bytes
 from tasks.drbd.plan import Refused
 from tasks.events import BACKUP_FAULT_COMPLETED, backup_resource, emit
 from tasks.executor import SshTarget
@@ -60,7 +60,10 @@ from tasks.manifest import differences, tree_manifest
 from tasks.nodes import fire_fault, restart_node
 from tasks.settings import Settings, load_settings
 
-FULL_FILESYSTEM_KIB = 1024  # smaller than any /home worth backing up (the lab's holds a 4 MiB file)
+# The filesystem the restore fills: half of what the restore writes, so it runs out of space midway, and
+# never more than 1 MiB (a tmpfs lives in the client's memory). Sources too small to fill any are refused.
+FULL_FILESYSTEM_MAX_KIB = 1024
+FULL_FILESYSTEM_MIN_KIB = 16
 FAULT_FILE_MIB = 1  # the file only the damaged archive holds
 RESTORE_CHECKED = 2  # the newest older archives read back with extract --dry-run after the damage
 
@@ -234,12 +237,25 @@ def _server_down(f: _Fault) -> None:
     f.note(f"the next backup stored {after.archive} and checked it")
 
 
+def full_filesystem_kib(restored_bytes: int) -> int:
+    """The size of a filesystem that a restore of ``restored_bytes`` cannot fit in (see the bounds above);
+    Refused, in one line, when the sources are too small to fill one."""
+    size = min(FULL_FILESYSTEM_MAX_KIB, restored_bytes // 2048)
+    if size < FULL_FILESYSTEM_MIN_KIB:
+        raise Refused(
+            f"the sources hold {restored_bytes:,} bytes, too little to fill a filesystem: restore-disk-full "
+            f"needs at least {FULL_FILESYSTEM_MIN_KIB * 2} KiB to restore; nothing was mounted"
+        )
+    return size
+
+
 def _restore_disk_full(f: _Fault) -> None:
     settings, client = f.settings, f.access.target
     scratch = f"{settings.backup.scratch_dir}-full"
-    mount_small_filesystem(client, scratch, FULL_FILESYSTEM_KIB)
+    size_kib = full_filesystem_kib(sum(used_bytes(client, source) for source in settings.backup.sources))
+    mount_small_filesystem(client, scratch, size_kib)
     f.started = time.monotonic()
-    f.note(f"a {FULL_FILESYSTEM_KIB} KiB filesystem mounted at {client.name}:{scratch} for the restore")
+    f.note(f"a {size_kib} KiB filesystem mounted at {client.name}:{scratch} for the restore")
     try:
         full = settings.model_copy(
             # scratch mode whatever the settings say: an in-place drill must never follow a failed restore

@@ -20,6 +20,7 @@ from pydantic import BaseModel, Field
 from tasks.cli import CheckFailed, run_cli
 from tasks.cluster import drbd_resource, node_targets, o2cb_cluster, secret_block_name, shared_secret
 from tasks.context import current_executor, refuse_dry_run, run_context
+from tasks.disks import free_bytes, used_bytes
 from tasks.drbd import steps
 from tasks.drbd.model import render_resource
 from tasks.drbd.plan import Refused, foreign_config_problems
@@ -168,8 +169,8 @@ def _upgrade(settings: Settings) -> HaUpgradeReport:
     staged: dict[str, str] = {}
     staged_fs: str | None = None  # the filesystem whose files are safe in the staging copy
     if source.mount is not None:
-        need = ocfs2.used_bytes(targets[primary], drbd.mountpoint)
-        have = ocfs2.free_bytes(targets[primary], "/")
+        need = used_bytes(targets[primary], drbd.mountpoint)
+        have = free_bytes(targets[primary], "/")
         if need * 1.1 > have:
             raise Refused(f"{primary}: {need} bytes to stage but only {have} free on / ; nothing was changed")
         original = contents(tree_manifest(targets[primary], drbd.mountpoint))

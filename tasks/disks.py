@@ -161,3 +161,25 @@ def detach_loop_file(target: SshTarget, path: str) -> None:
     for device in run(loop_of_file_argv(path), target, read_only=True, ok_codes=(0, 1)).stdout.split():
         run(detach_loop_argv(device), target)
     run(["rm", "-f", path], target)
+
+
+def free_bytes_argv(path: str) -> list[str]:
+    return ["df", "--output=avail", "-B1", path]
+
+
+def used_bytes_argv(path: str) -> list[str]:
+    return ["du", "-sb", path]
+
+
+@step(name="free-bytes", timeout_seconds=60, retry_transport=True)
+def free_bytes(target: SshTarget | LocalTarget, path: str) -> int:
+    """Bytes free for an ordinary user's writes on the filesystem holding ``path``."""
+    out = current_executor().run(free_bytes_argv(path), target, read_only=True).stdout.split()
+    return int(out[-1])
+
+
+@step(name="used-bytes", timeout_seconds=300, retry_transport=True)
+def used_bytes(target: SshTarget | LocalTarget, path: str) -> int:
+    """Bytes the tree at ``path`` holds (apparent sizes: what a copy or a restore writes)."""
+    result = current_executor().run(used_bytes_argv(path), target, read_only=True, timeout=240)
+    return int(result.stdout.split()[0])

@@ -80,14 +80,3 @@ def mount_ocfs2(target: SshTarget, device: str, mountpoint: str) -> None:
 def copy_tree(target: SshTarget, source: str, dest: str, delete: bool = False) -> None:
     run(target, ["mkdir", "-p", dest])
     run(target, sync_tree_argv(source, dest, delete), timeout=1740)
-
-
-@step(name="free-bytes", timeout_seconds=60, retry_transport=True)
-def free_bytes(target: SshTarget, path: str) -> int:
-    out = run(target, ["df", "--output=avail", "-B1", path], read_only=True).stdout.split()
-    return int(out[-1])
-
-
-@step(name="used-bytes", timeout_seconds=300, retry_transport=True)
-def used_bytes(target: SshTarget, path: str) -> int:
-    return int(run(target, ["du", "-sb", path], read_only=True, timeout=240).stdout.split()[0])

@@ -14,12 +14,14 @@ from tasks.disks import (
     detach_loop_argv,
     device_link_argv,
     driver_argv,
+    free_bytes,
     loop_of_file_argv,
     make_file_argv,
     mount_small_filesystem,
     mount_tmpfs_argv,
     parse_virtio_device,
     unmount_argv,
+    used_bytes,
 )
 from tasks.drbd.plan import Refused
 from tasks.executor import LOCAL
@@ -80,3 +82,12 @@ def test_the_loop_devices_of_a_file_are_listed_by_the_real_losetup(tmp_path: Pat
     current_executor().run(make_file_argv(str(image), 1), LOCAL)
     assert image.stat().st_size == 1 << 20
     assert current_executor().run(loop_of_file_argv(str(image)), LOCAL).stdout == ""
+
+
+def test_the_bytes_a_tree_holds_and_the_bytes_free_are_read_by_the_real_du_and_df(tmp_path: Path) -> None:
+    (tmp_path / "a").write_bytes(b"x" * 10_000)
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "b").write_bytes(b"y" * 5_000)
+    # apparent sizes: what a restore writes (du -sb counts the directories' own sizes too)
+    assert 15_000 <= used_bytes.fn(LOCAL, str(tmp_path)) < 15_000 + 3 * 4096
+    assert free_bytes.fn(LOCAL, str(tmp_path)) > 0
