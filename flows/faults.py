@@ -315,10 +315,15 @@ def node_loss_outcome(report: NodeLossReportLike, run: int) -> FaultOutcome:
 
 
 def storage_fault_outcome(report: StorageFaultReportLike, run: int) -> FaultOutcome:
-    """A fault of flows.storage_faults: the primary serves throughout; the commands it reports for service
-    are the manual ones (the repair of a struck node or disk is not); fully redundant once resynced after
-    the fault's end."""
+    """A fault of flows.storage_faults: the primary serves throughout, unless the fault took both nodes
+    down; the commands it reports for service are the manual ones (the repair of a struck node or disk is
+    not); fully redundant once resynced after the fault's end."""
     records, acked_bytes = acked_loss(report.writes)
+    served = (
+        f"the volume was down until `{report.manual_commands[0]}` served it on {report.primary} again"
+        if report.manual_commands
+        else f"{report.primary} served throughout"
+    )
     outage = report.writes.outage
     written_kib, share = report.written_bytes >> 10, report.resynced_kib / max(report.volume_kib, 1)
     first, *_ = report.observed or [report.fault]
@@ -334,7 +339,7 @@ def storage_fault_outcome(report: StorageFaultReportLike, run: int) -> FaultOutc
         manual_commands=list(report.manual_commands),
         resynced_bytes=report.resynced_kib << 10,
         written_bytes=report.written_bytes,
-        summary=f"{first.split(': ', 1)[-1]}; {report.primary} served throughout; the fault lasted "
+        summary=f"{first.split(': ', 1)[-1]}; {served}; the fault lasted "
         f"{report.lasted_s:.1f} s; the resync copied {report.resynced_kib:,} KiB ({share:.0%} of the volume) "
         f"for {written_kib:,} KiB written and both disks were UpToDate {report.redundant_s:.1f} s after the "
         "fault's end",

@@ -122,6 +122,13 @@ def test_a_storage_fault_as_an_outcome() -> None:
         "the fault's end"
     )
     assert outcome.problems == []
+    # both nodes powered off: nobody served throughout, and the summary says who brought the volume back
+    cycled = storage_fault_report(True).model_copy(
+        update={"fault": "power-cycle", "manual_commands": ["python -m flows.setup", "nodeb: drbdadm up r0"]}
+    )
+    assert "; the volume was down until `python -m flows.setup` served it on nodeb again; " in (
+        storage_fault_outcome(cycled, 1).summary
+    )
     whole = storage_fault_report(False).model_copy(
         update={"resynced_kib": 1048508, "peer_roles": ["Primary"]}
     )
