@@ -17,6 +17,7 @@ that is logged or raised. Dry-run mode logs each command and runs nothing, excep
 from __future__ import annotations
 
 import contextlib
+import io
 import logging
 import os
 import shlex
@@ -181,6 +182,17 @@ def _logger() -> logging.Logger | logging.LoggerAdapter[logging.Logger]:
     except ImportError:  # pragma: no cover - prefect is a hard dependency
         pass
     return logging.getLogger("hsf.executor")
+
+
+class _ChunkedStdin(io.StringIO):
+    """The command's stdin for invoke, in chunks: invoke asks a stream that is not a terminal for one
+    character at a time and sleeps 10 ms between reads, so a 1 KiB file took 10 s to send and a larger
+    one outlived the command's timeout."""
+
+    CHUNK_CHARS = 1 << 16
+
+    def read(self, size: int | None = -1) -> str:
+        return super().read(self.CHUNK_CHARS)
 
 
 class _LineSink:
@@ -385,15 +397,13 @@ class Executor:
         shown: str,
         on_line: Callable[[str], None] | None,
     ) -> tuple[int, str, str]:
-        import io
-
         _import_ssh_stack()
         from invoke.exceptions import CommandTimedOut
         from paramiko.ssh_exception import BadHostKeyException, SSHException
 
         command = shlex.join(argv)  # the SSH boundary: the only place an argv becomes shell text
         kwargs: dict[str, Any] = {"hide": True, "warn": True, "timeout": timeout, "pty": False}
-        kwargs["in_stream"] = io.StringIO(stdin) if stdin is not None else False
+        kwargs["in_stream"] = _ChunkedStdin(stdin) if stdin is not None else False
         if on_line:
             kwargs["out_stream"] = _LineSink(on_line)
             kwargs["err_stream"] = _LineSink(on_line)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import secrets
 from pathlib import Path
 
 import pytest
@@ -47,6 +49,22 @@ def test_vms_reach_each_other_on_the_lab_network(
             if peer != node:
                 out = run(machines[node], "ping", "-c", "2", "-W", "3", str(lab_settings.address_of(peer)))
                 assert " 0% packet loss" in out, out
+
+
+def test_a_mebibyte_sent_on_stdin_arrives_whole(machines: dict[str, SshTarget]) -> None:
+    """Files and configurations travel on stdin (secrets stay off argv): invoke read it one character per
+    10 ms, so a 1 KiB file took 10 s and 100 KiB outlived the command's timeout."""
+    text = secrets.token_hex(1 << 19)  # 1 MiB
+    target = machines["nodea"]
+    try:
+        sent = current_executor().run(
+            ["dd", "of=/tmp/hsf-stdin-test", "status=none"], target, stdin=text, timeout=60
+        )
+        assert sent.exit_code == 0
+        digest = run(target, "sha256sum", "/tmp/hsf-stdin-test").split()[0]
+        assert digest == hashlib.sha256(text.encode()).hexdigest()
+    finally:
+        run(target, "rm", "-f", "/tmp/hsf-stdin-test")
 
 
 def test_drbd_tools_and_module_load(machines: dict[str, SshTarget]) -> None:

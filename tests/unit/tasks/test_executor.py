@@ -14,6 +14,7 @@ from tasks.executor import (
     CommandTimeout,
     Executor,
     TransportError,
+    _ChunkedStdin,
     mask,
     tail,
 )
@@ -137,3 +138,15 @@ def test_recordings_keep_operator_commands_not_probes_or_the_drills_workload() -
         executor.run(["echo", "the application"], LOCAL, workload=True)
     executor.run(["false"], LOCAL, ok_codes=(1,))  # after the block: not recorded
     assert [(c.target, c.command, c.exit_code) for c in commands] == [("localhost", "true", 0)]
+
+
+def test_stdin_is_handed_to_invoke_in_chunks_whatever_size_it_asks_for() -> None:
+    """invoke asks a stream that is not a terminal for one character per 10 ms: the stream answers with
+    a whole chunk, so 1 MiB goes in 16 reads, not a million."""
+    from invoke.terminals import bytes_to_read
+
+    text = "x" * (1 << 20) + "end"
+    stream = _ChunkedStdin(text)
+    reads = list(iter(lambda: stream.read(bytes_to_read(stream)), ""))
+    assert "".join(reads) == text
+    assert len(reads) == -(-len(text) // _ChunkedStdin.CHUNK_CHARS) == 17
