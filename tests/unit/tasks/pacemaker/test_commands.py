@@ -40,7 +40,7 @@ ARGVS: dict[str, tuple[list[str], list[str]]] = {
     "sbd_list": (c.sbd_list_argv(DEVICE), ["sbd", "-d", DEVICE, "list"]),
     "systemctl_enable": (
         c.systemctl_argv("enable", ("corosync", "pacemaker", "sbd")),
-        ["systemctl", "enable", "corosync", "pacemaker", "sbd"],
+        ["env", "SYSTEMCTL_SKIP_SYSV=1", "systemctl", "enable", "corosync", "pacemaker", "sbd"],
     ),
     "systemctl_start": (
         c.systemctl_argv("start", ["corosync", "pacemaker"]),
@@ -50,7 +50,10 @@ ARGVS: dict[str, tuple[list[str], list[str]]] = {
         c.systemctl_argv("stop", ["pacemaker", "corosync"]),
         ["systemctl", "stop", "pacemaker", "corosync"],
     ),
-    "systemctl_disable": (c.systemctl_argv("disable", ["sbd"]), ["systemctl", "disable", "sbd"]),
+    "systemctl_disable": (
+        c.systemctl_argv("disable", ["sbd"]),
+        ["env", "SYSTEMCTL_SKIP_SYSV=1", "systemctl", "disable", "sbd"],
+    ),
     "is_active": (
         c.is_active_argv(("corosync", "pacemaker", "sbd")),
         ["systemctl", "is-active", "corosync", "pacemaker", "sbd"],
