@@ -100,30 +100,19 @@ class DrbdTuning(BaseModel):
         return {name: getattr(self, name) for name in DrbdTuning.model_fields}
 
 
-class DrbdResource(DrbdTuning):
-    """A replicated block device between two nodes."""
+class Replication(DrbdTuning):
+    """What both ends of one DRBD connection agree on: the tuning, the peers' secret, the resync and the
+    split-brain policies (a two-node resource and a stacked one alike)."""
 
-    name: ResourceName = Field("r0", description="Resource name (file /etc/drbd.d/<name>.res).")
-    nodes: tuple[DrbdNode, ...] = Field(
-        min_length=2, max_length=2, description="Exactly two nodes (DRBD 8.4)."
-    )
     meta_disk: Literal["internal"] = Field("internal", description="Metadata at the end of the backing disk.")
     shared_secret: SecretStr = Field(description="Peer authentication secret (cram-hmac-alg sha256).")
     cram_hmac_alg: Literal["sha1", "sha256"] = Field("sha256", description="Peer authentication HMAC.")
     c_plan_ahead: int = Field(
         0, ge=0, le=300, description="0 = fixed resync rate instead of the dynamic controller."
     )
-    dual_primary: bool = Field(False, description="allow-two-primaries (needs a cluster filesystem on top).")
     after_sb_0pri: AfterSb0 = Field("disconnect", description="Split-brain policy with no primary.")
     after_sb_1pri: AfterSb1 = Field("disconnect", description="Split-brain policy with one primary.")
     after_sb_2pri: AfterSb2 = Field("disconnect", description="Split-brain policy with two primaries.")
-    fencing: DrbdFencing | None = Field(
-        None,
-        description=(
-            "When Pacemaker owns the resource: the disk section's fencing policy and the crm-fence-peer / "
-            "crm-unfence-peer handlers; None: no fencing (DRBD alone, promoted by the flows)."
-        ),
-    )
 
     @field_validator("shared_secret")
     @classmethod
@@ -132,6 +121,23 @@ class DrbdResource(DrbdTuning):
         if not re.fullmatch(r"[A-Za-z0-9_.+/=-]{16,64}", value):
             raise ValueError("shared secret must be 16-64 characters of [A-Za-z0-9_.+/=-]")
         return secret
+
+
+class DrbdResource(Replication):
+    """A replicated block device between two nodes."""
+
+    name: ResourceName = Field("r0", description="Resource name (file /etc/drbd.d/<name>.res).")
+    nodes: tuple[DrbdNode, ...] = Field(
+        min_length=2, max_length=2, description="Exactly two nodes (DRBD 8.4)."
+    )
+    dual_primary: bool = Field(False, description="allow-two-primaries (needs a cluster filesystem on top).")
+    fencing: DrbdFencing | None = Field(
+        None,
+        description=(
+            "When Pacemaker owns the resource: the disk section's fencing policy and the crm-fence-peer / "
+            "crm-unfence-peer handlers; None: no fencing (DRBD alone, promoted by the flows)."
+        ),
+    )
 
     @model_validator(mode="after")
     def _distinct_nodes(self) -> DrbdResource:
@@ -163,6 +169,82 @@ class DrbdResource(DrbdTuning):
         return f"/etc/drbd.d/{self.name}.res"
 
 
+UpperProtocol = Literal["A", "C"]
+
+
+class StackedResource(Replication):
+    """A third copy of a two-node resource (DRBD 8.4's three-node setup): an upper resource whose one end
+    is stacked on the lower resource's device on whichever lower node is Primary, reached at an address
+    that moves with that role, and whose other end is a third node with a disk of its own.
+
+    The upper device exists on one lower node at a time, so it never runs under two Primaries: a
+    dual-primary (OCFS2) lower resource and a stacked copy exclude each other.
+    """
+
+    name: ResourceName = Field(description="The upper resource's name (file /etc/drbd.d/<name>.res).")
+    lower: DrbdResource = Field(description="The two-node resource the upper one is stacked on.")
+    address: ipaddress.IPv4Address | ipaddress.IPv6Address = Field(
+        description="The stacked end's address: held by the lower Primary, moved with that role."
+    )
+    port: Port = Field(7790, description="Replication TCP port of the stacked end.")
+    minor: Minor = Field(
+        10, description="The upper device /dev/drbd<minor> (on the stacked end and the third)."
+    )
+    third: DrbdNode = Field(
+        description="The third node: the upper resource's other end, on a disk of its own."
+    )
+    protocol: UpperProtocol = Field(  # narrower than a two-node resource's
+        "A", description="A: the lower Primary does not wait for the third node (a distant site); C: it does."
+    )
+
+    @model_validator(mode="after")
+    def _a_third_node_apart(self) -> StackedResource:
+        lower_names = [n.name for n in self.lower.nodes]
+        if self.third.name in lower_names:
+            raise ValueError(
+                f"the third node {self.third.name} is a node of {self.lower.name} already: the stacked copy "
+                f"needs a node of its own beside {' and '.join(lower_names)}"
+            )
+        if self.lower.dual_primary:
+            raise ValueError(
+                f"{self.lower.name} is dual-primary (OCFS2): a stacked copy runs on the one lower Primary, "
+                "so the two exclude each other on one volume"
+            )
+        if self.name == self.lower.name:
+            raise ValueError(f"the upper resource needs a name of its own, not {self.lower.name}")
+        if self.third.minor != self.minor:
+            raise ValueError(
+                f"the third node's device is /dev/drbd{self.third.minor}, not the upper device's"
+            )
+        if self.minor in {n.minor for n in self.lower.nodes}:
+            raise ValueError(
+                f"/dev/drbd{self.minor} is the lower device: the upper device needs another minor"
+            )
+        taken = {n.address: n.name for n in (*self.lower.nodes, self.third)}
+        if self.address in taken:
+            raise ValueError(
+                f"the stacked address {self.address} is {taken[self.address]}'s own: it must be an address "
+                "no node has, moved to whichever lower node is Primary"
+            )
+        if {self.address.version, self.third.address.version} != {self.lower.nodes[0].address.version}:
+            raise ValueError("the stacked address, the third node and the lower nodes mix IPv4 and IPv6")
+        return self
+
+    @property
+    def device(self) -> str:
+        return f"/dev/drbd{self.minor}"
+
+    @property
+    def endpoint(self) -> str:
+        """The stacked end's address as drbd.conf writes it."""
+        host = f"[{self.address}]" if self.address.version == 6 else str(self.address)
+        return f"ipv{self.address.version} {host}:{self.port}"
+
+    @property
+    def config_path(self) -> str:
+        return f"/etc/drbd.d/{self.name}.res"
+
+
 # The first line of every resource file this project writes: a file without it was written by someone
 # else, and is replaced only when the settings say so (``drbd.adopt_existing``).
 OWN_FILE_HEADER = "# Written by ha-storage-flows; changes here are overwritten by the next run."
@@ -179,32 +261,48 @@ def secrets_in(text: str) -> list[str]:
     return [match.group(0)[len(match.group(1)) :] for match in _SECRET_IN_CONFIG.finditer(text)]
 
 
-def render_resource(resource: DrbdResource) -> str:
-    """The resource file. The secret is in it: write it with mode 0600 and never log it."""
-    lines = [
-        OWN_FILE_HEADER,
-        f"resource {resource.name} {{",
-        f"  protocol {resource.protocol};",
+def _agreement_lines(options: Replication, net_extra: list[str], disk_extra: list[str]) -> list[str]:
+    """The protocol, net and disk sections: what both ends of a connection must hold alike."""
+    return [
+        f"  protocol {options.protocol};",
         "  net {",
-        f"    cram-hmac-alg {resource.cram_hmac_alg};",
-        f'    shared-secret "{resource.shared_secret.get_secret_value()}";',
-        f"    ping-int {resource.ping_int_s};",
-        f"    ping-timeout {resource.ping_timeout_ds};",
-    ]
-    if resource.dual_primary:
-        lines.append("    allow-two-primaries yes;")
-    lines += [
-        f"    after-sb-0pri {resource.after_sb_0pri};",
-        f"    after-sb-1pri {resource.after_sb_1pri};",
-        f"    after-sb-2pri {resource.after_sb_2pri};",
+        f"    cram-hmac-alg {options.cram_hmac_alg};",
+        f'    shared-secret "{options.shared_secret.get_secret_value()}";',
+        f"    ping-int {options.ping_int_s};",
+        f"    ping-timeout {options.ping_timeout_ds};",
+        *net_extra,
+        f"    after-sb-0pri {options.after_sb_0pri};",
+        f"    after-sb-1pri {options.after_sb_1pri};",
+        f"    after-sb-2pri {options.after_sb_2pri};",
         "  }",
         "  disk {",
-        f"    c-plan-ahead {resource.c_plan_ahead};",
-        f"    resync-rate {resource.resync_rate};",
+        f"    c-plan-ahead {options.c_plan_ahead};",
+        f"    resync-rate {options.resync_rate};",
+        *disk_extra,
+        "  }",
     ]
-    if resource.fencing is not None:  # DRBD 8.4 syntax: in the disk section (DRBD 9 moved it to net)
-        lines.append(f"    fencing {resource.fencing};")
-    lines.append("  }")
+
+
+def _on_lines(node: DrbdNode, meta_disk: str) -> list[str]:
+    return [
+        f"  on {node.name} {{",
+        f"    device {node.device};",
+        f"    disk {node.disk};",
+        f"    meta-disk {meta_disk};",
+        f"    address {node.endpoint};",
+        "  }",
+    ]
+
+
+def render_resource(resource: DrbdResource) -> str:
+    """The resource file. The secret is in it: write it with mode 0600 and never log it."""
+    lines = [OWN_FILE_HEADER, f"resource {resource.name} {{"]
+    lines += _agreement_lines(
+        resource,
+        net_extra=["    allow-two-primaries yes;"] if resource.dual_primary else [],
+        # DRBD 8.4 syntax: fencing in the disk section (DRBD 9 moved it to net)
+        disk_extra=[f"    fencing {resource.fencing};"] if resource.fencing is not None else [],
+    )
     if resource.fencing is not None:
         lines += [
             "  handlers {",
@@ -215,13 +313,22 @@ def render_resource(resource: DrbdResource) -> str:
     if resource.dual_primary:
         lines.append("  startup { become-primary-on both; }")
     for node in resource.nodes:
-        lines += [
-            f"  on {node.name} {{",
-            f"    device {node.device};",
-            f"    disk {node.disk};",
-            f"    meta-disk {resource.meta_disk};",
-            f"    address {node.endpoint};",
-            "  }",
-        ]
+        lines += _on_lines(node, resource.meta_disk)
     lines.append("}")
+    return "\n".join(lines) + "\n"
+
+
+def render_stacked_resource(upper: StackedResource) -> str:
+    """The upper resource's file, the same on all three nodes (drbdadm reads the lower one beside it). The
+    secret is in it: write it with mode 0600 and never log it."""
+    lines = [OWN_FILE_HEADER, f"resource {upper.name} {{"]
+    lines += _agreement_lines(upper, net_extra=[], disk_extra=[])
+    lines += [
+        f"  stacked-on-top-of {upper.lower.name} {{",
+        f"    device {upper.device};",
+        f"    address {upper.endpoint};",
+        "  }",
+        *_on_lines(upper.third, upper.meta_disk),
+        "}",
+    ]
     return "\n".join(lines) + "\n"

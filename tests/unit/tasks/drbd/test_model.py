@@ -12,7 +12,7 @@ import pydantic
 import pytest
 
 from tasks.drbd.commands import drbdadm_dump_argv
-from tasks.drbd.model import DrbdNode, DrbdResource, render_resource
+from tasks.drbd.model import DrbdNode, DrbdResource, StackedResource, render_resource, render_stacked_resource
 from tasks.executor import CommandError, Executor
 
 SECRET = "s3cr3t-Secret_value.0123"
@@ -496,3 +496,70 @@ def test_the_plain_default_resource_parses_with_the_84_parser_too(tmp_path: Path
     use the 8.4 one: without a cluster manager both accept the same file."""
     dump = _drbdadm_84_dump(tmp_path, render_resource(_resource()), "r0", "nodea")
     assert re.search(r"resync-rate\s+100M;", dump) and "fencing" not in dump
+
+
+# -- the stacked (three-node) resource -----------------------------------------------------------------
+
+UPPER_SECRET = "upper-Secret_value.0123"
+
+
+def _stacked(**overrides: Any) -> StackedResource:
+    fields: dict[str, Any] = {
+        "name": "r0-u",
+        "lower": _resource(),
+        "address": "10.77.0.10",
+        "third": _node("nodec", "10.77.0.14", port=7790, minor=10),
+        "shared_secret": UPPER_SECRET,
+    }
+    fields.update(overrides)
+    return StackedResource(**fields)
+
+
+def test_a_stacked_resource_is_asynchronous_on_drbd10_by_default() -> None:
+    upper = _stacked()
+    assert (upper.protocol, upper.device, upper.port, upper.config_path) == (
+        "A", "/dev/drbd10", 7790, "/etc/drbd.d/r0-u.res",
+    )  # fmt: skip
+    assert upper.endpoint == "ipv4 10.77.0.10:7790"
+    assert _stacked(protocol="C").protocol == "C"
+    assert UPPER_SECRET not in repr(upper)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"third": _node("nodeb", "10.77.0.14", minor=10)}, "the third node nodeb is a node of r0 already"),
+        ({"lower": _resource(dual_primary=True)}, "r0 is dual-primary (OCFS2)"),
+        ({"name": "r0"}, "the upper resource needs a name of its own"),
+        ({"third": _node("nodec", "10.77.0.14", minor=11)}, "the third node's device is /dev/drbd11"),
+        ({"minor": 0, "third": _node("nodec", "10.77.0.14", minor=0)}, "/dev/drbd0 is the lower device"),
+        ({"address": "10.77.0.12"}, "the stacked address 10.77.0.12 is nodeb's own"),
+        ({"address": "10.77.0.14"}, "the stacked address 10.77.0.14 is nodec's own"),
+        ({"address": "fd00::10"}, "mix IPv4 and IPv6"),
+        ({"protocol": "B"}, "protocol"),
+    ],
+)
+def test_a_stacked_resource_refuses_what_cannot_work(overrides: dict[str, Any], message: str) -> None:
+    with pytest.raises(pydantic.ValidationError, match=re.escape(message)):
+        _stacked(**overrides)
+
+
+@needs_drbdadm
+@pytest.mark.parametrize("protocol", ["A", "C"])
+def test_the_stacked_file_beside_the_lower_one_is_accepted_by_drbdadm(tmp_path: Path, protocol: str) -> None:
+    """drbdadm reads both files as /etc/drbd.d holds them: the lower nodes see the upper resource stacked,
+    the third node sees a plain one."""
+    upper = _stacked(protocol=protocol)
+    text = render_resource(upper.lower) + render_stacked_resource(upper)
+    for node, how in (("nodea", "stacked"), ("nodeb", "stacked"), ("nodec", "not stacked")):
+        dump = _drbdadm_dump(tmp_path, text, "r0-u", node)
+        assert f"# resource r0-u on {node}: not ignored, {how}" in dump
+        assert re.search(r"stacked-on-top-of r0 \{\s+# on nodea nodeb\s", dump)
+        assert re.search(r"address\s+ipv4 10\.77\.0\.10:7790;", dump)
+        assert re.search(
+            r"on nodec \{\s+node-id \d;\s+device\s+/dev/drbd10 minor 10;\s+disk\s+/dev/vdb;", dump
+        )
+        assert re.search(r"address\s+ipv4 10\.77\.0\.14:7790;", dump)
+        assert re.search(rf"protocol\s+{protocol};", dump)
+        assert re.search(rf"shared-secret\s+\"?{re.escape(UPPER_SECRET)}\"?;", dump)
+        assert re.search(r"resync-rate\s+100M;", dump)
