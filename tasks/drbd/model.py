@@ -39,6 +39,12 @@ PingTimeoutDs = Annotated[int, Field(ge=1, le=300)]
 ResyncRate = Annotated[str, AfterValidator(check_resync_rate)]
 
 
+def endpoint_text(address: ipaddress.IPv4Address | ipaddress.IPv6Address, port: int) -> str:
+    """``ipv4 10.0.0.1:7789`` / ``ipv6 [fd00::1]:7789``, as drbd.conf writes an address."""
+    host = f"[{address}]" if address.version == 6 else str(address)
+    return f"ipv{address.version} {host}:{port}"
+
+
 class DrbdNode(BaseModel):
     """One node of a resource: where it replicates and what it stores on."""
 
@@ -56,9 +62,7 @@ class DrbdNode(BaseModel):
 
     @property
     def endpoint(self) -> str:
-        """``ipv4 10.0.0.1:7789`` / ``ipv6 [fd00::1]:7789``, as drbd.conf writes an address."""
-        host = f"[{self.address}]" if self.address.version == 6 else str(self.address)
-        return f"ipv{self.address.version} {host}:{self.port}"
+        return endpoint_text(self.address, self.port)
 
 
 AfterSb0 = Literal[
@@ -237,8 +241,7 @@ class StackedResource(Replication):
     @property
     def endpoint(self) -> str:
         """The stacked end's address as drbd.conf writes it."""
-        host = f"[{self.address}]" if self.address.version == 6 else str(self.address)
-        return f"ipv{self.address.version} {host}:{self.port}"
+        return endpoint_text(self.address, self.port)
 
     @property
     def config_path(self) -> str:
