@@ -36,6 +36,15 @@ def test_dual_primary_forces_protocol_c(monkeypatch: pytest.MonkeyPatch) -> None
     assert drbd_resource(settings, SECRET, dual_primary=True).protocol == "C"
 
 
+def test_the_activity_log_setting_reaches_the_resource_file(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Unset, DRBD keeps its own default (no line); set, both flavours of the resource carry it."""
+    assert "al-extents" not in render_resource(drbd_resource(load_settings(), SECRET))
+    monkeypatch.setenv("HSF_DRBD__AL_EXTENTS", "127")
+    settings = load_settings()
+    for dual_primary in (False, True):
+        assert "    al-extents 127;\n" in render_resource(drbd_resource(settings, SECRET, dual_primary))
+
+
 def _inventory(monkeypatch: pytest.MonkeyPatch, *hosts: dict[str, object]) -> Settings:
     def no_lookup(*args: object, **kwargs: object) -> object:
         raise AssertionError(f"looked up {args}: these tests use IP literals only")

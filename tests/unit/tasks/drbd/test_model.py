@@ -278,6 +278,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
         "c_plan_ahead": 20,
         "cram_hmac_alg": "sha1",
         "after_sb_2pri": "violently-as0p",
+        "al_extents": 67,
     },
 }
 
@@ -301,6 +302,10 @@ def test_rendered_config_is_accepted_by_drbdadm(tmp_path: Path, variant: str) ->
     assert re.search(rf"after-sb-1pri\s+{resource.after_sb_1pri};", dump)
     assert re.search(rf"after-sb-2pri\s+{resource.after_sb_2pri};", dump)
     assert re.search(r"meta-disk\s+internal;", dump)
+    if resource.al_extents is None:  # DRBD's own default holds
+        assert "al-extents" not in dump
+    else:
+        assert re.search(rf"al-extents\s+{resource.al_extents};", dump)
     if resource.dual_primary:
         assert re.search(r"allow-two-primaries\s+yes;", dump)
     else:
@@ -563,3 +568,12 @@ def test_the_stacked_file_beside_the_lower_one_is_accepted_by_drbdadm(tmp_path: 
         assert re.search(rf"protocol\s+{protocol};", dump)
         assert re.search(rf"shared-secret\s+\"?{re.escape(UPPER_SECRET)}\"?;", dump)
         assert re.search(r"resync-rate\s+100M;", dump)
+
+
+@pytest.mark.parametrize(("al_extents", "accepted"), [(66, False), (67, True), (65534, True), (65535, False)])
+def test_the_activity_log_size_is_held_to_the_kernels_bounds(al_extents: int, accepted: bool) -> None:
+    if accepted:
+        assert _resource(al_extents=al_extents).al_extents == al_extents
+    else:
+        with pytest.raises(pydantic.ValidationError, match="al_extents"):
+            _resource(al_extents=al_extents)
