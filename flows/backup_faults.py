@@ -50,7 +50,7 @@ from tasks.borg.steps import create_archive, list_archives, passphrase, run_on
 from tasks.cli import EXIT_COMMAND_FAILED, EXIT_DATA_LOST, EXIT_OK, run_cli
 from tasks.cluster import borg_passphrase_block_name, delete_secret, store_secret, stored_secret
 from tasks.context import current_executor, refuse_dry_run, run_context
-from tasks.disks import mount_small_filesystem, unmount_small_filesystem, used_bytes
+from tasks.disks import full_filesystem_for, mount_small_filesystem, unmount_small_filesystem
 from tasks.drbd.plan import Refused
 from tasks.events import BACKUP_FAULT_COMPLETED, backup_resource, emit
 from tasks.executor import SshTarget
@@ -60,10 +60,6 @@ from tasks.manifest import differences, tree_manifest
 from tasks.nodes import fire_fault, restart_node
 from tasks.settings import Settings, load_settings
 
-# The filesystem the restore fills: half of what the restore writes, so it runs out of space midway, and
-# never more than 1 MiB (a tmpfs lives in the client's memory). Sources too small to fill any are refused.
-FULL_FILESYSTEM_MAX_KIB = 1024
-FULL_FILESYSTEM_MIN_KIB = 16
 FAULT_FILE_MIB = 1  # the file only the damaged archive holds
 RESTORE_CHECKED = 2  # the newest older archives read back with extract --dry-run after the damage
 
@@ -237,22 +233,10 @@ def _server_down(f: _Fault) -> None:
     f.note(f"the next backup stored {after.archive} and checked it")
 
 
-def full_filesystem_kib(restored_bytes: int) -> int:
-    """The size of a filesystem that a restore of ``restored_bytes`` cannot fit in (see the bounds above);
-    Refused, in one line, when the sources are too small to fill one."""
-    size = min(FULL_FILESYSTEM_MAX_KIB, restored_bytes // 2048)
-    if size < FULL_FILESYSTEM_MIN_KIB:
-        raise Refused(
-            f"the sources hold {restored_bytes:,} bytes, too little to fill a filesystem: restore-disk-full "
-            f"needs at least {FULL_FILESYSTEM_MIN_KIB * 2} KiB to restore; nothing was mounted"
-        )
-    return size
-
-
 def _restore_disk_full(f: _Fault) -> None:
     settings, client = f.settings, f.access.target
     scratch = f"{settings.backup.scratch_dir}-full"
-    size_kib = full_filesystem_kib(sum(used_bytes(client, source) for source in settings.backup.sources))
+    size_kib = full_filesystem_for(client, settings.backup.sources)
     mount_small_filesystem(client, scratch, size_kib)
     f.started = time.monotonic()
     f.note(f"a {size_kib} KiB filesystem mounted at {client.name}:{scratch} for the restore")

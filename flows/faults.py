@@ -37,6 +37,7 @@ from flows.link_cut import link_cut_drill
 from flows.orchestration_faults import orchestration_fault
 from flows.split_brain import split_brain_drill
 from flows.storage_faults import storage_fault
+from tasks.borg.remote import client_access
 from tasks.cli import run_cli
 from tasks.cluster import (
     borg_passphrase_block_name,
@@ -47,6 +48,7 @@ from tasks.cluster import (
     stored_secret,
 )
 from tasks.context import refuse_dry_run, run_context
+from tasks.disks import full_filesystem_for
 from tasks.drbd import steps
 from tasks.drbd.plan import Refused
 from tasks.events import FAULT_OUTCOME, cluster_resource, emit
@@ -472,9 +474,23 @@ def available(settings: Settings, specs: list[FaultSpec]) -> tuple[list[FaultSpe
             skipped.append(f"{spec.name}: strikes the lab's backup VM only (target 'lab', backup.server set)")
         elif spec.name in LAB_ONLY_FAULTS and settings.target != "lab":
             skipped.append(f"{spec.name}: {LAB_ONLY_FAULTS[spec.name]}, on the lab only (target 'lab')")
+        elif (small := _sources_too_small(settings, spec)) is not None:
+            skipped.append(f"{spec.name}: {small}")
         else:
             run.append(spec)
     return run, skipped
+
+
+def _sources_too_small(settings: Settings, spec: FaultSpec) -> str | None:
+    """Why a restore cannot fill a disk here (too little to restore), read before any fault runs: a refusal
+    midway would stop the faults after it."""
+    if spec.name != "restore-disk-full":
+        return None
+    try:
+        full_filesystem_for(client_access(settings).target, settings.backup.sources)
+    except Refused as exc:
+        return str(exc)
+    return None
 
 
 def _matrix(settings: Settings, only: list[str] | None, runs: int) -> list[FaultOutcome]:

@@ -14,6 +14,7 @@ of yours is not a fault this project injects for you.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from pathlib import PurePosixPath
 from typing import Literal
 
@@ -183,3 +184,26 @@ def used_bytes(target: SshTarget | LocalTarget, path: str) -> int:
     """Bytes the tree at ``path`` holds (apparent sizes: what a copy or a restore writes)."""
     result = current_executor().run(used_bytes_argv(path), target, read_only=True, timeout=240)
     return int(result.stdout.split()[0])
+
+
+# The filesystem a restore fills: half of what the restore writes, so it runs out of space midway, and
+# never more than 1 MiB (a tmpfs lives in the client's memory). Sources too small to fill any are refused.
+FULL_FILESYSTEM_MAX_KIB = 1024
+FULL_FILESYSTEM_MIN_KIB = 16
+
+
+def full_filesystem_kib(restored_bytes: int) -> int:
+    """The size of a filesystem that a restore of ``restored_bytes`` cannot fit in (see the bounds above);
+    Refused, in one line, when the sources are too small to fill one."""
+    size = min(FULL_FILESYSTEM_MAX_KIB, restored_bytes // 2048)
+    if size < FULL_FILESYSTEM_MIN_KIB:
+        raise Refused(
+            f"the sources hold {restored_bytes:,} bytes, too little to fill a filesystem: restore-disk-full "
+            f"needs at least {FULL_FILESYSTEM_MIN_KIB * 2} KiB to restore; nothing was mounted"
+        )
+    return size
+
+
+def full_filesystem_for(target: SshTarget | LocalTarget, sources: Sequence[str]) -> int:
+    """:func:`full_filesystem_kib` of what restoring ``sources`` on ``target`` writes (read with du)."""
+    return full_filesystem_kib(sum(used_bytes(target, source) for source in sources))

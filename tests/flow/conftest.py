@@ -12,6 +12,7 @@ import pytest
 
 from tasks import context
 from tasks.executor import Executor
+from tasks.settings import Settings, load_settings
 from tests.replay import Ran, ReplayExecutor, inventory_env, load_state
 
 
@@ -83,3 +84,18 @@ def replay(
     for handler in handlers:
         prefect_logger.removeHandler(handler)
     prefect_logger.setLevel(level)
+
+
+def local_repository_settings(tmp_path: Path, home: Path, passphrase_block: str) -> Settings:
+    """Settings for a Borg repository on this machine backing up ``home``, everything under ``tmp_path``
+    (the caller sets ``BORG_BASE_DIR`` there too)."""
+    return load_settings(
+        cluster={"lock_dir": str(tmp_path / "locks")},
+        backup={
+            "repository": str(tmp_path / "repo"),
+            "sources": [str(home)],
+            "key_export_path": str(tmp_path / "repo.key"),
+            "scratch_dir": str(tmp_path / "scratch"),
+            "passphrase_block": passphrase_block,
+        },
+    )

@@ -15,7 +15,8 @@ from flows.backup_faults import backup_fault
 from tasks.borg.remote import client_access
 from tasks.cluster import borg_passphrase_block_name, store_secret, stored_secret
 from tasks.drbd.plan import Refused
-from tasks.settings import Settings, load_settings
+from tasks.settings import Settings
+from tests.flow.conftest import local_repository_settings
 
 pytestmark = pytest.mark.skipif(
     subprocess.run(["which", "borg"], capture_output=True).returncode, reason="no borg"
@@ -28,16 +29,8 @@ def settings(prefect_harness: None, tmp_path: Path, monkeypatch: pytest.MonkeyPa
     home = tmp_path / "home"
     (home / "alice").mkdir(parents=True)
     (home / "alice" / "photo.raw").write_bytes(os.urandom(100_000))
-    settings = load_settings(
-        cluster={"lock_dir": str(tmp_path / "locks")},
-        backup={
-            "repository": str(tmp_path / "repo"),
-            "sources": [str(home)],
-            "key_export_path": str(tmp_path / "repo.key"),
-            "scratch_dir": str(tmp_path / "scratch"),
-            "passphrase_block": f"test-borg-{tmp_path.name}".lower().replace("_", "-"),
-        },
-    )
+    block = f"test-borg-{tmp_path.name}".lower().replace("_", "-")
+    settings = local_repository_settings(tmp_path, home, block)
     init(settings)
     return settings
 

@@ -6,6 +6,8 @@ in the lab tier)."""
 from __future__ import annotations
 
 import json
+import re
+import shutil
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -40,7 +42,7 @@ from tasks.executor import CommandError
 from tasks.faults import CATALOGUE, FaultOutcome, Mode
 from tasks.settings import Settings, load_settings
 from tasks.writes import record_size
-from tests.flow.conftest import Replay
+from tests.flow.conftest import Replay, local_repository_settings
 from tests.flow.flows.test_drill_reports import (
     MIB,
     _events_for,
@@ -558,3 +560,31 @@ def test_the_matrix_publishes_a_table_a_report_a_picture_and_one_event_per_outco
         assert f"prefect.flow-run.{run_id}" in {r.id for r in event.related}
     [lost] = [e for e in got if e.payload["data_lost"]]
     assert (lost.payload["bytes_lost"], lost.payload["acked_lost"]) == (1090, 1)
+
+
+@pytest.mark.skipif(shutil.which("borg") is None, reason="no borg")
+def test_sources_too_small_to_fill_a_disk_skip_that_fault_before_any_runs_and_the_rest_go_on(
+    prefect_harness: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """restore-disk-full refused midway stopped every fault after it: the matrix reads the sources first
+    (du on the client, here this machine), says why in one line, and runs the others."""
+    from flows.backup import init
+
+    monkeypatch.setenv("BORG_BASE_DIR", str(tmp_path / "borg-base"))
+    monkeypatch.setenv("HSF_WRITES__REPORTS_DIR", str(tmp_path / "reports"))
+    monkeypatch.setattr(faults, "detect_mode", lambda settings: "fault-tolerant")
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "note.txt").write_text("too little to fill any disk\n")
+    settings = local_repository_settings(tmp_path, home, f"test-borg-{uuid.uuid4().hex[:12]}")
+    init(settings)
+    state = fault_matrix(settings, only=["restore-disk-full", "wrong-passphrase"], return_state=True)
+    outcomes = state.result()
+    assert [(o.fault, o.verdict) for o in outcomes] == [("wrong-passphrase", "as expected")]
+    report = str(_artifacts(state.state_details.flow_run_id)["fault-matrix-report"].data)
+    assert re.search(  # du's bytes: the file and its directory
+        r"\n- restore-disk-full: the sources hold [\d,]+ bytes, too little to fill a filesystem: "
+        r"restore-disk-full needs at least 32 KiB to restore; nothing was mounted\n",
+        report,
+    )
+    assert not (tmp_path / "scratch-full").exists()  # nothing was mounted

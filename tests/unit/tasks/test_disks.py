@@ -1,5 +1,6 @@
-"""tasks/disks.py: the builders that pull a virtio disk from under DRBD and put it back, and the parse of
-its device link (captured on the lab: ``readlink -f /sys/block/vdb/device``)."""
+"""tasks/disks.py: the builders that pull a virtio disk from under DRBD and put it back, the parse of its
+device link (captured on the lab: ``readlink -f /sys/block/vdb/device``), du/df on real files, and the
+size of the filesystem a restore is made to fill."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from tasks.disks import (
     device_link_argv,
     driver_argv,
     free_bytes,
+    full_filesystem_kib,
     loop_of_file_argv,
     make_file_argv,
     mount_small_filesystem,
@@ -91,3 +93,25 @@ def test_the_bytes_a_tree_holds_and_the_bytes_free_are_read_by_the_real_du_and_d
     # apparent sizes: what a restore writes (du -sb counts the directories' own sizes too)
     assert 15_000 <= used_bytes.fn(LOCAL, str(tmp_path)) < 15_000 + 3 * 4096
     assert free_bytes.fn(LOCAL, str(tmp_path)) > 0
+
+
+@pytest.mark.parametrize(
+    ("restored", "kib"),
+    [
+        (4 << 20, 1024),  # the lab's /home: a 4 MiB file; never more than 1 MiB of the client's memory
+        (2 << 20, 1024),
+        (100 << 10, 50),  # half: the restore runs out of space midway
+        (32 << 10, 16),
+    ],
+)
+def test_the_full_filesystem_is_half_the_restore_and_at_most_one_mib(restored: int, kib: int) -> None:
+    assert full_filesystem_kib(restored) == kib
+
+
+@pytest.mark.parametrize("restored", [0, 4096, (32 << 10) - 1])
+def test_sources_too_small_to_fill_a_filesystem_are_refused_in_one_line(restored: int) -> None:
+    with pytest.raises(
+        Refused, match=r"^the sources hold [\d,]+ bytes, too little to fill a filesystem: "
+    ) as refused:
+        full_filesystem_kib(restored)
+    assert "\n" not in str(refused.value) and str(refused.value).endswith("nothing was mounted")
