@@ -60,6 +60,15 @@ def specs(settings: DeploymentSettings) -> list[DeploymentSpec]:
             tags=("hsf", "backup"),
         ),
         DeploymentSpec(
+            name="daily-spot-check",
+            flow_name="borg-spot-check",
+            entrypoint="flows/backup.py:spot_check",
+            cron=settings.daily_spot_check_cron,
+            timezone=tz,
+            description="A share of the source files compared with the newest archive, and the file counts.",
+            tags=("hsf", "backup"),
+        ),
+        DeploymentSpec(
             name="weekly-verify",
             flow_name="borg-verify",
             entrypoint="flows/backup.py:verify",

@@ -1,4 +1,4 @@
-"""Borg backups: ``python -m flows.backup init|adopt|backup|verify|restore-drill|rotate|preview``.
+"""Borg backups: ``python -m flows.backup init|adopt|backup|verify|spot-check|restore-drill|rotate|preview``.
 
 The repository is a local path, or lives on a backup server that the client (where the sources are)
 reaches with a key restricted to ``borg serve --append-only --restrict-to-path`` (``tasks.borg.remote``).
@@ -14,6 +14,10 @@ reaches with a key restricted to ``borg serve --append-only --restrict-to-path``
   archive whose check failed is named as suspect. Warnings are reported, not hidden.
 - ``verify``: ``check`` of the repository and ``--verify-data`` of every archive (the weekly one);
   borg's lines that say what is damaged are kept.
+- ``spot-check``: the daily check between full verifications: ``backup.spot_check_share`` of the
+  source files read back from the newest archive (``borg list --format {sha256}``: only their chunks are
+  read) and compared; a file unchanged since (same modification time) must match, one changed since is
+  only counted; the file counts must agree within ``backup.spot_check_count_tolerance_pct``. Reads only.
 - ``restore-drill``: manifest of the sources (type, mode, owner, mtime, size, link, sha256), a fresh
   archive of them, restored into a scratch directory and compared entry by entry; the sources are
   never touched. ``backup.restore_drill = "in-place"`` then also damages the sources and restores
@@ -52,8 +56,17 @@ from tasks.borg.preview import preview
 from tasks.borg.remote import RepoAccess, backup_server, client_access, server_access
 from tasks.borg.rotation import Scheme, is_ours
 from tasks.borg.server import prepare_backup_server
+from tasks.borg.spot_check import (
+    SourceFile,
+    SpotCheckReport,
+    archived_path,
+    compare,
+    count_problem,
+    sample,
+)
 from tasks.borg.steps import (
     BackupReport,
+    archived_files,
     check,
     check_sources,
     checkpoints,
@@ -81,7 +94,7 @@ from tasks.events import (
     backup_resource,
     emit,
 )
-from tasks.manifest import Entry, differences, tree_manifest
+from tasks.manifest import Entry, differences, file_hashes, tree_listing, tree_manifest
 from tasks.settings import Settings, load_settings
 
 DELETE_BATCH = 100  # archive names per `borg delete` (keeps the command line short)
@@ -297,6 +310,85 @@ def _verify(settings: Settings) -> list[str]:
     return checked
 
 
+# -- spot check --------------------------------------------------------------------------------------
+
+
+@flow(name="borg-spot-check")
+def spot_check(settings: Settings | None = None) -> SpotCheckReport:
+    """The daily check between full verifications: a share of the source files compared by content with
+    the newest archive, and the file counts compared. Reads only."""
+    settings = settings or load_settings()
+    with run_context(settings, changes_state=False):
+        return _spot_check(settings)
+
+
+def _spot_check(settings: Settings) -> SpotCheckReport:
+    backup_settings, access = settings.backup, client_access(settings)
+    try:
+        secret = passphrase(settings)
+        ours = [a for a in list_archives(access, secret) if is_ours(backup_settings.archive_prefix, a.name)]
+        if not ours:
+            prefix = backup_settings.archive_prefix
+            raise Refused(
+                f"{access.url} holds no archive made by this project (prefix {prefix}) to compare with: run "
+                "python -m flows.backup backup first"
+            )
+        newest = max(ours, key=lambda a: a.time)
+        # Phase 1: what the sources hold now, and which files of the archive are under them.
+        now: dict[str, SourceFile] = {}
+        for root in backup_settings.sources:
+            for relative, entry in tree_listing(access.target, root).items():
+                if entry.kind == "f":
+                    now[archived_path(root, relative)] = SourceFile(mtime=entry.mtime)
+        roots = [root.strip("/") for root in backup_settings.sources]
+        lock_wait = backup_settings.lock_wait_s
+        archive_count = len(archived_files(access, secret, newest.name, roots, lock_wait=lock_wait))
+        # Phase 2: the sample, read on both sides and compared.
+        picked = sample(sorted(now), backup_settings.spot_check_share)
+        hashes = file_hashes(access.target, [f"/{path}" for path in picked])
+        for path in picked:
+            now[path].sha256 = hashes.get(f"/{path}", "")
+        then = archived_files(access, secret, newest.name, picked, with_content=True, lock_wait=lock_wait)
+        changed, problems = compare(picked, now, then, int(newest.time.timestamp()))
+        count = count_problem(len(now), archive_count, backup_settings.spot_check_count_tolerance_pct)
+    except Exception as exc:
+        _emit(settings, BACKUP_FAILED, {"error": str(exc), "check": "spot"})
+        raise
+    report = SpotCheckReport(
+        archive=newest.name,
+        archive_time=newest.time.isoformat(),
+        source_files=len(now),
+        archive_files=archive_count,
+        sampled=picked,
+        changed_since=changed,
+        problems=[*problems, *([count] if count else [])],
+    )
+    verdict = "as archived" if report.ok else f"{len(report.problems)} problems"
+    _publish(
+        "borg-spot-check",
+        f"Spot check of {newest.name}",
+        [
+            f"{len(picked)} of {len(now):,} source files read back from {newest.name} in {access.url}: "
+            f"{verdict}; {len(changed)} changed since the archive (only counted). The archive holds "
+            f"{archive_count:,} files of the sources.",
+            "",
+            *(f"- {p}" for p in report.problems[:50]),
+        ],
+        [{"path": f"/{path}", "result": _spot_result(path, report)} for path in picked],
+    )
+    if report.ok:
+        _emit(settings, BACKUP_VERIFIED, {"check": "spot", **report.model_dump()})
+    else:
+        _emit(settings, BACKUP_FAILED, {"check": "spot", **report.model_dump()})
+    return report
+
+
+def _spot_result(path: str, report: SpotCheckReport) -> str:
+    if path in report.changed_since:
+        return "changed since the archive"
+    return next((p for p in report.problems if p.endswith(f"/{path}")), "as archived")
+
+
 # -- restore drill -----------------------------------------------------------------------------------
 
 
@@ -491,7 +583,8 @@ def _rotate(settings: Settings, scheme: Scheme) -> RotationReport:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m flows.backup", description=__doc__.splitlines()[0])
     parser.add_argument(
-        "command", choices=["init", "adopt", "backup", "verify", "restore-drill", "rotate", "preview"]
+        "command",
+        choices=["init", "adopt", "backup", "verify", "spot-check", "restore-drill", "rotate", "preview"],
     )
     parser.add_argument(
         "--png", type=Path, default=Path("rotation-preview.png"), help="preview: picture file"
@@ -520,6 +613,10 @@ def main(argv: list[str] | None = None) -> int:
             print(backup(settings, verify_data=args.verify_data).model_dump_json(indent=2))
         elif args.command == "verify":
             print(f"verified: {', '.join(verify(settings))}")
+        elif args.command == "spot-check":
+            checked = spot_check(settings)
+            print(checked.model_dump_json(indent=2))
+            return 0 if checked.ok else 1
         elif args.command == "restore-drill":
             report = restore_drill(settings, damage=args.damage)
             print(report.model_dump_json(indent=2))

@@ -5,6 +5,8 @@ the restore drill every attribute of every entry."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from pydantic import BaseModel
 
 from tasks.context import current_executor
@@ -90,3 +92,30 @@ def tree_manifest(target: Target, root: str) -> dict[str, Entry]:
     listing = run(find_argv(root), target, read_only=True, ok_codes=(0, 1), timeout=3000).stdout
     hashes = run(hash_argv(root), target, read_only=True, ok_codes=(0, 1), timeout=3000).stdout
     return parse_manifest(listing, hashes, root)
+
+
+@step(name="tree-listing", timeout_seconds=3600)
+def tree_listing(target: Target, root: str) -> dict[str, Entry]:
+    """The manifest of ``root`` without contents (no sha256): what is there, cheaply."""
+    listing = current_executor().run(find_argv(root), target, read_only=True, ok_codes=(0, 1), timeout=3000)
+    return parse_manifest(listing.stdout, "", root)
+
+
+HASH_BATCH = 500  # paths per sha256sum (keeps the command line short)
+
+
+@step(name="file-hashes", timeout_seconds=3600)
+def file_hashes(target: Target, paths: Sequence[str]) -> dict[str, str]:
+    """sha256 of each of ``paths`` (absolute) on ``target``; a path that cannot be read has none."""
+    found: dict[str, str] = {}
+    for start in range(0, len(paths), HASH_BATCH):
+        batch = list(paths[start : start + HASH_BATCH])
+        out = (
+            current_executor()
+            .run(["sha256sum", "--", *batch], target, read_only=True, ok_codes=(0, 1), timeout=3000)
+            .stdout
+        )
+        for line in out.splitlines():
+            digest, _, path = line.partition("  ")
+            found[path] = digest
+    return found

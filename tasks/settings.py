@@ -419,6 +419,23 @@ class BackupSettings(BaseModel):
         "/var/tmp/hsf-restore-safety",
         description="In-place drill: copy of the sources kept until the restore is verified (on the client).",
     )
+    spot_check_share: float = Field(
+        0.1,
+        gt=0,
+        le=1,
+        description=(
+            "Spot check: the share of the source files read back from the newest archive and compared by "
+            "content (at least one file)."
+        ),
+    )
+    spot_check_count_tolerance_pct: float = Field(
+        5.0,
+        ge=0,
+        le=100,
+        description=(
+            "Spot check: how far apart the archive's and the sources' file counts may be (% of the sources')."
+        ),
+    )
     lock_wait_s: int = Field(
         600, ge=1, le=86400, description="How long borg waits for the repository lock held by another run."
     )
@@ -758,6 +775,13 @@ class DeploymentSettings(BaseModel):
     )
     nightly_backup_verify_data: bool = Field(
         False, description="Also read back every chunk of the new archive in the nightly check (slower)."
+    )
+    daily_spot_check_cron: Cron = Field(
+        "0 7 * * *",
+        description=(
+            "Daily spot check: a share of the source files compared with the newest archive, and the file "
+            "counts (after the nightly backup)."
+        ),
     )
     weekly_verify_cron: Cron = Field(
         "0 4 * * 0", description="Weekly deep check: the repository and every archive with --verify-data."

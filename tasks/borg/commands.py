@@ -87,6 +87,23 @@ def list_argv(
     ]  # fmt: skip
 
 
+def list_entries_argv(
+    repo: str,
+    archive: str,
+    paths: Sequence[str] = (),
+    keys: Sequence[str] = (),
+    remote_path: str | None = None,
+    lock_wait: int | None = None,
+) -> Argv:
+    """One JSON object per entry of ``archive``, only those under ``paths`` when given (borg matches them
+    as path prefixes, whole components); ``keys`` adds keys such as ``sha256`` (read from the chunks:
+    costly) or ``mtime``."""
+    return [
+        "borg", "list", "--json-lines", *_flag("--format", "".join(f"{{{key}}}" for key in keys) or None),
+        *common(remote_path, lock_wait), f"{repo}::{archive}", *paths,
+    ]  # fmt: skip
+
+
 def info_argv(
     repo: str, archive: str | None = None, remote_path: str | None = None, lock_wait: int | None = None
 ) -> Argv:

@@ -5,6 +5,7 @@ injects a backup fault runs the same steps as the backup it breaks."""
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -21,6 +22,7 @@ from tasks.borg.outcome import (
 from tasks.borg.remote import RepoAccess
 from tasks.borg.rotation import Archive, archive_name, is_checkpoint
 from tasks.borg.run import run_borg
+from tasks.borg.spot_check import ArchivedFile, parse_archive_mtime
 from tasks.cluster import borg_passphrase_block_name, stored_secret
 from tasks.context import current_executor
 from tasks.executor import LOCAL, Target
@@ -132,6 +134,36 @@ def list_archives(
     argv = borg.list_argv(access.url, glob=glob, checkpoints=checkpoints)
     listing = json.loads(run_on(access, argv, secret, read_only=True).stdout)
     return [Archive(name=a["name"], time=datetime.fromisoformat(a["time"])) for a in listing["archives"]]
+
+
+ENTRIES_BATCH = 200  # paths per `borg list` of archive entries (keeps the command line short)
+
+
+@step(name="borg-list-files", timeout_seconds=7200)
+def archived_files(
+    access: RepoAccess,
+    secret: str,
+    archive: str,
+    paths: Sequence[str],
+    with_content: bool = False,
+    lock_wait: int = 600,
+) -> dict[str, ArchivedFile]:
+    """The regular files ``archive`` holds under ``paths`` (relative to /, as borg stores them), with
+    their modification times and, ``with_content``, their sha256 (borg reads their chunks for it)."""
+    keys = ("mtime", "sha256") if with_content else ("mtime",)
+    batch = ENTRIES_BATCH if with_content else len(paths)  # under the sources' roots: a few paths
+    files: dict[str, ArchivedFile] = {}
+    for start in range(0, len(paths), max(batch, 1)):
+        argv = borg.list_entries_argv(
+            access.url, archive, paths[start : start + batch], keys, lock_wait=lock_wait
+        )
+        for line in run_on(access, argv, secret, read_only=True, timeout=7200).stdout.splitlines():
+            entry = json.loads(line)
+            if entry["type"] == "-":
+                files[entry["path"]] = ArchivedFile(
+                    sha256=entry.get("sha256", ""), mtime=parse_archive_mtime(entry["mtime"])
+                )
+    return files
 
 
 @step(name="damage-tree", timeout_seconds=600)

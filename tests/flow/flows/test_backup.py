@@ -27,6 +27,7 @@ from flows.backup import (
     passphrase,
     restore_drill,
     rotate,
+    spot_check,
     verify,
 )
 from tasks.borg import commands as borg
@@ -38,6 +39,7 @@ from tasks.borg.run import run_borg
 from tasks.cluster import borg_passphrase_block_name, store_secret, stored_secret
 from tasks.context import run_context
 from tasks.drbd.plan import Refused
+from tasks.events import BACKUP_FAILED, BACKUP_VERIFIED
 from tasks.executor import LOCAL
 from tasks.manifest import differences, tree_manifest
 from tasks.settings import Settings, load_settings
@@ -407,3 +409,66 @@ def test_a_failed_in_place_restore_puts_the_sources_back_and_says_so(
     assert report.problems[0].startswith("the in-place restore failed: borg extract failed: Archive")
     assert tree_manifest.fn(LOCAL, root) == before  # removed by the drill, put back byte for byte
     assert list(Path(settings.backup.safety_dir).iterdir()) == []
+
+
+def _spot_tree(settings: Settings, files: int) -> Path:
+    many = Path(settings.backup.sources[0]) / "many"
+    many.mkdir()
+    for i in range(files):
+        (many / f"f{i:02}.txt").write_text(f"file {i}\n")
+    return many
+
+
+def test_a_spot_check_passes_as_archived_and_names_a_file_that_differs_behind_its_time(
+    prefect_harness: None, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    many = _spot_tree(settings, 40)
+    init(settings)
+    with pytest.raises(Refused, match=r"holds no archive made by this project \(prefix home\) to compare"):
+        spot_check(settings)
+    backup(settings)
+    events: list[tuple[str, dict[str, object]]] = []
+    monkeypatch.setattr("flows.backup.emit", lambda event, resource, payload: events.append((event, payload)))
+    share = spot_check(settings)  # the default share: a tenth, at least one file
+    assert share.ok and len(share.sampled) == 5 and share.source_files == share.archive_files == 42
+    whole = _with(settings, spot_check_share=1.0)
+    clean = spot_check(whole)
+    assert (clean.problems, clean.changed_since, len(clean.sampled)) == ([], [], 42)
+    # one file's content changed behind its modification time: what a spot check is for
+    victim = many / "f17.txt"
+    stat = victim.stat()
+    victim.write_text("file 71\n")
+    os.utime(victim, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    # one file edited since, one made since: counted, never a problem
+    edited, made = many / "f03.txt", many / "new.txt"
+    edited.write_text("edited\n")
+    made.write_text("new\n")
+    later = time.time() + 10
+    for path in (edited, made):
+        os.utime(path, (later, later))
+    found = spot_check(whole)
+    assert found.problems == [f"differs from the archive with the same modification time: {victim}"]
+    assert found.changed_since == sorted(str(p).lstrip("/") for p in (edited, made))
+    assert (found.source_files, found.archive_files) == (43, 42)  # within the 5 % tolerance
+    assert [event for event, _ in events] == [BACKUP_VERIFIED, BACKUP_VERIFIED, BACKUP_FAILED]
+    assert events[-1][1]["problems"] == found.problems and events[-1][1]["check"] == "spot"
+
+
+def test_a_spot_check_finds_files_missing_from_the_archive_and_counts_beyond_the_tolerance(
+    prefect_harness: None, settings: Settings
+) -> None:
+    many = _spot_tree(settings, 40)
+    init(settings)
+    backup(settings)
+    old = many / "old.txt"  # appears with a time before the archive: the backup should hold it
+    old.write_text("restored from somewhere\n")
+    os.utime(old, (1_000_000_000, 1_000_000_000))
+    for i in range(5):
+        (many / f"f{i:02}.txt").unlink()
+    found = spot_check(_with(settings, spot_check_share=1.0))
+    assert found.problems == [
+        f"missing from the archive: {old}",
+        "the archive holds 42 files and the sources 38 now (10.5 % apart, the tolerance is 5 %)",
+    ]
+    tolerant = spot_check(_with(settings, spot_check_share=1.0, spot_check_count_tolerance_pct=11))
+    assert tolerant.problems == [f"missing from the archive: {old}"]

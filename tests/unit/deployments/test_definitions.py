@@ -20,6 +20,7 @@ from tests.unit.deployments.conftest import REPO_ROOT
 EXPECTED: dict[str, tuple[str, str, str, dict[str, Any]]] = {
     # deployment name: (flow name, entrypoint, cron, parameters) with the default settings
     "nightly-backup": ("borg-backup", "flows/backup.py:backup", "0 2 * * *", {"verify_data": False}),
+    "daily-spot-check": ("borg-spot-check", "flows/backup.py:spot_check", "0 7 * * *", {}),
     "weekly-verify": ("borg-verify", "flows/backup.py:verify", "0 4 * * 0", {}),
     "monthly-restore-drill": (
         "borg-restore-drill",

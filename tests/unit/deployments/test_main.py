@@ -10,6 +10,7 @@ from deployments.__main__ import main
 EXPECTED: dict[str, tuple[str, str, str]] = {
     # deployment name: (flow name, entrypoint, cron) with the default settings
     "nightly-backup": ("borg-backup", "flows/backup.py:backup", "0 2 * * *"),
+    "daily-spot-check": ("borg-spot-check", "flows/backup.py:spot_check", "0 7 * * *"),
     "weekly-verify": ("borg-verify", "flows/backup.py:verify", "0 4 * * 0"),
     "monthly-restore-drill": ("borg-restore-drill", "flows/backup.py:restore_drill", "0 5 1 * *"),
     "weekly-failover-drill": ("failover-drill", "flows/failover.py:failover_drill", "0 3 * * 6"),
@@ -22,7 +23,7 @@ def test_list_command_prints_every_deployment_with_next_runs(capsys: pytest.Capt
     for name, (flow_name, entrypoint, cron) in EXPECTED.items():
         assert f"{flow_name}/{name}  ({entrypoint})" in out
         assert f"schedule    {cron}  [UTC]" in out
-    assert out.count("next runs") == 4 and out.count(" UTC,") == 4
+    assert out.count("next runs") == len(EXPECTED) and out.count(" UTC,") == len(EXPECTED)
 
 
 def test_bad_schedule_settings_fail_with_one_line(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import configparser
+import hashlib
 import json
 import os
 import pwd
@@ -54,6 +55,23 @@ def test_init_create_list_info_check_verify_data(repo: str, source: Path, env: d
     info = json.loads(run_borg(borg.info_argv(repo, "home-2"), PASS, env=env).stdout)
     assert info["archives"][0]["stats"]["deduplicated_size"] < stats["deduplicated_size"]  # unchanged data
     assert run_borg(borg.check_argv(repo, verify_data=True), PASS, env=env).status == "ok"
+
+
+@needs_borg
+def test_entries_are_listed_as_json_lines_under_whole_path_prefixes_with_asked_keys(
+    repo: str, source: Path, env: dict[str, str]
+) -> None:
+    (source / "alice" / "notes.txt2").write_text("a name that only starts like another\n")
+    run_borg(borg.create_argv(repo, "home-1", [str(source)]), PASS, env=env)
+    notes = f"{str(source).strip('/')}/alice/notes.txt"
+    listed = run_borg(borg.list_entries_argv(repo, "home-1", [notes], ("mtime", "sha256")), PASS, env=env)
+    [entry] = [json.loads(line) for line in listed.stdout.splitlines()]
+    assert entry["path"] == notes and entry["type"] == "-"  # notes.txt2 is not under notes.txt
+    assert entry["sha256"] == hashlib.sha256(b"hello\n").hexdigest()
+    assert entry["mtime"].startswith(time.strftime("%Y-"))
+    every = run_borg(borg.list_entries_argv(repo, "home-1"), PASS, env=env).stdout.splitlines()
+    files = [e for e in map(json.loads, every) if e["type"] == "-"]
+    assert len(files) == 3 and "sha256" not in files[0]  # asked for nothing: borg reads no chunk
 
 
 @needs_borg
