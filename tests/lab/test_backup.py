@@ -10,7 +10,7 @@ from typing import Literal
 
 import pytest
 
-from flows.backup import backup, init, list_archives, passphrase, restore_drill, rotate
+from flows.backup import backup, init, list_archives, passphrase, restore_drill, rotate, spot_check
 from flows.lab import LabStatus
 from tasks.borg import commands as borg
 from tasks.borg.outcome import BorgError
@@ -80,6 +80,13 @@ def test_init_prepares_the_server_and_backs_up_home(
     assert report.files == 3
     assert report.original_bytes > 4 * 1024**2
     assert report.checked == ["repository", "newest archive (data verified)"]
+    # the daily spot check through the restricted key: every file read back and compared on the client
+    whole = settings.model_copy(
+        update={"backup": settings.backup.model_copy(update={"spot_check_share": 1.0})}
+    )
+    spot = spot_check(whole)
+    assert spot.archive == report.archive and spot.problems == [] and spot.changed_since == []
+    assert spot.sampled == ["home/alice/docs/report.txt", "home/alice/photo.raw", "home/bob/notes.md"]
 
 
 def test_the_restricted_key_cannot_remove_data(borg_lab: Settings, machines: dict[str, SshTarget]) -> None:
