@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import secrets
 import time
+from collections.abc import Mapping
 
 from prefect import flow
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
@@ -23,7 +24,7 @@ from tasks.context import current_executor, refuse_dry_run, run_context
 from tasks.disks import free_bytes, used_bytes
 from tasks.drbd import steps
 from tasks.drbd.model import render_resource
-from tasks.drbd.plan import Refused, foreign_config_problems
+from tasks.drbd.plan import NodeProbe, Refused, foreign_config_problems
 from tasks.events import DATA_LOST, HA_UPGRADED, cluster_resource, emit
 from tasks.executor import SshTarget
 from tasks.manifest import contents, tree_manifest
@@ -118,9 +119,22 @@ def ha_upgrade(settings: Settings | None = None) -> HaUpgradeReport:
         return _upgrade(settings)
 
 
+def _stacked_copies(probes: Mapping[str, NodeProbe], device: str) -> str:
+    """Upper devices found stacked on the volume, as ``node: /dev/drbdN`` ('' when none)."""
+    return ", ".join(f"{node}: {upper}" for node, p in probes.items() for upper in p.stacked_on(device))
+
+
+STACKED_EXCLUDES_HA = (
+    "OCFS2 dual-primary and a stacked copy exclude each other on one volume (the upper device runs on one "
+    "node at a time). Nothing was changed."
+)
+
+
 def _upgrade(settings: Settings) -> HaUpgradeReport:
     log = get_run_logger()
     started = time.monotonic()
+    if settings.third_node is not None:
+        raise Refused(f"drbd.topology is 'stacked': {STACKED_EXCLUDES_HA}")
     targets = node_targets(settings)
     resource = drbd_resource(settings, shared_secret(secret_block_name(settings)), dual_primary=True)
     current_executor().add_secret(resource.shared_secret.get_secret_value())
@@ -145,6 +159,8 @@ def _upgrade(settings: Settings) -> HaUpgradeReport:
         report.seconds = round(time.monotonic() - started, 1)
         publish(report, settings.cluster_name)
         return report
+    if stacked := _stacked_copies(probes, device):
+        raise Refused(f"{resource.name} carries a stacked third copy ({stacked}): {STACKED_EXCLUDES_HA}")
     rendered = render_resource(resource)
     foreign = [
         line for node, p in probes.items() for line in foreign_config_problems(node, p, resource, rendered)

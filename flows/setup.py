@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 
 from prefect import flow
@@ -31,10 +31,13 @@ from tasks.cluster import (
     pacemaker_cluster,
     secret_block_name,
     shared_secret,
+    stacked_address,
+    stacked_resource,
+    third_node_target,
 )
 from tasks.context import DryRunRefused, current_executor, run_context
-from tasks.drbd import steps
-from tasks.drbd.model import DrbdResource
+from tasks.drbd import stacked, steps
+from tasks.drbd.model import DrbdResource, Resource, StackedResource
 from tasks.drbd.plan import (
     NodeProbe,
     Preconditions,
@@ -65,6 +68,8 @@ from tasks.settings import Settings, load_settings
 
 class SetupReport(BaseModel):
     resource: str
+    upper: str = Field("", description="topology 'stacked': the upper resource, which holds the filesystem.")
+    third_node: str = Field("", description="topology 'stacked': the node holding the third copy.")
     primary: str
     device: str
     fstype: str
@@ -88,8 +93,10 @@ class SetupReport(BaseModel):
         return bool(self.steps)
 
     def render(self) -> str:
+        stacked = f" stacked on {self.resource}, third copy on {self.third_node}" if self.upper else ""
         lines = [
-            f"DRBD {self.resource}: {self.device} {self.fstype} on {self.primary}:{self.mountpoint}",
+            f"DRBD {self.upper or self.resource}{stacked}: {self.device} {self.fstype} on "
+            f"{self.primary}:{self.mountpoint}",
             "changes: "
             + ("none (already set up)" if not self.steps else f"{len(self.steps)} steps")
             + (" (dry run: planned, none applied)" if self.dry_run and self.steps else ""),
@@ -110,7 +117,7 @@ class SetupReport(BaseModel):
 
 
 def verify_every_node(
-    targets: dict[str, SshTarget], resource: DrbdResource, primary: str, mountpoint: str
+    targets: Mapping[str, SshTarget], resource: Resource, primary: str, mountpoint: str
 ) -> dict[str, str]:
     """Role switch: each secondary in turn becomes primary and reports the volume's filesystem type.
 
@@ -151,12 +158,13 @@ def _build(settings: Settings) -> SetupReport:
     targets = node_targets(settings)
     resource = drbd_resource(settings, shared_secret(secret_block_name(settings)))
     current_executor().add_secret(resource.shared_secret.get_secret_value())
-    allowed = Preconditions(
-        fstype=drbd.fstype,
-        install_packages=drbd.install_packages,
-        adopt_existing=drbd.adopt_existing,
-        force_create_md=drbd.force_create_md,
-    )
+    upper: StackedResource | None = None
+    if settings.third_node is not None:
+        upper_secret = shared_secret(secret_block_name(settings, drbd.upper_resource))
+        upper = stacked_resource(settings, resource, upper_secret)
+        current_executor().add_secret(upper_secret)
+        targets_with_third = {**targets, upper.third.name: third_node_target(settings)}
+    allowed = _allowed(settings)
 
     # Phase 0: every node probed, every precondition checked; one line per problem, nothing changed.
     probes = steps.probe_nodes(targets, resource, drbd.mountpoint, drbd.fstype)
@@ -165,10 +173,20 @@ def _build(settings: Settings) -> SetupReport:
             f"{resource.name} runs in high-availability mode (dual-primary, OCFS2): the fault-tolerant setup "
             "manages single-primary volumes and changes nothing here"
         )
+    stacked_copies = [f"{n}: {u}" for n, p in probes.items() for u in p.stacked_on(resource.node(n).device)]
+    if upper is None and stacked_copies:
+        raise Refused(
+            f"{resource.name} carries a stacked third copy ({', '.join(stacked_copies)}), and drbd.topology "
+            "is 'two-node': set drbd.topology = 'stacked' (and drbd.third_node) to manage it. Nothing was "
+            "changed."
+        )
     for probe in probes.values():
         for secret in probe.file_secrets():
             current_executor().add_secret(secret)
     problems = check_preconditions(probes, resource, allowed)
+    if upper is not None:
+        lower_primary = running_primary(probes)
+        problems += _upper_problems(settings, targets_with_third, upper, lower_primary)
     cluster: Phase4 | None = None
     if settings.cluster.manager == "pacemaker":
         cluster = Phase4.probe(settings, targets)
@@ -190,9 +208,11 @@ def _build(settings: Settings) -> SetupReport:
             primary,
             settings.primary,
         )
-    device = resource.node(primary).device
+    device = (upper or resource).node(primary).device
     report = SetupReport(
         resource=resource.name,
+        upper=upper.name if upper else "",
+        third_node=upper.third.name if upper else "",
         primary=primary,
         device=device,
         fstype=drbd.fstype,
@@ -201,40 +221,7 @@ def _build(settings: Settings) -> SetupReport:
     )
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
 
-    def on(step: PlannedStep) -> SshTarget:
-        return targets[step.node or primary]
-
-    def wait_synced(step: PlannedStep) -> None:
-        report.sync_s = steps.wait_synced(on(step), resource, drbd.sync_timeout_s)
-
-    def keep_config(step: PlannedStep) -> None:
-        report.kept_files.append(f"{step.node}:{steps.keep_config(on(step), resource, stamp)}")
-
-    def disconnect(step: PlannedStep) -> None:
-        assert isinstance(step, Step)
-        steps.disconnect(on(step), *step.endpoints)
-
-    def install_tools(step: PlannedStep) -> None:
-        assert isinstance(step, Step)
-        steps.install_tools(on(step), step.packages, drbd.fstype)
-
-    handlers: dict[str, Callable[[PlannedStep], object]] = {
-        "install_tools": install_tools,
-        "keep_config": keep_config,
-        "write_config": lambda s: steps.write_config(on(s), resource),
-        "load_module": lambda s: steps.load_module(on(s)),
-        "create_md": lambda s: steps.create_md(on(s), resource, s.force),
-        "up": lambda s: steps.up(on(s), resource),
-        "disconnect": disconnect,
-        "adjust": lambda s: steps.adjust(on(s), resource),
-        "wait_connected": lambda s: steps.wait_connected(on(s), resource, drbd.connect_timeout_s),
-        "skip_initial_sync": lambda s: steps.skip_initial_sync(on(s), resource),
-        "initial_promote": lambda s: steps.promote(on(s), resource, force=s.force),
-        "promote": lambda s: steps.promote(on(s), resource, force=s.force),
-        "wait_synced": wait_synced,
-        "mkfs": lambda s: steps.mkfs(on(s), device, drbd.fstype, label=resource.name),
-        "mount": lambda s: steps.mount(on(s), device, drbd.mountpoint),
-    }
+    handlers = _drbd_handlers(settings, targets, resource, primary, report, stamp)
 
     # Phase 1: configuration, module, metadata, attach — per node; a running resource adjusted.
     bring_up = plan_bring_up(probes, allowed)
@@ -256,6 +243,12 @@ def _build(settings: Settings) -> SetupReport:
     replicate = plan_replicate(probes, primary, drbd.initial_sync, fresh_metadata)
     report.steps += apply(replicate, handlers, nothing_to_do="connected, one primary, both disks UpToDate")
 
+    if upper is not None:  # Phases 3-5: the upper resource on the lower Primary and the third node
+        report.steps += _build_upper(
+            settings, targets_with_third, upper, primary, report, stamp, fresh_metadata
+        )
+        return _finish(report, started)
+
     # Phase 3: the filesystem on the primary, then proof that every node can read it.
     if replicate:
         probes = steps.probe_nodes(targets, resource, drbd.mountpoint, drbd.fstype)
@@ -269,6 +262,163 @@ def _build(settings: Settings) -> SetupReport:
         probes = steps.probe_nodes(targets, resource, drbd.mountpoint, drbd.fstype)
         report.steps += cluster.build(settings, targets, resource, probes, report, stamp)
     return _finish(report, started)
+
+
+def _drbd_handlers(
+    settings: Settings,
+    targets: Mapping[str, SshTarget],
+    resource: Resource,
+    primary: str,
+    report: SetupReport,
+    stamp: str,
+    others: Mapping[str, Resource] | None = None,
+) -> dict[str, Callable[[PlannedStep], object]]:
+    """What each planned DRBD step runs for ``resource`` (a companion file's step names another resource
+    of ``others``)."""
+    drbd = settings.drbd
+    device = resource.node(primary).device
+    by_name = {resource.name: resource, **(others or {})}
+
+    def on(step: PlannedStep) -> SshTarget:
+        return targets[step.node or primary]
+
+    def named(step: PlannedStep) -> Resource:
+        assert isinstance(step, Step)
+        return by_name[step.resource or resource.name]
+
+    def wait_synced(step: PlannedStep) -> None:
+        report.sync_s = steps.wait_synced(on(step), resource, drbd.sync_timeout_s)
+
+    def keep_config(step: PlannedStep) -> None:
+        report.kept_files.append(f"{step.node}:{steps.keep_config(on(step), named(step), stamp)}")
+
+    def disconnect(step: PlannedStep) -> None:
+        assert isinstance(step, Step)
+        steps.disconnect(on(step), *step.endpoints)
+
+    def install_tools(step: PlannedStep) -> None:
+        assert isinstance(step, Step)
+        steps.install_tools(on(step), step.packages, drbd.fstype)
+
+    def address(step: PlannedStep, hold: bool) -> None:
+        assert isinstance(resource, StackedResource)  # planned for an upper resource only
+        interface = stacked_address(settings)
+        if hold:
+            stacked.hold_address(on(step), interface, str(resource.lower.node(on(step).name).address))
+        else:
+            stacked.release_address(on(step), interface)
+
+    return {
+        "install_tools": install_tools,
+        "keep_config": keep_config,
+        "write_config": lambda s: steps.write_config(on(s), named(s)),
+        "load_module": lambda s: steps.load_module(on(s)),
+        "hold_address": lambda s: address(s, hold=True),
+        "release_address": lambda s: address(s, hold=False),
+        "create_md": lambda s: steps.create_md(on(s), resource, s.force),
+        "up": lambda s: steps.up(on(s), resource),
+        "disconnect": disconnect,
+        "adjust": lambda s: steps.adjust(on(s), resource),
+        "wait_connected": lambda s: steps.wait_connected(on(s), resource, drbd.connect_timeout_s),
+        "skip_initial_sync": lambda s: steps.skip_initial_sync(on(s), resource),
+        "initial_promote": lambda s: steps.promote(on(s), resource, force=s.force),
+        "promote": lambda s: steps.promote(on(s), resource, force=s.force),
+        "wait_synced": wait_synced,
+        "mkfs": lambda s: steps.mkfs(on(s), device, drbd.fstype, label=resource.name),
+        "mount": lambda s: steps.mount(on(s), device, drbd.mountpoint),
+    }
+
+
+def _upper_problems(
+    settings: Settings, targets: Mapping[str, SshTarget], upper: StackedResource, lower_primary: str | None
+) -> list[str]:
+    """Phase 0 for the upper resource: the third node (and a running lower Primary's device: what it holds)
+    checked with the lower nodes, before anything changes."""
+    drbd = settings.drbd
+    ends = [upper.third.name, *([lower_primary] if lower_primary else [])]
+    probes = steps.probe_nodes({n: targets[n] for n in ends}, upper, drbd.mountpoint, drbd.fstype)
+    return check_preconditions(probes, upper, _allowed(settings))
+
+
+def _build_upper(
+    settings: Settings,
+    targets: Mapping[str, SshTarget],
+    upper: StackedResource,
+    primary: str,
+    report: SetupReport,
+    stamp: str,
+    fresh_lower: bool,
+) -> list[str]:
+    """The upper resource on the lower Primary (stacked, at the moving address) and the third node: its
+    files on all three nodes, metadata, up, the one initial promotion, the filesystem; then every node
+    proves it recognises the filesystem (the third by an upper role switch, the lower Secondary by a
+    lower-tier one)."""
+    drbd = settings.drbd
+    third = upper.third.name
+    lower_secondary = upper.lower.peer_of(primary).name
+    ends = {primary: targets[primary], third: targets[third]}
+    address = stacked_address(settings)
+    handlers = _drbd_handlers(
+        settings, targets, upper, primary, report, stamp, {upper.lower.name: upper.lower}
+    )
+    done: list[str] = []
+
+    # Phase 3: the upper files on every node (and the lower one on the third), the address, metadata, up.
+    probes = steps.probe_nodes(ends, upper, drbd.mountpoint, drbd.fstype)
+    companions = [stacked.read_companion(targets[third], upper.lower)]
+    companions.append(stacked.read_companion(targets[lower_secondary], upper))
+    problems = check_preconditions(probes, upper, _allowed(settings))
+    problems += stacked.companion_problems(companions, drbd.adopt_existing)
+    if problems:
+        raise Refused(f"the upper resource {upper.name}: nothing more was changed:\n" + "\n".join(problems))
+    held = {n: str(address.ip) in stacked.address_holders(targets[n]) for n in (primary, lower_secondary)}
+    bring_up: list[Step] = []
+    if held[lower_secondary]:
+        reason = f"{lower_secondary} is Secondary of {upper.lower.name}: the address belongs with the Primary"
+        bring_up.append(Step(kind="release_address", node=lower_secondary, reason=reason))
+    if not held[primary]:
+        bring_up.append(Step(kind="hold_address", node=primary, reason=f"{address} is the stacked end's"))
+    bring_up += stacked.plan_companions(companions) + plan_bring_up(probes, _allowed(settings))
+    done += apply(bring_up, handlers, nothing_to_do=f"{upper.name} is configured on {primary} and {third}")
+
+    # Phase 4: connect to the third node, the one initial promotion, the initial sync.
+    if bring_up:
+        probes = steps.probe_nodes(ends, upper, drbd.mountpoint, drbd.fstype)
+    fresh = fresh_lower or any(s.kind == "create_md" for s in bring_up)
+    replicate = plan_replicate(probes, primary, drbd.initial_sync, fresh)
+    done += apply(
+        replicate, handlers, nothing_to_do=f"{upper.name} connected, Primary on {primary}, UpToDate"
+    )
+
+    # Phase 5: the filesystem on the upper device, then proof that all three nodes can read it.
+    if replicate:
+        probes = steps.probe_nodes(ends, upper, drbd.mountpoint, drbd.fstype)
+    device = upper.node(primary).device
+    filesystem = plan_filesystem(probes, primary, drbd.fstype, drbd.mountpoint, device)
+    done += apply(filesystem, handlers, nothing_to_do=f"{drbd.fstype} mounted on {primary}")
+    if any(s.kind == "mkfs" for s in filesystem) and not current_executor().dry_run:
+        report.filesystem_seen = verify_every_node(ends, upper, primary, drbd.mountpoint)
+        timeout = drbd.connect_timeout_s
+        stacked.move_upper(targets, upper, address, drbd.mountpoint, primary, lower_secondary, timeout)
+        report.filesystem_seen[lower_secondary] = (
+            steps.filesystem_type(targets[lower_secondary], device) or "none"
+        )
+        stacked.move_upper(targets, upper, address, drbd.mountpoint, lower_secondary, primary, timeout)
+        done.append(
+            f"verified the filesystem on every node: {third} by an upper role switch, {lower_secondary} by a "
+            "lower-tier switch"
+        )
+    return done
+
+
+def _allowed(settings: Settings) -> Preconditions:
+    drbd = settings.drbd
+    return Preconditions(
+        fstype=drbd.fstype,
+        install_packages=drbd.install_packages,
+        adopt_existing=drbd.adopt_existing,
+        force_create_md=drbd.force_create_md,
+    )
 
 
 def _finish(report: SetupReport, started: float) -> SetupReport:

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import secrets
-from ipaddress import ip_address
+from ipaddress import IPv4Interface, IPv6Interface, ip_address
 from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
-from tasks.drbd.model import DrbdNode, DrbdResource
+from tasks.drbd.model import DrbdNode, DrbdResource, StackedResource
 from tasks.executor import SshTarget
 from tasks.lab.state import lab_targets
 from tasks.ocfs2.model import O2cbCluster, O2cbNode
@@ -37,19 +37,24 @@ def node_addresses(settings: Settings) -> dict[str, str]:
     replication address (its SSH address unless set), resolved when the settings loaded."""
     if settings.target == "lab":
         return {node: str(settings.lab.address_of(node)) for node in settings.lab.nodes}
-    return {host.name: str(host.replication_ip) for host in settings.inventory}
+    return {h.name: str(h.replication_ip) for h in settings.inventory if h.name in settings.node_names}
 
 
 def node_ports(settings: Settings) -> dict[str, int]:
     """DRBD replication port of every node: an inventory host's own replication_port, else drbd.port."""
     if settings.target == "lab":
         return dict.fromkeys(settings.lab.nodes, settings.drbd.port)
-    return {host.name: host.replication_port or settings.drbd.port for host in settings.inventory}
+    return {
+        h.name: h.replication_port or settings.drbd.port
+        for h in settings.inventory
+        if h.name in settings.node_names
+    }
 
 
-def secret_block_name(settings: Settings) -> str:
-    """Name of the Prefect ``Secret`` block holding the cluster's DRBD shared secret."""
-    return f"{settings.cluster_name}-drbd-{settings.drbd.resource}".replace("_", "-").lower()
+def secret_block_name(settings: Settings, resource: str | None = None) -> str:
+    """Name of the Prefect ``Secret`` block holding a DRBD resource's shared secret (the volume's own
+    resource unless ``resource`` names another, e.g. the stacked upper resource)."""
+    return f"{settings.cluster_name}-drbd-{resource or settings.drbd.resource}".replace("_", "-").lower()
 
 
 def borg_passphrase_block_name(settings: Settings) -> str:
@@ -185,6 +190,48 @@ def drbd_resource(settings: Settings, secret: str, dual_primary: bool = False) -
         fencing=fencing,
         **tuning,
         **ha,
+    )
+
+
+def third_node_target(settings: Settings) -> SshTarget:
+    """How to reach the stacked volume's third node."""
+    third = settings.third_node
+    if third is None:
+        raise ValueError("drbd.topology is 'two-node': there is no third node")
+    return host_targets(settings)[third]
+
+
+def stacked_address(settings: Settings) -> IPv4Interface | IPv6Interface:
+    """The address the lower Primary holds for the upper resource: the setting, or in the lab the subnet's
+    .10 (the lab's VMs start at .11, the bridge is .1)."""
+    if settings.drbd.stacked_address is not None:
+        return settings.drbd.stacked_address
+    subnet = settings.lab.subnet
+    return IPv4Interface(f"{subnet.network_address + 10}/{subnet.prefixlen}")
+
+
+def stacked_resource(settings: Settings, lower: DrbdResource, secret: str) -> StackedResource:
+    """The upper resource of a stacked volume: on the lower Primary at :func:`stacked_address`, and on the
+    third node with a disk of its own (``drbd.disk``; its address as the lab or the inventory has it)."""
+    drbd = settings.drbd
+    third = settings.third_node
+    if third is None:
+        raise ValueError("drbd.topology is 'two-node': there is no upper resource")
+    if settings.target == "lab":
+        third_address: str = str(settings.lab.address_of(third))
+    else:
+        third_address = next(str(h.replication_ip) for h in settings.inventory if h.name == third)
+    return StackedResource(
+        name=drbd.upper_resource,
+        lower=lower,
+        address=stacked_address(settings).ip,
+        port=drbd.stacked_port,
+        minor=drbd.upper_minor,
+        third=DrbdNode(
+            name=third, address=third_address, port=drbd.stacked_port, disk=drbd.disk, minor=drbd.upper_minor
+        ),
+        shared_secret=SecretStr(secret),
+        **{**drbd.tuning(), "protocol": drbd.upper_protocol},
     )
 
 

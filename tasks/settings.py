@@ -45,7 +45,16 @@ from pydantic_settings import (
 )
 
 from tasks.borg.rotation import Rotation
-from tasks.drbd.model import AfterSb0, BackingDisk, DrbdFencing, DrbdTuning, Minor, ResourceName
+from tasks.drbd.model import (
+    AfterSb0,
+    BackingDisk,
+    DrbdFencing,
+    DrbdTuning,
+    Minor,
+    ResourceName,
+    UpperProtocol,
+    upper_name,
+)
 from tasks.executor import SshAccess
 from tasks.fields import (
     AbsolutePath,
@@ -95,6 +104,13 @@ class LabSettings(BaseModel):
         description=(
             "Hostname of a dedicated backup-server VM (the Borg repository host) booted beside the "
             "storage nodes; None boots no backup server."
+        ),
+    )
+    third_node: str | None = Field(
+        None,
+        description=(
+            "A third storage VM, booted after the backup server so no address moves: set from "
+            "drbd.third_node when drbd.topology = 'stacked'; None boots none."
         ),
     )
     memory_mib: int = Field(512, ge=256, le=65536, description="Memory per VM in MiB.")
@@ -148,6 +164,13 @@ class LabSettings(BaseModel):
             check_hostname(self.backup_server)
             if self.backup_server in self.nodes:
                 raise ValueError(f"backup_server {self.backup_server!r} is also a storage node")
+        if self.third_node is not None:
+            check_hostname(self.third_node)
+            if self.third_node in (*self.nodes, self.backup_server):
+                raise ValueError(
+                    f"the third node {self.third_node!r} is a lab VM already: name a VM of its own "
+                    "(e.g. nodec)"
+                )
         return self
 
     @field_validator("subnet")
@@ -174,8 +197,9 @@ class LabSettings(BaseModel):
 
     @property
     def machines(self) -> tuple[str, ...]:
-        """Every VM of the lab: the storage nodes, then the backup server."""
-        return self.nodes + ((self.backup_server,) if self.backup_server else ())
+        """Every VM of the lab: the storage nodes, then the backup server, then a third storage node."""
+        extra = (self.backup_server, self.third_node)
+        return self.nodes + tuple(machine for machine in extra if machine)
 
     def address_of(self, machine: str) -> ipaddress.IPv4Address:
         return self.subnet.network_address + 11 + self.index_of(machine)
@@ -299,6 +323,54 @@ class DrbdSettings(DrbdTuning):
     )
     connect_timeout_s: float = Field(120.0, gt=0, description="How long to wait for the peers to connect.")
     sync_timeout_s: float = Field(1800.0, gt=0, description="How long to wait for a (re)sync to finish.")
+    topology: Literal["two-node", "stacked"] = Field(
+        "two-node",
+        description=(
+            "'two-node': the volume on two nodes. 'stacked': a third copy on drbd.third_node through an "
+            "upper resource (<resource>-u) stacked on the two-node one, which holds the filesystem."
+        ),
+    )
+    third_node: Hostname = Field(
+        "nodec",
+        description=(
+            "topology 'stacked': the third node (in the lab a VM of that name, booted after the backup "
+            "server; on real hosts an inventory host, which is then not a node of the two-node resource)."
+        ),
+    )
+    upper_protocol: UpperProtocol = Field(
+        "A",
+        description=(
+            "topology 'stacked': A lets the lower Primary go on without waiting for the third node (a "
+            "distant site; writes in flight can be lost with the site); C waits for it (nothing acknowledged "
+            "is lost)."
+        ),
+    )
+    stacked_address: ipaddress.IPv4Interface | ipaddress.IPv6Interface | None = Field(
+        None,
+        description=(
+            "topology 'stacked': the upper resource's address with its prefix length (e.g. 192.0.2.10/24), "
+            "added by setup on the lower Primary and moved with that role; no host may have it. None: in the "
+            "lab the subnet's .10; on real hosts it must be set."
+        ),
+    )
+    stacked_port: Port = Field(7790, description="topology 'stacked': the upper resource's TCP port.")
+    upper_minor: Minor = Field(
+        10, description="topology 'stacked': the upper device is /dev/drbd<upper_minor> (the filesystem's)."
+    )
+
+    @model_validator(mode="after")
+    def _room_for_the_upper_name(self) -> DrbdSettings:
+        if self.topology == "stacked" and len(self.upper_resource) > 32:
+            raise ValueError(
+                f"resource {self.resource!r} is too long for a stacked volume: its upper resource "
+                f"{self.upper_resource!r} must fit DRBD's 32 characters"
+            )
+        return self
+
+    @property
+    def upper_resource(self) -> str:
+        """The upper resource's name (topology 'stacked')."""
+        return upper_name(self.resource)
 
 
 class HaSettings(BaseModel):
@@ -845,6 +917,24 @@ class Settings(BaseSettings):
     )
     dry_run: bool = Field(False, description="Log every command that would change a host, run none of them.")
 
+    @model_validator(mode="before")
+    @classmethod
+    def _lab_boots_the_third_node(cls, data: object) -> object:
+        """A stacked volume in the lab needs its third VM: ``lab.third_node`` follows ``drbd.third_node``."""
+        if not isinstance(data, dict) or data.get("target", "lab") != "lab":
+            return data
+        drbd = data.get("drbd") or {}
+        fields = drbd.model_dump() if isinstance(drbd, BaseModel) else drbd
+        if not isinstance(fields, dict) or fields.get("topology") != "stacked":
+            return data
+        lab = data.get("lab") or {}
+        third = fields.get("third_node", DrbdSettings.model_fields["third_node"].default)
+        if isinstance(lab, LabSettings):
+            lab = lab.model_dump()
+        if isinstance(lab, dict):
+            data = {**data, "lab": {**lab, "third_node": third}}
+        return data
+
     @model_validator(mode="after")
     def _consistent(self) -> Settings:
         if self.target == "inventory" and len(self.inventory) < 1:
@@ -884,7 +974,44 @@ class Settings(BaseSettings):
             )
         if self.cluster.manager == "pacemaker":
             self._pacemaker_consistent()
+        if self.drbd.topology == "stacked":
+            self._stacked_consistent()
         return self
+
+    def _stacked_consistent(self) -> None:
+        drbd = self.drbd
+        if self.target == "inventory":
+            names = [host.name for host in self.inventory]
+            if drbd.third_node not in names:
+                raise UnknownNodeError(drbd.third_node, tuple(names), setting="drbd.third_node")
+            if len(names) < 3:
+                raise ValueError(
+                    f"drbd.third_node {drbd.third_node} is one of the inventory's {len(names)} hosts: a "
+                    "stacked volume needs two more hosts for the two-node resource below it"
+                )
+            if drbd.stacked_address is None:
+                raise ValueError(
+                    "drbd.stacked_address is not set: a stacked volume on real hosts needs an address no "
+                    "host has, with its prefix length (e.g. 192.0.2.10/24), for the lower Primary to hold"
+                )
+        if len(self.node_names) != 2:
+            raise ValueError(
+                "topology 'stacked' stacks on a two-node resource, and the nodes are "
+                + ", ".join(self.node_names)
+            )
+        if self.cluster.manager == "pacemaker":
+            raise ValueError(
+                "topology 'stacked' is run by the flows (the drbdupper sequence), not by Pacemaker yet: "
+                "set cluster.manager = 'none'"
+            )
+        if drbd.upper_minor == drbd.minor:
+            raise ValueError(
+                f"drbd.upper_minor {drbd.upper_minor} is drbd.minor: the upper device needs its own"
+            )
+        if self.backup.client == drbd.third_node or self.backup.server == drbd.third_node:
+            raise ValueError(
+                f"the third node {drbd.third_node} is the backup client or server: it holds a DRBD copy only"
+            )
 
     def _pacemaker_consistent(self) -> None:
         fencing = self.cluster.fencing
@@ -936,7 +1063,16 @@ class Settings(BaseSettings):
 
     @property
     def node_names(self) -> tuple[str, ...]:
-        return self.lab.nodes if self.target == "lab" else tuple(h.name for h in self.inventory)
+        """The two-node resource's nodes (a stacked volume's third node is not one of them)."""
+        if self.target == "lab":
+            return self.lab.nodes
+        third = self.drbd.third_node if self.drbd.topology == "stacked" else None
+        return tuple(h.name for h in self.inventory if h.name != third)
+
+    @property
+    def third_node(self) -> str | None:
+        """The stacked volume's third node (None with topology 'two-node')."""
+        return self.drbd.third_node if self.drbd.topology == "stacked" else None
 
     @property
     def host_names(self) -> tuple[str, ...]:

@@ -94,14 +94,30 @@ def ip_addresses_argv() -> list[str]:
     return ["ip", "-json", "address", "show"]
 
 
+def address_add_argv(interface: str, address: str) -> list[str]:
+    """Hold ``address`` (with its prefix length) on ``interface``: the stacked end's moving address."""
+    return ["ip", "address", "add", address, "dev", interface]
+
+
+def address_delete_argv(interface: str, address: str) -> list[str]:
+    """Give ``address`` up (exit 2 "Cannot assign requested address": not held)."""
+    return ["ip", "address", "del", address, "dev", interface]
+
+
 def drbdsetup_show_argv() -> list[str]:
     """Every resource configured in the kernel, as drbdsetup prints it (empty when none)."""
     return ["drbdsetup", "show"]
 
 
-def adjust_dry_run_argv(resource: str) -> list[str]:
+def _drbdadm(*words: str, stacked: bool = False) -> list[str]:
+    """``drbdadm`` with its options first; ``stacked`` for an upper resource on a lower node (``--stacked``
+    tells drbdadm to act on the device stacked on the lower one)."""
+    return ["drbdadm", *(("--stacked",) if stacked else ()), *words]
+
+
+def adjust_dry_run_argv(resource: str, stacked: bool = False) -> list[str]:
     """What ``adjust`` would run to bring the kernel to the config given on stdin; changes nothing."""
-    return ["drbdadm", "-c", "/dev/stdin", "-d", "adjust", resource]
+    return _drbdadm("-c", "/dev/stdin", "-d", "adjust", resource, stacked=stacked)
 
 
 def drbdadm_dump_argv(config: str, resource: str) -> list[str]:
@@ -109,50 +125,52 @@ def drbdadm_dump_argv(config: str, resource: str) -> list[str]:
     return ["drbdadm", "-c", config, "dump", resource]
 
 
-def create_md_argv(resource: str, force: bool = False) -> list[str]:
+def create_md_argv(resource: str, force: bool = False, stacked: bool = False) -> list[str]:
     """Write DRBD metadata to the backing disk. ``force`` answers drbdmeta's questions with yes."""
-    return ["drbdadm", *(("--force",) if force else ()), "create-md", resource]
+    return _drbdadm(*(("--force",) if force else ()), "create-md", resource, stacked=stacked)
 
 
-def up_argv(resource: str) -> list[str]:
-    return ["drbdadm", "up", resource]
+def up_argv(resource: str, stacked: bool = False) -> list[str]:
+    return _drbdadm("up", resource, stacked=stacked)
 
 
-def attach_argv(resource: str) -> list[str]:
+def attach_argv(resource: str, stacked: bool = False) -> list[str]:
     """Attach the backing disk again (after a disk failure left the node Diskless)."""
-    return ["drbdadm", "attach", resource]
+    return _drbdadm("attach", resource, stacked=stacked)
 
 
-def down_argv(resource: str) -> list[str]:
+def down_argv(resource: str, stacked: bool = False) -> list[str]:
     """Demote, disconnect, detach and remove the device (refused while it is mounted)."""
-    return ["drbdadm", "down", resource]
+    return _drbdadm("down", resource, stacked=stacked)
 
 
-def adjust_argv(resource: str) -> list[str]:
-    return ["drbdadm", "adjust", resource]
+def adjust_argv(resource: str, stacked: bool = False) -> list[str]:
+    return _drbdadm("adjust", resource, stacked=stacked)
 
 
-def primary_argv(resource: str, force: bool = False) -> list[str]:
-    """Promote. ``force`` only for a brand-new resource (both sides Inconsistent): it declares this
-    node's data the good copy."""
-    return ["drbdadm", "primary", *(("--force",) if force else ()), resource]
+def primary_argv(resource: str, force: bool = False, stacked: bool = False) -> list[str]:
+    """Promote. ``force`` only for a brand-new resource (both sides Inconsistent), or a survivor whose
+    peer is gone for good (a lost site): it declares this node's data the good copy."""
+    return _drbdadm("primary", *(("--force",) if force else ()), resource, stacked=stacked)
 
 
-def secondary_argv(resource: str) -> list[str]:
-    return ["drbdadm", "secondary", resource]
+def secondary_argv(resource: str, stacked: bool = False) -> list[str]:
+    return _drbdadm("secondary", resource, stacked=stacked)
 
 
-def new_current_uuid_clear_bitmap_argv(resource: str) -> list[str]:
+def new_current_uuid_clear_bitmap_argv(resource: str, stacked: bool = False) -> list[str]:
     """Start a new data generation with an empty bitmap: both (blank) disks count as in sync."""
-    return ["drbdadm", "--", "--clear-bitmap", "new-current-uuid", resource]
+    return _drbdadm("--", "--clear-bitmap", "new-current-uuid", resource, stacked=stacked)
 
 
-def connect_argv(resource: str, discard_my_data: bool = False) -> list[str]:
-    return ["drbdadm", "connect", *(("--discard-my-data",) if discard_my_data else ()), resource]
+def connect_argv(resource: str, discard_my_data: bool = False, stacked: bool = False) -> list[str]:
+    return _drbdadm(
+        "connect", *(("--discard-my-data",) if discard_my_data else ()), resource, stacked=stacked
+    )
 
 
-def disconnect_argv(resource: str) -> list[str]:
-    return ["drbdadm", "disconnect", resource]
+def disconnect_argv(resource: str, stacked: bool = False) -> list[str]:
+    return _drbdadm("disconnect", resource, stacked=stacked)
 
 
 def disconnect_endpoints_argv(local: str, peer: str) -> list[str]:

@@ -184,6 +184,13 @@ class DrbdResource(Replication):
 
 
 UpperProtocol = Literal["A", "C"]
+UPPER_SUFFIX = "-u"
+
+
+def upper_name(lower: str) -> str:
+    """The upper resource's name: the lower one's with ``-u`` (the user's guide writes r0-U; names are
+    lowercase here)."""
+    return f"{lower}{UPPER_SUFFIX}"
 
 
 class StackedResource(Replication):
@@ -244,14 +251,17 @@ class StackedResource(Replication):
             raise ValueError("the stacked address, the third node and the lower nodes mix IPv4 and IPv6")
         return self
 
-    @property
-    def device(self) -> str:
-        return f"/dev/drbd{self.minor}"
+    def stacked_on(self, name: str) -> bool:
+        """``name`` is a lower node: there the upper resource runs stacked (``drbdadm --stacked``)."""
+        return any(n.name == name for n in self.lower.nodes)
 
-    @property
-    def endpoint(self) -> str:
-        """The stacked end's address as drbd.conf writes it."""
-        return endpoint_text(self.address, self.port)
+    def node(self, name: str) -> DrbdNode:
+        """One end of the upper resource: the third node, or a lower node as the stacked end (the stacked
+        address, the lower device as its disk) — the same on either lower node, as the role moves."""
+        if name == self.third.name:
+            return self.third
+        lower = self.lower.node(name)  # an unknown name is an error here
+        return DrbdNode(name=name, address=self.address, port=self.port, disk=lower.device, minor=self.minor)
 
     @property
     def config_path(self) -> str:
@@ -339,10 +349,32 @@ def render_stacked_resource(upper: StackedResource) -> str:
     lines += _agreement_lines(upper, net_extra=[], disk_extra=[])
     lines += [
         f"  stacked-on-top-of {upper.lower.name} {{",
-        f"    device {upper.device};",
-        f"    address {upper.endpoint};",
+        f"    device {upper.third.device};",  # the validator holds both ends to one minor
+        f"    address {endpoint_text(upper.address, upper.port)};",
         "  }",
         *_on_lines(upper.third, upper.meta_disk),
         "}",
     ]
     return "\n".join(lines) + "\n"
+
+
+Resource = DrbdResource | StackedResource
+
+
+def render(resource: Resource) -> str:
+    """The resource's own file."""
+    if isinstance(resource, StackedResource):
+        return render_stacked_resource(resource)
+    return render_resource(resource)
+
+
+def drbdadm_view(resource: Resource) -> str:
+    """What drbdadm reads to understand ``resource`` from one file: an upper resource names its lower one."""
+    if isinstance(resource, StackedResource):
+        return render_resource(resource.lower) + render_stacked_resource(resource)
+    return render_resource(resource)
+
+
+def stacked_end(resource: Resource, node: str) -> bool:
+    """``node`` runs ``resource`` stacked on a lower device (drbdadm needs ``--stacked`` there)."""
+    return isinstance(resource, StackedResource) and resource.stacked_on(node)

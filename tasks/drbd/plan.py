@@ -16,7 +16,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from tasks.drbd.model import OWN_FILE_HEADER, DrbdResource, mask_secrets, render_resource, secrets_in
+from tasks.drbd.model import OWN_FILE_HEADER, Resource, mask_secrets, render, secrets_in, stacked_end
 from tasks.drbd.probes import AdjustPreview, BlockDevice, BlockSignature, DrbdState, Mount
 from tasks.plan import PlannedStep
 
@@ -81,6 +81,16 @@ class NodeProbe(BaseModel):
         """No file yet, or one this project wrote (its own to rewrite)."""
         return self.config_text is None or self.config_text.startswith(OWN_FILE_HEADER)
 
+    def stacked_on(self, device: str) -> list[str]:
+        """Devices stacked on the DRBD ``device`` (an upper resource of a three-node volume), from lsblk."""
+        return [
+            grandchild.path
+            for child in (self.disk.children if self.disk else [])
+            if child.path == device
+            for grandchild in child.children
+            if grandchild.type != "part"
+        ]
+
     @property
     def attached(self) -> bool:
         """The resource runs here with its backing disk attached (DRBD holds the disk)."""
@@ -92,6 +102,8 @@ StepKind = Literal[
     "keep_config",
     "write_config",
     "load_module",
+    "hold_address",
+    "release_address",
     "create_md",
     "up",
     "disconnect",
@@ -111,6 +123,7 @@ class Step(PlannedStep):
     node: str
     packages: tuple[str, ...] = Field((), description="install_tools: the Debian packages to install.")
     endpoints: tuple[str, ...] = Field((), description="disconnect: the running connection's endpoints.")
+    resource: str = Field("", description="keep/write_config: another resource's file ('': the plan's own).")
 
 
 class Preconditions(BaseModel):
@@ -135,7 +148,7 @@ def config_difference(node: str, current: str | None, wanted: str, path: str) ->
 
 
 def check_preconditions(
-    probes: dict[str, NodeProbe], resource: DrbdResource, allowed: Preconditions
+    probes: dict[str, NodeProbe], resource: Resource, allowed: Preconditions
 ) -> list[str]:
     """Every reason not to start, one line each (a refused file adds its difference below its line).
 
@@ -143,7 +156,7 @@ def check_preconditions(
     settings say stops the run with nothing changed.
     """
     problems: list[str] = []
-    rendered = render_resource(resource)
+    rendered = render(resource)
     live_change = [n for n, p in probes.items() if p.state.configured and not p.config_current]
     for node, probe in probes.items():
         spec = resource.node(node)
@@ -166,7 +179,7 @@ def check_preconditions(
             problems.append(
                 f"{node}: could not list the host's addresses (ip address): is iproute2 installed?"
             )
-        elif str(spec.address) not in probe.addresses:
+        elif str(spec.address) not in probe.addresses and not stacked_end(resource, node):  # it moves there
             has = ", ".join(a for a in probe.addresses if not a.startswith(("127.", "::1", "fe80")))
             problems.append(
                 f"{node}: replication address {spec.address} is not configured on the host (it has "
@@ -202,7 +215,7 @@ def check_preconditions(
     return problems
 
 
-def foreign_config_problems(node: str, probe: NodeProbe, resource: DrbdResource, rendered: str) -> list[str]:
+def foreign_config_problems(node: str, probe: NodeProbe, resource: Resource, rendered: str) -> list[str]:
     """A resource file, or a running resource, that this project did not make: never replaced unless
     the settings say so (setup adopts it with ``drbd.adopt_existing``, keeping a copy)."""
     if not probe.config_current and not probe.own_config:
@@ -222,7 +235,7 @@ def foreign_config_problems(node: str, probe: NodeProbe, resource: DrbdResource,
 def _disk_problems(node: str, probe: NodeProbe, disk: str, device: str, allowed: Preconditions) -> list[str]:
     if probe.disk is None:
         return [f"{node}: {disk} is not a block device on this host: check drbd.disk"]
-    users = [u for u in probe.disk.users() if not (probe.attached and u.startswith(device))]
+    users = probe.disk.users(besides=device if probe.attached else None)
     if users:
         return [f"{node}: {disk} is in use ({', '.join(users)}): DRBD needs a whole disk nothing else uses"]
     if probe.state.configured or probe.backing.is_drbd_metadata or probe.head_zero:

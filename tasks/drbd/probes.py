@@ -161,11 +161,14 @@ class BlockDevice(BaseModel):
     mountpoints: list[str] = Field(default_factory=list, description="Where it is mounted ([SWAP]: swap).")
     children: list[BlockDevice] = Field(default_factory=list)
 
-    def users(self) -> list[str]:
+    def users(self, besides: str | None = None) -> list[str]:
         """Every device stacked on this one and every mountpoint on it or them, e.g. '/dev/drbd0',
-        '/dev/vdb1 at /srv'."""
+        '/dev/vdb1 at /srv' — except the device ``besides`` and all that is on it (DRBD's own: its
+        device, an upper resource stacked on it, the volume's mount)."""
         found = [f"{self.path} at {m}" for m in self.mountpoints]
         for child in self.children:
+            if child.path == besides:
+                continue
             found.append(child.path)
             found.extend(u for u in child.users() if u != child.path)
         return found

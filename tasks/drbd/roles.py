@@ -16,7 +16,7 @@ from pydantic import BaseModel, Field
 from tasks.context import current_executor
 from tasks.drbd import commands as cmd
 from tasks.drbd import steps
-from tasks.drbd.model import DrbdResource
+from tasks.drbd.model import DrbdResource, Resource
 from tasks.drbd.probes import DrbdState, Mount, parse_findmnt
 from tasks.executor import SshTarget
 from tasks.nodes import answers_ssh, restart_node
@@ -24,7 +24,7 @@ from tasks.settings import Settings
 
 
 def switch_primary(
-    targets: Mapping[str, SshTarget], resource: DrbdResource, mountpoint: str, old: str, new: str
+    targets: Mapping[str, SshTarget], resource: Resource, mountpoint: str, old: str, new: str
 ) -> None:
     """Make ``new`` the primary with the volume mounted, in place of ``old`` (single-primary)."""
     device = resource.node(new).device

@@ -16,7 +16,7 @@ from prefect.logging import get_run_logger
 
 from tasks.context import current_executor
 from tasks.drbd import commands as cmd
-from tasks.drbd.model import DrbdResource, render_resource
+from tasks.drbd.model import Resource, drbdadm_view, render, stacked_end
 from tasks.drbd.plan import NodeProbe, Refused, tools_needed
 from tasks.drbd.probes import (
     BlockSignature,
@@ -55,14 +55,15 @@ def drbd_state(target: SshTarget, minor: int) -> DrbdState:
 
 
 @step(name="probe-drbd-node", retry_transport=True)  # submitted: the executor's own timeouts apply
-def probe_node(target: SshTarget, resource: DrbdResource, mountpoint: str, fstype: str = "ext4") -> NodeProbe:
+def probe_node(target: SshTarget, resource: Resource, mountpoint: str, fstype: str = "ext4") -> NodeProbe:
     """Everything the plans need to know about one node, read without changing it.
 
     The backing disk is read below the page cache (``blockdev --flushbufs`` first): DRBD writes to it
     with bios, so a cached read can show what the disk held before.
     """
     node = resource.node(target.name)
-    rendered = render_resource(resource)
+    rendered = render(resource)
+    stacked = stacked_end(resource, target.name)
 
     def read(argv: list[str], ok: tuple[int, ...] = (0,)) -> CommandResult:
         return run(target, argv, read_only=True, ok_codes=ok, quiet=True)
@@ -91,8 +92,8 @@ def probe_node(target: SshTarget, resource: DrbdResource, mountpoint: str, fstyp
     if state.configured and config_text != rendered and "drbdadm" in tools_found and hostname == target.name:
         preview = run(
             target,
-            cmd.adjust_dry_run_argv(resource.name),
-            stdin=rendered,
+            cmd.adjust_dry_run_argv(resource.name, stacked),
+            stdin=drbdadm_view(resource),
             read_only=True,
             quiet=True,
             ok_codes=range(256),
@@ -127,7 +128,7 @@ def probe_node(target: SshTarget, resource: DrbdResource, mountpoint: str, fstyp
 
 
 def probe_nodes(
-    targets: Mapping[str, SshTarget], resource: DrbdResource, mountpoint: str, fstype: str = "ext4"
+    targets: Mapping[str, SshTarget], resource: Resource, mountpoint: str, fstype: str = "ext4"
 ) -> dict[str, NodeProbe]:
     """Every node probed at once (read-only)."""
     futures = {
@@ -160,7 +161,7 @@ def install_tools(target: SshTarget, packages: tuple[str, ...], fstype: str) -> 
 
 
 @step(name="keep-drbd-config", timeout_seconds=120, retry_transport=True)
-def keep_config(target: SshTarget, resource: DrbdResource, stamp: str) -> str:
+def keep_config(target: SshTarget, resource: Resource, stamp: str) -> str:
     """Copy a resource file setup did not write aside before replacing it; returns the copy's path."""
     copy = f"{resource.config_path}.hsf-{stamp}"  # not *.res: drbdadm never reads it
     run(target, cmd.copy_file_argv(resource.config_path, copy))
@@ -174,11 +175,11 @@ def disconnect(target: SshTarget, local: str, peer: str) -> None:
 
 
 @step(name="write-drbd-config", timeout_seconds=120, retry_transport=True)
-def write_config(target: SshTarget, resource: DrbdResource) -> None:
+def write_config(target: SshTarget, resource: Resource) -> None:
     """Atomically replace the resource file (mode 0600: it holds the shared secret)."""
     temporary = f"{resource.config_path}.hsf-new"
     secret = resource.shared_secret.get_secret_value()
-    run(target, cmd.write_file_argv(temporary), stdin=render_resource(resource), secrets=[secret])
+    run(target, cmd.write_file_argv(temporary), stdin=render(resource), secrets=[secret])
     run(target, cmd.chmod_argv("600", temporary))
     run(target, cmd.rename_argv(temporary, resource.config_path))
 
@@ -189,27 +190,28 @@ def load_module(target: SshTarget) -> None:
 
 
 @step(name="create-md", timeout_seconds=300, retry_transport=True)
-def create_md(target: SshTarget, resource: DrbdResource, force: bool) -> None:
-    run(target, cmd.create_md_argv(resource.name, force=force), timeout=240)
+def create_md(target: SshTarget, resource: Resource, force: bool) -> None:
+    stacked = stacked_end(resource, target.name)
+    run(target, cmd.create_md_argv(resource.name, force=force, stacked=stacked), timeout=240)
 
 
 @step(name="drbd-up", timeout_seconds=120, retry_transport=True)
-def up(target: SshTarget, resource: DrbdResource) -> None:
-    run(target, cmd.up_argv(resource.name))
+def up(target: SshTarget, resource: Resource) -> None:
+    run(target, cmd.up_argv(resource.name, stacked_end(resource, target.name)))
 
 
 @step(name="drbd-attach", timeout_seconds=120, retry_transport=True)
-def attach(target: SshTarget, resource: DrbdResource) -> None:
-    run(target, cmd.attach_argv(resource.name))
+def attach(target: SshTarget, resource: Resource) -> None:
+    run(target, cmd.attach_argv(resource.name, stacked_end(resource, target.name)))
 
 
 @step(name="drbd-adjust", timeout_seconds=120, retry_transport=True)
-def adjust(target: SshTarget, resource: DrbdResource) -> None:
-    run(target, cmd.adjust_argv(resource.name))
+def adjust(target: SshTarget, resource: Resource) -> None:
+    run(target, cmd.adjust_argv(resource.name, stacked_end(resource, target.name)))
 
 
 @step(name="wait-connected", retry_transport=True)
-def wait_connected(target: SshTarget, resource: DrbdResource, timeout_s: float) -> DrbdState:
+def wait_connected(target: SshTarget, resource: Resource, timeout_s: float) -> DrbdState:
     minor = resource.node(target.name).minor
     if dry_run_skips("the peers to connect"):
         return drbd_state(target, minor)
@@ -229,7 +231,7 @@ def resyncs(target: SshTarget, minor: int) -> list[int]:
 
 
 @step(name="wait-peer-lost")
-def wait_peer_lost(target: SshTarget, resource: DrbdResource, timeout_s: float) -> DrbdState:
+def wait_peer_lost(target: SshTarget, resource: Resource, timeout_s: float) -> DrbdState:
     """Poll this node's own DRBD state until it reports the connection to its peer gone."""
     minor = resource.node(target.name).minor
     return wait_until(
@@ -241,16 +243,17 @@ def wait_peer_lost(target: SshTarget, resource: DrbdResource, timeout_s: float) 
 
 
 @step(name="skip-initial-sync", timeout_seconds=120, retry_transport=True)
-def skip_initial_sync(target: SshTarget, resource: DrbdResource) -> None:
+def skip_initial_sync(target: SshTarget, resource: Resource) -> None:
     """Declare blank disks identical instead of copying them (only planned for fresh metadata)."""
-    run(target, cmd.new_current_uuid_clear_bitmap_argv(resource.name))
+    run(target, cmd.new_current_uuid_clear_bitmap_argv(resource.name, stacked_end(resource, target.name)))
 
 
 @step(name="promote", timeout_seconds=180, retry_transport=True)
-def promote(target: SshTarget, resource: DrbdResource, force: bool = False) -> float:
+def promote(target: SshTarget, resource: Resource, force: bool = False) -> float:
     """``drbdadm primary`` and wait until this node reports Primary; returns seconds taken."""
     started = time.monotonic()
-    run(target, cmd.primary_argv(resource.name, force=force), timeout=120)
+    stacked = stacked_end(resource, target.name)
+    run(target, cmd.primary_argv(resource.name, force=force, stacked=stacked), timeout=120)
     minor = resource.node(target.name).minor
     if dry_run_skips(f"{target.name} to become Primary"):
         return 0.0
@@ -259,12 +262,12 @@ def promote(target: SshTarget, resource: DrbdResource, force: bool = False) -> f
 
 
 @step(name="demote", timeout_seconds=180, retry_transport=True)
-def demote(target: SshTarget, resource: DrbdResource) -> None:
-    run(target, cmd.secondary_argv(resource.name), timeout=120)
+def demote(target: SshTarget, resource: Resource) -> None:
+    run(target, cmd.secondary_argv(resource.name, stacked_end(resource, target.name)), timeout=120)
 
 
 @step(name="wait-synced", retry_transport=True)
-def wait_synced(target: SshTarget, resource: DrbdResource, timeout_s: float) -> float:
+def wait_synced(target: SshTarget, resource: Resource, timeout_s: float) -> float:
     """Poll /proc/drbd until both disks are UpToDate, publishing the resync progress; returns seconds."""
     log = get_run_logger()
     minor = resource.node(target.name).minor
@@ -318,14 +321,14 @@ def mounts_of(target: SshTarget, device: str) -> list[str]:
 
 
 @step(name="remove-resource", timeout_seconds=300, retry_transport=True)
-def remove_resource(target: SshTarget, resource: DrbdResource, mountpoint: str) -> None:
+def remove_resource(target: SshTarget, resource: Resource, mountpoint: str) -> None:
     """Take a resource off a node for good: unmounted, ``drbdadm down``, its file removed. The backing
     disk keeps its data and metadata. Gone already: nothing to do."""
     device = resource.node(target.name).device
     if mountpoint in mounts_of.fn(target, device):
         run(target, cmd.umount_argv(mountpoint), timeout=240)
     if drbd_state(target, resource.node(target.name).minor).configured:
-        run(target, cmd.down_argv(resource.name))
+        run(target, cmd.down_argv(resource.name, stacked_end(resource, target.name)))
     run(target, cmd.remove_file_argv(resource.config_path))
 
 

@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from tasks.cluster import drbd_resource, node_addresses, node_ports, o2cb_cluster
+from tasks.cluster import (
+    drbd_resource,
+    node_addresses,
+    node_ports,
+    o2cb_cluster,
+    secret_block_name,
+    stacked_address,
+    stacked_resource,
+)
 from tasks.drbd.model import render_resource
 from tasks.settings import Settings, load_settings
 
@@ -123,3 +131,45 @@ def test_the_lab_keeps_its_own_network(monkeypatch: pytest.MonkeyPatch) -> None:
         "ipv4 10.77.0.11:7800",
         "ipv4 10.77.0.12:7800",
     ]
+
+
+def test_a_stacked_volume_from_the_lab_settings() -> None:
+    """The upper resource: its own name, the lab's .10 held by the lower Primary, the third VM's address, and
+    the upper tier's own protocol over the volume's tuning."""
+    settings = load_settings(drbd={"topology": "stacked", "upper_protocol": "C", "resync_rate": "40M"})
+    upper = stacked_resource(settings, drbd_resource(settings, SECRET), SECRET)
+    assert (upper.name, upper.lower.name, upper.protocol, upper.resync_rate) == ("r0-u", "r0", "C", "40M")
+    assert str(stacked_address(settings)) == "10.77.0.10/24"
+    assert (upper.node("nodeb").endpoint, upper.node("nodeb").disk) == ("ipv4 10.77.0.10:7790", "/dev/drbd0")
+    assert (upper.third.name, upper.third.endpoint, upper.third.disk) == (
+        "nodec",
+        "ipv4 10.77.0.14:7790",
+        "/dev/vdb",
+    )
+    assert secret_block_name(settings, upper.name) == "hsf-drbd-r0-u"
+
+
+def test_a_stacked_volume_on_real_hosts_uses_the_inventory_and_the_set_address() -> None:
+    hosts = [
+        {"name": "store1", "address": "192.0.2.1"},
+        {"name": "store2", "address": "192.0.2.2"},
+        {"name": "far", "address": "198.51.100.7", "replication_address": "192.0.2.30"},
+    ]
+    settings = load_settings(
+        target="inventory",
+        inventory=hosts,
+        drbd={
+            "topology": "stacked",
+            "third_node": "far",
+            "stacked_address": "192.0.2.10/24",
+            "stacked_port": 7800,
+        },
+    )
+    upper = stacked_resource(settings, drbd_resource(settings, SECRET), SECRET)
+    assert [n.name for n in upper.lower.nodes] == ["store1", "store2"]
+    assert (upper.node("store1").endpoint, upper.third.endpoint) == (
+        "ipv4 192.0.2.10:7800",
+        "ipv4 192.0.2.30:7800",
+    )
+    with pytest.raises(ValueError, match="there is no upper resource"):
+        stacked_resource(load_settings(), drbd_resource(load_settings(), SECRET), SECRET)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import re
 from pathlib import Path
 
 import pytest
@@ -581,3 +582,95 @@ def test_fencing_from_a_toml_file(monkeypatch: pytest.MonkeyPatch, tmp_path: Pat
     devices = settings.cluster.fencing.devices(settings.node_names)
     assert [d.params.params["ip"] for d in devices] == ["10.0.9.101", "10.0.9.102"]
     assert [d.params.secret_params["password"].get_secret_value() for d in devices] == [BMC_PASSWORD] * 2
+
+
+# -- the stacked (three-node) volume -------------------------------------------------------------------
+
+
+def test_a_stacked_volume_in_the_lab_boots_its_third_vm_after_the_backup_server(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """No address moves: nodea .11, nodeb .12, backup .13 as before, the third VM .14; the two-node
+    resource keeps its two nodes."""
+    two_node = load_settings()
+    assert two_node.lab.third_node is None and two_node.third_node is None
+    monkeypatch.setenv("HSF_DRBD__TOPOLOGY", "stacked")
+    settings = load_settings()
+    assert settings.lab.machines == ("nodea", "nodeb", "backup", "nodec")
+    addresses = [str(settings.lab.address_of(m)) for m in settings.lab.machines]
+    assert addresses == ["10.77.0.11", "10.77.0.12", "10.77.0.13", "10.77.0.14"]
+    assert settings.node_names == ("nodea", "nodeb") and settings.third_node == "nodec"
+    assert settings.host_names == ("nodea", "nodeb", "backup", "nodec")
+    assert (settings.drbd.upper_resource, settings.drbd.upper_protocol, settings.drbd.upper_minor) == (
+        "r0-u", "A", 10,
+    )  # fmt: skip
+    named = load_settings(drbd={"topology": "stacked", "third_node": "site2"})
+    assert named.lab.machines[-1] == "site2"
+
+
+def test_a_stacked_volume_on_real_hosts_takes_its_third_node_from_the_inventory() -> None:
+    hosts = [{"name": n, "address": f"192.0.2.{i}"} for i, n in enumerate(("store1", "store2", "far"), 1)]
+    settings = load_settings(
+        target="inventory",
+        inventory=hosts,
+        drbd={"topology": "stacked", "third_node": "far", "stacked_address": "192.0.2.10/24"},
+    )
+    assert settings.node_names == ("store1", "store2") and settings.third_node == "far"
+    assert settings.host_names == ("store1", "store2", "far")
+    assert str(settings.drbd.stacked_address) == "192.0.2.10/24"
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (
+            {"drbd": {"topology": "stacked", "third_node": "nodeb"}},
+            "the third node 'nodeb' is a lab VM already",
+        ),
+        (
+            {"drbd": {"topology": "stacked", "third_node": "backup"}},
+            "the third node 'backup' is a lab VM already",
+        ),
+        (
+            {"drbd": {"topology": "stacked"}, "cluster": {"manager": "pacemaker"}},
+            "not by Pacemaker yet: set cluster.manager = 'none'",
+        ),
+        ({"drbd": {"topology": "stacked", "upper_minor": 0}}, "drbd.upper_minor 0 is drbd.minor"),
+        ({"drbd": {"topology": "stacked", "upper_protocol": "B"}}, "drbd.upper_protocol"),
+        ({"drbd": {"topology": "stacked", "resource": "r" * 31}}, "must fit DRBD's 32 characters"),
+        (
+            {"drbd": {"topology": "stacked"}, "lab": {"nodes": ["nodea", "nodeb", "noded"]}},
+            "two-node resource",
+        ),
+        (
+            {"drbd": {"topology": "stacked"}, "backup": {"client": "nodec", "server": "backup"}},
+            "the third node nodec is the backup client or server",
+        ),
+    ],
+)
+def test_a_bad_stacked_volume_is_one_clear_line(overrides: dict[str, object], message: str) -> None:
+    with pytest.raises(SettingsError, match=re.escape(message)) as error:
+        load_settings(**overrides)
+    assert len(str(error.value).splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    ("hosts", "drbd", "message"),
+    [
+        (("store1", "store2", "far"), {"third_node": "away"}, "drbd.third_node: unknown node 'away'"),
+        (("store1", "far"), {"third_node": "far"}, "is one of the inventory's 2 hosts"),
+        (
+            ("store1", "store2", "far"),
+            {"third_node": "far", "stacked_address": None},
+            "drbd.stacked_address is not set",
+        ),
+    ],
+)
+def test_a_bad_stacked_volume_on_real_hosts_is_one_clear_line(
+    hosts: tuple[str, ...], drbd: dict[str, object], message: str
+) -> None:
+    inventory = [{"name": n, "address": f"192.0.2.{i}"} for i, n in enumerate(hosts, 1)]
+    wanted = {"topology": "stacked", "stacked_address": "192.0.2.10/24", **drbd}
+    with pytest.raises(SettingsError, match=re.escape(message)) as error:
+        load_settings(target="inventory", inventory=inventory, drbd=wanted)
+    assert len(str(error.value).splitlines()) == 1

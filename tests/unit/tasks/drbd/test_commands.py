@@ -21,7 +21,7 @@ import pytest
 
 from tasks.context import current_executor
 from tasks.drbd import commands as c
-from tasks.drbd.model import DrbdResource, render_resource
+from tasks.drbd.model import DrbdResource, StackedResource, drbdadm_view, render_resource
 from tasks.drbd.probes import (
     parse_adjust_dry_run,
     parse_blkid_export,
@@ -30,6 +30,7 @@ from tasks.drbd.probes import (
     parse_ip_addresses,
     parse_lsblk,
 )
+from tasks.drbd.stacked import parse_address_holders
 from tasks.executor import LOCAL
 
 SECRET = "s3cr3t-Secret_value.0123"
@@ -554,3 +555,106 @@ def test_the_mounts_of_a_device_are_listed_by_the_real_findmnt() -> None:
     assert "/" in run(c.mounts_of_argv(root_source), LOCAL).stdout.split()
     assert run(c.mounts_of_argv("/dev/drbd99"), LOCAL, ok_codes=(1,)).stdout == ""
     assert c.remove_file_argv("/etc/drbd.d/hsf-fault.res") == ["rm", "-f", "/etc/drbd.d/hsf-fault.res"]
+
+
+# -- the stacked (three-node) resource ---------------------------------------------------------------
+
+DRBD_84 = {"DRBD_DRIVER_VERSION_OVERRIDE": "8.4.11"}  # the guests' parser: it tells stacked from normal
+needs_drbdadm_84 = pytest.mark.skipif(
+    shutil.which("drbdadm") is None or not Path("/usr/lib/drbd/drbdadm-84").exists(),
+    reason="drbdadm with its 8.4 parser (drbd-utils) is not installed",
+)
+
+STACKED_BUILDERS: dict[str, Callable[[str, bool], list[str]]] = {
+    "create_md_force": lambda r, s: c.create_md_argv(r, force=True, stacked=s),
+    "up": lambda r, s: c.up_argv(r, stacked=s),
+    "attach": lambda r, s: c.attach_argv(r, stacked=s),
+    "adjust": lambda r, s: c.adjust_argv(r, stacked=s),
+    "primary_force": lambda r, s: c.primary_argv(r, force=True, stacked=s),
+    "secondary": lambda r, s: c.secondary_argv(r, stacked=s),
+    "new_current_uuid_clear_bitmap": lambda r, s: c.new_current_uuid_clear_bitmap_argv(r, stacked=s),
+    "connect": lambda r, s: c.connect_argv(r, stacked=s),
+    "disconnect": lambda r, s: c.disconnect_argv(r, stacked=s),
+    "down": lambda r, s: c.down_argv(r, stacked=s),
+}
+
+
+@pytest.fixture
+def stacked_config(tmp_path: Path) -> Path:
+    """r0 on nodea/nodeb and r0-u stacked on it, with its other end on nodec (one file, as drbdadm reads)."""
+    lower = DrbdResource(
+        name="r0",
+        nodes=({"name": "nodea", "address": "10.77.0.11"}, {"name": "nodeb", "address": "10.77.0.12"}),
+        shared_secret=SECRET,  # type: ignore[arg-type]
+    )
+    upper = StackedResource(
+        name="r0-u",
+        lower=lower,
+        address="10.77.0.10",  # type: ignore[arg-type]
+        third={"name": "nodec", "address": "10.77.0.14", "port": 7790, "minor": 10},  # type: ignore[arg-type]
+        shared_secret=SECRET,  # type: ignore[arg-type]
+    )
+    path = tmp_path / "stacked.res"
+    path.write_text(drbdadm_view(upper))
+    return path
+
+
+def dry_run_84(argv: list[str], config: Path, node: str) -> list[str]:
+    """The calls DRBD 8.4's drbdadm would make on ``node``; Rejected with its reason."""
+    result = run([argv[0], "-d", "-c", str(config), *argv[1:]], env={"__DRBD_NODE__": node, **DRBD_84})
+    if result.returncode != 0:
+        raise Rejected(result.stderr)
+    return [line for line in result.stdout.splitlines() if line.strip()]
+
+
+@needs_drbdadm_84
+@pytest.mark.parametrize("name", list(STACKED_BUILDERS))
+def test_a_stacked_builder_acts_on_the_upper_resource_only_where_it_is_stacked(
+    stacked_config: Path, name: str
+) -> None:
+    """On a lower node the upper resource answers to --stacked only; on the third node only without it."""
+    build = STACKED_BUILDERS[name]
+    assert dry_run_84(build("r0-u", True), stacked_config, "nodea")
+    assert dry_run_84(build("r0-u", False), stacked_config, "nodec")
+    with pytest.raises(Rejected, match="'r0-u' is a stacked resource, and not available in normal mode"):
+        dry_run_84(build("r0-u", False), stacked_config, "nodea")
+    with pytest.raises(Rejected, match="'r0-u' is a normal resource, and not available in stacked mode"):
+        dry_run_84(build("r0-u", True), stacked_config, "nodec")
+
+
+@needs_drbdadm_84
+def test_the_stacked_end_keeps_its_metadata_on_the_lower_device(stacked_config: Path) -> None:
+    """create-md and up --stacked on a lower node use /dev/drbd0 as the upper device's disk; the third node
+    uses its own disk; both ends are /dev/drbd10, and each connects from its own address."""
+    [stacked_md] = calls(
+        dry_run_84(c.create_md_argv("r0-u", stacked=True), stacked_config, "nodeb"), "drbdmeta", "create-md"
+    )
+    assert stacked_md[1:4] == ["10", "v08", "/dev/drbd0"]
+    [third_md] = calls(dry_run_84(c.create_md_argv("r0-u"), stacked_config, "nodec"), "drbdmeta", "create-md")
+    assert third_md[1:4] == ["10", "v08", "/dev/vdb"]
+    up = dry_run_84(c.up_argv("r0-u", stacked=True), stacked_config, "nodea")
+    [attach] = calls(up, "drbdsetup", "attach")
+    [connect] = calls(up, "drbdsetup", "connect")
+    assert attach[2:4] == ["10", "/dev/drbd0"]
+    assert connect[3:5] == ["ipv4:10.77.0.10:7790", "ipv4:10.77.0.14:7790"]
+
+
+@needs("unshare", "ip")
+def test_the_stacked_address_is_held_and_released_by_the_real_ip(tmp_path: Path) -> None:
+    """In a network namespace of the test's own (no packet leaves it): add, find its holder, delete; a
+    second delete says it is not held (exit 2)."""
+    script = " && ".join(
+        [
+            "ip link set lo up",
+            shlex.join(c.address_add_argv("lo", "10.99.0.10/24")),
+            shlex.join(c.ip_addresses_argv()) + " > " + shlex.quote(str(tmp_path / "held.json")),
+            shlex.join(c.address_delete_argv("lo", "10.99.0.10/24")),
+            shlex.join(c.ip_addresses_argv()) + " > " + shlex.quote(str(tmp_path / "released.json")),
+            "{ " + shlex.join(c.address_delete_argv("lo", "10.99.0.10/24")) + " 2>/dev/null; echo $?; }",
+        ]
+    )
+    result = run(["unshare", "--net", "sh", "-c", script])
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "2"
+    assert parse_address_holders((tmp_path / "held.json").read_text())["10.99.0.10"] == "lo"
+    assert "10.99.0.10" not in parse_address_holders((tmp_path / "released.json").read_text())

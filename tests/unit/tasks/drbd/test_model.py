@@ -522,10 +522,14 @@ def _stacked(**overrides: Any) -> StackedResource:
 
 def test_a_stacked_resource_is_asynchronous_on_drbd10_by_default() -> None:
     upper = _stacked()
-    assert (upper.protocol, upper.device, upper.port, upper.config_path) == (
-        "A", "/dev/drbd10", 7790, "/etc/drbd.d/r0-u.res",
-    )  # fmt: skip
-    assert upper.endpoint == "ipv4 10.77.0.10:7790"
+    assert (upper.protocol, upper.port, upper.config_path) == ("A", 7790, "/etc/drbd.d/r0-u.res")
+    for node in ("nodea", "nodeb"):  # the stacked end, on whichever lower node is Primary
+        end = upper.node(node)
+        assert (end.device, end.disk, end.endpoint) == ("/dev/drbd10", "/dev/drbd0", "ipv4 10.77.0.10:7790")
+        assert upper.stacked_on(node)
+    assert upper.node("nodec") == upper.third and not upper.stacked_on("nodec")
+    with pytest.raises(ValueError, match="unknown node 'noded'"):
+        upper.node("noded")
     assert _stacked(protocol="C").protocol == "C"
     assert UPPER_SECRET not in repr(upper)
 

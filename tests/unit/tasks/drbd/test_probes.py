@@ -230,6 +230,24 @@ def test_lsblk_backing_disk_attached_to_drbd_and_mounted() -> None:
     assert disk.users() == ["/dev/drbd0", "/dev/drbd0 at /mnt/r0"]
 
 
+def test_lsblk_of_a_stacked_volume_sees_the_upper_device_on_the_lower_one() -> None:
+    """Captured on the lab's lower Primary: vdb → drbd0 → drbd10 mounted. The lower device and all on it
+    are DRBD's own; a plain read of its users still names them."""
+    disk = parse_lsblk(fixture("lsblk_backing_stacked_mounted.json"))
+    assert disk is not None
+    assert disk.users() == ["/dev/drbd0", "/dev/drbd10", "/dev/drbd10 at /mnt/r0"]
+    assert disk.users(besides="/dev/drbd0") == []
+    assert disk.users(besides="/dev/drbd1") == disk.users()
+
+
+def test_both_devices_of_a_stacked_primary_in_proc_drbd() -> None:
+    states = parse_proc_drbd(fixture("proc_drbd_stacked_primary.txt"))
+    assert (states[0].summary(), states[10].summary()) == (
+        "cs:Connected ro:Primary/Secondary ds:UpToDate/UpToDate",
+        "cs:Connected ro:Primary/Secondary ds:UpToDate/UpToDate",
+    )
+
+
 def test_lsblk_not_a_block_device() -> None:
     assert parse_lsblk(fixture("lsblk_not_a_block_device.json")) is None
     assert parse_lsblk("") is None
