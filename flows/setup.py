@@ -37,7 +37,7 @@ from tasks.cluster import (
 )
 from tasks.context import DryRunRefused, current_executor, run_context
 from tasks.drbd import stacked, steps
-from tasks.drbd.model import DrbdResource, Resource, StackedResource
+from tasks.drbd.model import DrbdResource, Resource, StackedResource, stacked_end
 from tasks.drbd.plan import (
     NodeProbe,
     Preconditions,
@@ -298,7 +298,7 @@ def _drbd_handlers(
 
     def install_tools(step: PlannedStep) -> None:
         assert isinstance(step, Step)
-        steps.install_tools(on(step), step.packages, drbd.fstype)
+        steps.install_tools(on(step), step.packages, drbd.fstype, stacked_end(resource, on(step).name))
 
     def address(step: PlannedStep, hold: bool) -> None:
         assert isinstance(resource, StackedResource)  # planned for an upper resource only

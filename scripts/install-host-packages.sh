@@ -25,6 +25,8 @@ packages=(
   nftables
   # host tools the executor drives
   iproute2 openssh-client procps
+  # the stacked volume's address announcement, sent for real in a test's own network namespace
+  iputils-arping
   # the team server's compose file is validated in the unit tests (no Docker engine needed)
   docker-compose
   # the UI test screenshots a flow run's page in headless chromium

@@ -8,7 +8,9 @@ from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
+from tasks.context import current_executor
 from tasks.drbd.model import DrbdNode, DrbdResource, StackedResource
+from tasks.drbd.stacked import StackedVolume
 from tasks.executor import SshTarget
 from tasks.lab.state import lab_targets
 from tasks.ocfs2.model import O2cbCluster, O2cbNode
@@ -233,6 +235,18 @@ def stacked_resource(settings: Settings, lower: DrbdResource, secret: str) -> St
         shared_secret=SecretStr(secret),
         **{**drbd.tuning(), "protocol": drbd.upper_protocol},
     )
+
+
+def stacked_volume(settings: Settings) -> StackedVolume:
+    """The three-node volume of the settings, its secrets from their blocks (masked from here on)."""
+    lower = drbd_resource(settings, shared_secret(secret_block_name(settings)))
+    upper = stacked_resource(
+        settings, lower, shared_secret(secret_block_name(settings, settings.drbd.upper_resource))
+    )
+    for resource in (lower, upper):
+        current_executor().add_secret(resource.shared_secret.get_secret_value())
+    targets = {**node_targets(settings), upper.third.name: third_node_target(settings)}
+    return StackedVolume(targets, upper, stacked_address(settings), settings.drbd.mountpoint)
 
 
 def o2cb_cluster(settings: Settings) -> O2cbCluster:

@@ -25,6 +25,8 @@ STORAGE_FAULT_COMPLETED = "hsf.storage-fault.completed"
 BACKUP_FAULT_COMPLETED = "hsf.backup-fault.completed"
 ORCHESTRATION_FAULT_COMPLETED = "hsf.orchestration-fault.completed"
 FAULT_OUTCOME = "hsf.fault.outcome"
+STACKED_FAILOVER_COMPLETED = "hsf.stacked-failover.completed"
+SITE_LOSS_COMPLETED = "hsf.site-loss.completed"
 
 EVENTS = frozenset(
     {
@@ -42,6 +44,8 @@ EVENTS = frozenset(
         BACKUP_FAULT_COMPLETED,
         ORCHESTRATION_FAULT_COMPLETED,
         FAULT_OUTCOME,
+        STACKED_FAILOVER_COMPLETED,
+        SITE_LOSS_COMPLETED,
     }
 )
 

@@ -99,6 +99,11 @@ def address_add_argv(interface: str, address: str) -> list[str]:
     return ["ip", "address", "add", address, "dev", interface]
 
 
+def announce_address_argv(interface: str, address: str) -> list[str]:
+    """Unsolicited ARP for an address just taken over, so neighbours stop sending to its old holder."""
+    return ["arping", "-q", "-U", "-c", "2", "-I", interface, address]
+
+
 def address_delete_argv(interface: str, address: str) -> list[str]:
     """Give ``address`` up (exit 2 "Cannot assign requested address": not held)."""
     return ["ip", "address", "del", address, "dev", interface]

@@ -26,11 +26,18 @@ class Refused(Exception):
 
 
 # The tool each step needs, and the Debian package that brings it.
-TOOL_PACKAGES = {"drbdadm": "drbd-utils", "mkfs.ext4": "e2fsprogs", "mkfs.xfs": "xfsprogs"}
+TOOL_PACKAGES = {
+    "drbdadm": "drbd-utils",
+    "mkfs.ext4": "e2fsprogs",
+    "mkfs.xfs": "xfsprogs",
+    "arping": "iputils-arping",
+}
 
 
-def tools_needed(fstype: str) -> list[str]:
-    return ["drbdadm", f"mkfs.{fstype}"]
+def tools_needed(fstype: str, announces: bool = False) -> list[str]:
+    """The tools setup runs; ``announces``: the node holds a stacked end's moving address, and tells its
+    neighbours when it takes it (measured without: the third node reconnected only after 60 s)."""
+    return ["drbdadm", f"mkfs.{fstype}", *(["arping"] if announces else [])]
 
 
 class NodeProbe(BaseModel):
@@ -39,6 +46,7 @@ class NodeProbe(BaseModel):
     node: str
     hostname: str = Field(description="`uname -n`: DRBD finds its own 'on <name>' section by it.")
     tools_found: list[str] = Field(default_factory=list, description="Needed tools that are installed.")
+    announces: bool = Field(False, description="It holds a stacked end's moving address (needs arping).")
     module_available: bool = Field(True, description="The running kernel has a drbd module (modinfo).")
     config_text: str | None = Field(None, description="The resource file as it is now (None: no file).")
     config_current: bool = Field(description="/etc/drbd.d/<res>.res has the rendered content.")
@@ -65,7 +73,7 @@ class NodeProbe(BaseModel):
 
     def missing_tools(self, fstype: str) -> list[str]:
         """The tools setup needs for ``fstype`` that this node lacks."""
-        return [t for t in tools_needed(fstype) if t not in self.tools_found]
+        return [t for t in tools_needed(fstype, self.announces) if t not in self.tools_found]
 
     @property
     def dual_primary_config(self) -> bool:

@@ -9,8 +9,10 @@ with these steps.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from ipaddress import IPv4Interface, IPv6Interface
+from typing import TypeVar
 
 from pydantic import BaseModel, Field
 
@@ -19,8 +21,14 @@ from tasks.drbd import commands as cmd
 from tasks.drbd import steps
 from tasks.drbd.model import OWN_FILE_HEADER, Resource, StackedResource, render, secrets_in
 from tasks.drbd.plan import Step
+from tasks.drbd.probes import DrbdState
+from tasks.drbd.roles import switch_primary
 from tasks.executor import SshTarget
+from tasks.lab.host import wait_until
+from tasks.pacemaker.steps import SplitBrain
 from tasks.step import step
+
+T = TypeVar("T")
 
 StackedAddress = IPv4Interface | IPv6Interface
 
@@ -51,6 +59,8 @@ def hold_address(target: SshTarget, address: StackedAddress, beside: str) -> Non
     if interface is None:
         raise ValueError(f"{target.name}: no interface holds {beside}, so there is none to add {address} to")
     steps.run(target, cmd.address_add_argv(interface, address.with_prefixlen))
+    if address.version == 4:  # IPv6 neighbours learn it by neighbour discovery
+        steps.run(target, cmd.announce_address_argv(interface, str(address.ip)))
 
 
 @step(name="release-stacked-address", timeout_seconds=60, retry_transport=True)
@@ -165,3 +175,64 @@ def plan_companions(files: list[CompanionFile]) -> list[Step]:
             Step(kind="write_config", node=companion.node, resource=companion.resource, reason=reason)
         )
     return planned
+
+
+class StackedVolume:
+    """The three-node volume as the drills act on it: every node's target, both resources, the moving
+    address and the mountpoint."""
+
+    def __init__(
+        self,
+        targets: Mapping[str, SshTarget],
+        upper: StackedResource,
+        address: StackedAddress,
+        mountpoint: str,
+    ) -> None:
+        self.targets, self.upper, self.address, self.mountpoint = dict(targets), upper, address, mountpoint
+        self.lower = upper.lower
+        self.third = upper.third.name
+
+    def other_lower(self, node: str) -> str:
+        return self.lower.peer_of(node).name
+
+    def states(self, serving: str) -> tuple[DrbdState, DrbdState]:
+        """The lower and the upper resource as the serving node sees them."""
+        target = self.targets[serving]
+        return steps.drbd_state(target, self.lower.node(serving).minor), steps.drbd_state(
+            target, self.upper.minor
+        )
+
+    def wait_redundant(self, serving: str, timeout_s: float) -> float:
+        """Both resources Connected with both disks UpToDate, seen from the serving node (the third node may
+        still be reconnecting to the address that just moved); returns the seconds waited."""
+        started = time.monotonic()
+
+        def redundant() -> bool:
+            lower, upper = self.states(serving)
+            for state in (lower, upper):
+                if state.connection == "StandAlone":
+                    raise SplitBrain(f"{serving}: DRBD minor {state.minor} is StandAlone: {state.summary()}")
+            return lower.healthy and upper.healthy
+
+        wait_until(redundant, timeout_s, f"all three copies of {self.upper.name} in sync", interval_s=0.5)
+        return round(time.monotonic() - started, 1)
+
+    def read_everywhere(
+        self, serving: str, read: Callable[[SshTarget], T], end_on: str | None = None
+    ) -> dict[str, T]:
+        """``read`` on each node in turn, the volume mounted there: the serving node, the third node (the
+        upper role switched to it and back), the other lower node (a lower-tier switch); the volume ends
+        served by ``end_on`` (default: where it started). Each switch is the controlled one an operator
+        makes, so every node proves it holds the data, not just that DRBD says so."""
+        timeout = 120.0
+        other = self.other_lower(serving)
+        found = {serving: read(self.targets[serving])}
+        ends = {serving: self.targets[serving], self.third: self.targets[self.third]}
+        switch_primary(ends, self.upper, self.mountpoint, old=serving, new=self.third)
+        found[self.third] = read(self.targets[self.third])
+        switch_primary(ends, self.upper, self.mountpoint, old=self.third, new=serving)
+        move_upper(self.targets, self.upper, self.address, self.mountpoint, serving, other, timeout)
+        found[other] = read(self.targets[other])
+        if (end_on or serving) == serving:
+            move_upper(self.targets, self.upper, self.address, self.mountpoint, other, serving, timeout)
+        return found

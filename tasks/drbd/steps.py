@@ -84,7 +84,8 @@ def probe_node(target: SshTarget, resource: Resource, mountpoint: str, fstype: s
         zero = read(cmd.zero_head_argv(node.disk), (0, 1, 2)).exit_code
         head_zero = {0: True, 1: False}.get(zero)
     addresses = read(cmd.ip_addresses_argv(), (0, 127))
-    tools_found = parse_found_tools(read(cmd.which_argv(tools_needed(fstype)), (0, 1, 127)).stdout)
+    wanted_tools = tools_needed(fstype, announces=stacked)
+    tools_found = parse_found_tools(read(cmd.which_argv(wanted_tools), (0, 1, 127)).stdout)
     hostname = read(cmd.hostname_argv()).stdout.strip()
     adjust = None
     # What adjust would do, judged before anything is written (drbdadm finds this host's section by its
@@ -110,6 +111,7 @@ def probe_node(target: SshTarget, resource: Resource, mountpoint: str, fstype: s
         node=target.name,
         hostname=hostname,
         tools_found=sorted(tools_found),
+        announces=stacked,
         module_available=module_loaded or read(cmd.modinfo_argv(), (0, 1)).ok,
         config_text=config_text,
         config_current=config_text == rendered,
@@ -138,7 +140,7 @@ def probe_nodes(
 
 
 @step(name="install-drbd-tools", timeout_seconds=900, retry_transport=True)
-def install_tools(target: SshTarget, packages: tuple[str, ...], fstype: str) -> None:
+def install_tools(target: SshTarget, packages: tuple[str, ...], fstype: str, announces: bool = False) -> None:
     """apt-get update (any failure to fetch is an error, not a warning), install, then check the tools."""
     run(target, cmd.apt_update_argv(), timeout=600)
     run(
@@ -149,7 +151,7 @@ def install_tools(target: SshTarget, packages: tuple[str, ...], fstype: str) -> 
     )
     if current_executor().dry_run:
         return
-    wanted = tools_needed(fstype)
+    wanted = tools_needed(fstype, announces)
     found = parse_found_tools(run(target, cmd.which_argv(wanted), read_only=True, ok_codes=(0, 1)).stdout)
     if missing := [t for t in wanted if t not in found]:
         raise CommandError(

@@ -42,6 +42,7 @@ GUEST_PACKAGES: tuple[str, ...] = (
     "xfsprogs",
     "iproute2",
     "iputils-ping",
+    "iputils-arping",  # a stacked volume's moving address is announced when it moves
     "procps",
     "less",
     "netbase",

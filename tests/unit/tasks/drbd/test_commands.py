@@ -14,7 +14,7 @@ import shlex
 import shutil
 import stat
 import subprocess
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -639,22 +639,50 @@ def test_the_stacked_end_keeps_its_metadata_on_the_lower_device(stacked_config: 
     assert connect[3:5] == ["ipv4:10.77.0.10:7790", "ipv4:10.77.0.14:7790"]
 
 
-@needs("unshare", "ip")
-def test_the_stacked_address_is_held_and_released_by_the_real_ip(tmp_path: Path) -> None:
-    """In a network namespace of the test's own (no packet leaves it): add, find its holder, delete; a
-    second delete says it is not held (exit 2)."""
-    script = " && ".join(
-        [
-            "ip link set lo up",
-            shlex.join(c.address_add_argv("lo", "10.99.0.10/24")),
-            shlex.join(c.ip_addresses_argv()) + " > " + shlex.quote(str(tmp_path / "held.json")),
-            shlex.join(c.address_delete_argv("lo", "10.99.0.10/24")),
-            shlex.join(c.ip_addresses_argv()) + " > " + shlex.quote(str(tmp_path / "released.json")),
-            "{ " + shlex.join(c.address_delete_argv("lo", "10.99.0.10/24")) + " 2>/dev/null; echo $?; }",
-        ]
-    )
-    result = run(["unshare", "--net", "sh", "-c", script])
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "2"
-    assert parse_address_holders((tmp_path / "held.json").read_text())["10.99.0.10"] == "lo"
-    assert "10.99.0.10" not in parse_address_holders((tmp_path / "released.json").read_text())
+@pytest.fixture
+def two_namespaces() -> Iterator[tuple[str, str]]:
+    """Two network namespaces of the test's own joined by a veth pair (v0 in the first, v1 in the second,
+    10.99.0.11 and .14): what a lower node and the third node share. No packet leaves them."""
+    holder, neighbour = f"hsf-t{os.getpid()}a", f"hsf-t{os.getpid()}b"
+    commands = [
+        ["ip", "netns", "add", holder],
+        ["ip", "netns", "add", neighbour],
+        ["ip", "-n", holder, "link", "add", "v0", "type", "veth", "peer", "name", "v1", "netns", neighbour],
+        ["ip", "-n", holder, "address", "add", "10.99.0.11/24", "dev", "v0"],
+        ["ip", "-n", neighbour, "address", "add", "10.99.0.14/24", "dev", "v1"],
+        ["ip", "-n", holder, "link", "set", "v0", "up"],
+        ["ip", "-n", neighbour, "link", "set", "v1", "up"],
+        # the third node learns an address it has not asked for only from an unsolicited ARP
+        ["ip", "netns", "exec", neighbour, "sysctl", "-q", "-w", "net.ipv4.conf.v1.arp_accept=1"],
+    ]
+    try:
+        for argv in commands:
+            subprocess.run(argv, check=True, capture_output=True, timeout=30)
+        yield holder, neighbour
+    finally:
+        for name in (holder, neighbour):
+            subprocess.run(["ip", "netns", "delete", name], capture_output=True, timeout=30)
+
+
+@needs("ip", "arping")
+def test_the_stacked_address_is_held_announced_and_released_by_the_real_tools(
+    two_namespaces: tuple[str, str],
+) -> None:
+    """Added beside the node's own address, announced (the neighbour's cache gets the holder's MAC without
+    asking), found by its holder, deleted; a second delete says it is not held (exit 2)."""
+    holder, neighbour = two_namespaces
+
+    def inside(namespace: str, argv: list[str]) -> subprocess.CompletedProcess[str]:
+        return run(["ip", "netns", "exec", namespace, *argv])
+
+    assert inside(holder, c.address_add_argv("v0", "10.99.0.10/24")).returncode == 0
+    announced = inside(holder, c.announce_address_argv("v0", "10.99.0.10"))
+    assert announced.returncode == 0, announced.stderr
+    held = parse_address_holders(inside(holder, c.ip_addresses_argv()).stdout)
+    assert held["10.99.0.10"] == held["10.99.0.11"] == "v0"
+    mac = json.loads(inside(holder, ["ip", "-json", "link", "show", "v0"]).stdout)[0]["address"]
+    learned = json.loads(inside(neighbour, ["ip", "-json", "neigh", "show", "dev", "v1"]).stdout)
+    assert {"dst": "10.99.0.10", "lladdr": mac} in [{k: n.get(k) for k in ("dst", "lladdr")} for n in learned]
+    assert inside(holder, c.address_delete_argv("v0", "10.99.0.10/24")).returncode == 0
+    assert "10.99.0.10" not in parse_address_holders(inside(holder, c.ip_addresses_argv()).stdout)
+    assert inside(holder, c.address_delete_argv("v0", "10.99.0.10/24")).returncode == 2
