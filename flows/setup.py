@@ -244,9 +244,7 @@ def _build(settings: Settings) -> SetupReport:
     report.steps += apply(replicate, handlers, nothing_to_do="connected, one primary, both disks UpToDate")
 
     if upper is not None:  # Phases 3-5: the upper resource on the lower Primary and the third node
-        report.steps += _build_upper(
-            settings, targets_with_third, upper, primary, report, stamp, fresh_metadata
-        )
+        report.steps += _build_upper(settings, targets_with_third, upper, primary, report, stamp)
         return _finish(report, started)
 
     # Phase 3: the filesystem on the primary, then proof that every node can read it.
@@ -347,7 +345,6 @@ def _build_upper(
     primary: str,
     report: SetupReport,
     stamp: str,
-    fresh_lower: bool,
 ) -> list[str]:
     """The upper resource on the lower Primary (stacked, at the moving address) and the third node: its
     files on all three nodes, metadata, up, the one initial promotion, the filesystem; then every node
@@ -384,7 +381,7 @@ def _build_upper(
     # Phase 4: connect to the third node, the one initial promotion, the initial sync.
     if bring_up:
         probes = steps.probe_nodes(ends, upper, drbd.mountpoint, drbd.fstype)
-    fresh = fresh_lower or any(s.kind == "create_md" for s in bring_up)
+    fresh = any(s.kind == "create_md" for s in bring_up)  # the upper metadata's own, whatever the lower's
     replicate = plan_replicate(probes, primary, drbd.initial_sync, fresh)
     done += apply(
         replicate, handlers, nothing_to_do=f"{upper.name} connected, Primary on {primary}, UpToDate"

@@ -812,6 +812,23 @@ class FaultSettings(BaseModel):
     )
 
 
+class SiteLossSettings(BaseModel):
+    """The site-loss drill of a stacked volume (``python -m flows.site_loss``)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    traffic_mib: int = Field(
+        256,
+        ge=0,
+        le=1 << 20,
+        description=(
+            "MiB written in the background (unacknowledged, direct I/O) while the site dies, so the link to "
+            "the third node is busy as in production: with drbd.upper_protocol 'A' that is what leaves "
+            "acknowledged writes in flight. 0: only the acknowledged writer."
+        ),
+    )
+
+
 CRON_RE = re.compile(r"^\S+( \S+){4}$")
 
 
@@ -904,6 +921,9 @@ class Settings(BaseSettings):
     failover: FailoverSettings = Field(default_factory=FailoverSettings, description="The failover drill.")
     link_cut: LinkCutSettings = Field(default_factory=LinkCutSettings, description="The link-cut drill.")
     faults: FaultSettings = Field(default_factory=FaultSettings, description="The storage faults.")
+    site_loss: SiteLossSettings = Field(
+        default_factory=SiteLossSettings, description="The site-loss drill of a stacked volume."
+    )
     writes: WriteSettings = Field(
         default_factory=WriteSettings, description="The acknowledged writes run through every drill's fault."
     )

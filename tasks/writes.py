@@ -111,6 +111,23 @@ def bulk_write_argv(path: str, mib: int) -> list[str]:
     return ["dd", "if=/dev/urandom", f"of={path}", "bs=1M", f"count={mib}", "conv=fsync", "status=none"]
 
 
+def traffic_argv(unit: str, path: str, mib: int) -> list[str]:
+    """``mib`` MiB of random bytes into ``path`` with direct I/O, in the background as the transient
+    systemd unit ``unit`` (it outlives the SSH session; it dies with its node)."""
+    dd = ["dd", "if=/dev/urandom", f"of={path}", "bs=1M", f"count={mib}", "oflag=direct", "status=none"]
+    return ["systemd-run", "--quiet", "--collect", f"--unit={unit}", *dd]
+
+
+def unit_active_argv(unit: str) -> list[str]:
+    """Exit 0 while the unit runs, 3 (or 4: unknown) once it has ended."""
+    return ["systemctl", "is-active", "--quiet", unit]
+
+
+def stop_unit_argv(unit: str) -> list[str]:
+    """Stop a transient unit (exit 5: not loaded, already ended)."""
+    return ["systemctl", "stop", unit]
+
+
 def remove_directory_argv(directory: str) -> list[str]:
     return ["rm", "-rf", "--one-file-system", directory]
 
@@ -491,6 +508,25 @@ def write_bulk(target: SshTarget, path: str, mib: int) -> int:
     """The application writes ``mib`` MiB at once (durably); returns the bytes written."""
     current_executor().run(bulk_write_argv(path, mib), target, timeout=3000, workload=True)
     return mib << 20
+
+
+@step(name="start-traffic", retry_transport=True, timeout_seconds=120)
+def start_traffic(target: SshTarget, path: str, mib: int, unit: str) -> None:
+    """Unacknowledged bulk writes in the background: the link busy while a fault strikes."""
+    run = current_executor().run
+    run(["mkdir", "-p", path.rsplit("/", 1)[0]], target, workload=True)
+    run(traffic_argv(unit, path, mib), target, workload=True)
+
+
+def traffic_running(target: SshTarget, unit: str) -> bool:
+    """The background traffic still writes (it has not finished its MiB)."""
+    result = current_executor().run(unit_active_argv(unit), target, read_only=True, ok_codes=(0, 3, 4))
+    return result.ok
+
+
+@step(name="stop-traffic", retry_transport=True, timeout_seconds=120)
+def stop_traffic(target: SshTarget, unit: str) -> None:
+    current_executor().run(stop_unit_argv(unit), target, ok_codes=(0, 5), workload=True)
 
 
 @step(name="remove-drill-files", retry_transport=True, timeout_seconds=900)

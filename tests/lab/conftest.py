@@ -16,7 +16,8 @@ from tasks.lab.state import LabLayout
 from tasks.settings import LabSettings, Settings, load_settings
 
 # The lab tests share one lab and build on each other's state: basics, the fault-tolerant volume and its
-# drills, then the one-way upgrade to high availability. Backups use the backup VM and nodea's /home.
+# drills, then the one-way upgrade to high availability, then (the volume blanked) the three-node stacked
+# volume on a third VM. Backups use the backup VM and nodea's /home.
 MODULE_ORDER = (
     "test_lab.py",
     "test_backup.py",
@@ -27,6 +28,7 @@ MODULE_ORDER = (
     "test_faults.py",
     "test_pacemaker.py",
     "test_ha.py",
+    "test_stacked.py",
 )
 
 

@@ -21,7 +21,16 @@ from prefect.events.filters import EventFilter, EventResourceFilter
 from prefect.events.worker import EventsWorker
 from prefect.runtime import flow_run
 
-from flows import failover, ha_node_loss, ha_upgrade, link_cut, split_brain, storage_faults
+from flows import (
+    failover,
+    ha_node_loss,
+    ha_upgrade,
+    link_cut,
+    lower_failover,
+    site_loss,
+    split_brain,
+    storage_faults,
+)
 from tasks import events
 from tasks.drbd.probes import DrbdState, Mount
 from tasks.drbd.roles import NodeSeen, Recovery, plan_recovery
@@ -155,6 +164,35 @@ def storage_fault_report(ok: bool) -> storage_faults.StorageFaultReport:
     )  # fmt: skip
 
 
+def lower_failover_report(ok: bool) -> lower_failover.LowerFailoverReport:
+    """The stacked volume's lower-tier failover as the lab measured it (one run)."""
+    return lower_failover.LowerFailoverReport(
+        resource="r0-u", lower="r0", third_node="nodec", failed="nodea", survivor="nodeb",
+        started_at="2026-01-01T00:00:00Z",
+        observed=["+1.2 s: nodea destroyed", "+11.1 s: nodeb serves r0-u at /mnt/r0"],
+        service_s=11.1, third_reconnected_s=13.5, redundant_s=132.8, upper_resynced_kib=28672,
+        commands=["nodeb: drbdadm primary r0", "nodeb: drbdadm --stacked up r0-u"],
+        writes=acked(ok, {"nodea-app": "nodeb", "nodeb-app": "nodec"}),
+    )  # fmt: skip
+
+
+def site_loss_report(ok: bool) -> site_loss.SiteLossReport:
+    """The loss of the lower site with protocol C (one run); when not ``ok`` a record the third node held
+    is missing on nodeb after the failback."""
+    checks = acked(ok, {"nodea-app": "nodeb", "nodec-app": "nodec"})
+    return site_loss.SiteLossReport(
+        resource="r0-u", lower="r0", third_node="nodec", site=["nodea", "nodeb"], primary="nodea",
+        started_at="2026-01-01T00:00:00Z", observed=["+3.7 s: nodea and nodeb destroyed"], service_s=8.1,
+        recovery_point=site_loss.RecoveryPoint(
+            protocol="C", acked=57, lost_records={}, lost_bytes=0, files=[]
+        ),
+        failback_s=50.7, upper_resynced_kib=22824, traffic_mib=256, traffic_under_way=True,
+        traffic_arrived_mib=41.0, manifest_files=3,
+        manifest_differences={"nodea": [], "nodeb": [] if ok else ["nodea-app.records"], "nodec": []},
+        commands=["nodec: drbdadm primary r0-u", "nodec: mount /dev/drbd10 /mnt/r0"], writes=checks,
+    )  # fmt: skip
+
+
 def acked(ok: bool, writers: dict[str, str]) -> AckedWrites:
     """Acknowledged writes as a drill reports them: writer → the node its records were read on; the first
     writer loses its records 31-32 unless ``ok``."""
@@ -218,6 +256,20 @@ CASES: dict[str, tuple[Callable[[bool], Any], Callable[[Any, str], None], str, s
         "storage-fault-link-cut",
         "storage-fault-link-cut-verification",
         events.STORAGE_FAULT_COMPLETED,
+    ),
+    "lower-tier-failover": (
+        lower_failover_report,
+        lower_failover._publish,
+        "lower-tier-failover",
+        "lower-tier-failover-verification",
+        events.STACKED_FAILOVER_COMPLETED,
+    ),
+    "site-loss": (
+        site_loss_report,
+        site_loss._publish,
+        "site-loss",
+        "site-loss-verification",
+        events.SITE_LOSS_COMPLETED,
     ),
     "split-brain": (
         split_brain_report,

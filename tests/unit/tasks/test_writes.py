@@ -4,6 +4,7 @@ reordered, corrupt, torn — and must fail exactly when it should."""
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -25,6 +26,9 @@ from tasks.writes import (
     record_size,
     records_path,
     remove_directory_argv,
+    stop_unit_argv,
+    traffic_argv,
+    unit_active_argv,
     write_outage,
     writer_argv,
 )
@@ -212,3 +216,19 @@ def test_bulk_data_is_written_durably_and_a_drill_directory_removed_on_its_files
     subprocess.run(remove_directory_argv(str(tmp_path)), check=True)
     assert not tmp_path.exists()
     assert "--one-file-system" in remove_directory_argv("/mnt/r0/faults/x")
+
+
+def test_background_traffic_is_direct_io_in_a_transient_unit(tmp_path: Path) -> None:
+    """The unit wraps dd (the lab runs it under systemd: the site-loss test); the dd part writes here, with
+    direct I/O, and the unit's options are ones this machine's systemd-run knows."""
+    path = tmp_path / "traffic.bin"
+    argv = traffic_argv("hsf-site-loss-traffic", str(path), 2)
+    dd = argv.index("dd")
+    assert argv[:dd] == ["systemd-run", "--quiet", "--collect", "--unit=hsf-site-loss-traffic"]
+    subprocess.run(argv[dd:], check=True)
+    assert path.stat().st_size == 2 << 20 and "oflag=direct" in argv
+    if shutil.which("systemd-run"):
+        usage = subprocess.run(["systemd-run", "--help"], capture_output=True, text=True).stdout
+        assert all(option.split("=")[0] in usage for option in argv[1:dd])
+    assert unit_active_argv("u") == ["systemctl", "is-active", "--quiet", "u"]
+    assert stop_unit_argv("u") == ["systemctl", "stop", "u"]
