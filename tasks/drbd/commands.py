@@ -101,7 +101,7 @@ def address_add_argv(interface: str, address: str) -> list[str]:
 
 def announce_address_argv(interface: str, address: str) -> list[str]:
     """Unsolicited ARP for an address just taken over, so neighbours stop sending to its old holder."""
-    return ["arping", "-q", "-U", "-c", "2", "-I", interface, address]
+    return ["arping", "-q", "-U", "-c", "1", "-I", interface, address]
 
 
 def address_delete_argv(interface: str, address: str) -> list[str]:

@@ -19,7 +19,7 @@ from tasks import netns
 from tasks.executor import SshTarget
 from tasks.lab import host
 from tasks.lab.image import GuestImage
-from tasks.lab.xml import DATA_DISK_TARGET, DomainSpec, disk_sources, mac_for, spec_id_of
+from tasks.lab.xml import DATA_DISK_TARGET, KERNEL_ARGS, DomainSpec, disk_sources, mac_for, spec_id_of
 from tasks.plan import PlannedStep
 from tasks.settings import LabSettings
 
@@ -94,6 +94,7 @@ class LabLayout:
             "address": address.with_prefixlen,
             "data_gib": self.lab.data_disk_gib,
             "sbd": node in self.lab.nodes,
+            "kernel_args": KERNEL_ARGS,
         }
         spec_id = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
         return DomainSpec(

@@ -18,6 +18,11 @@ SBD_DISK_SERIAL = "sbd"  # the guest sees it as /dev/disk/by-id/virtio-sbd
 SBD_DISK_PCI_SLOT = "0x1f"
 
 
+# quiet: the kernel's ~500 boot messages to an emulated serial port cost seconds per boot under TCG (warnings
+# and errors still reach the console log); measured restart to SSH 29 to 32 s, now 26 to 28 s.
+KERNEL_ARGS = "root=/dev/vda rw console=ttyS0 quiet net.ifnames=0"
+
+
 class DomainSpec(BaseModel):
     """One lab VM as libvirt should run it."""
 
@@ -50,7 +55,7 @@ class DomainSpec(BaseModel):
     def cmdline(self) -> str:
         return " ".join(
             (
-                "root=/dev/vda rw console=ttyS0 net.ifnames=0",
+                KERNEL_ARGS,
                 f"systemd.hostname={self.hostname}",
                 f"lab.ip={self.address.with_prefixlen}",
             )

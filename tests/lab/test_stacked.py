@@ -107,27 +107,29 @@ def test_bad_combinations_are_refused_and_change_nothing(
     with pytest.raises(Refused, match=r"r0 carries a stacked third copy \(nodea: /dev/drbd10\)"):
         ha_upgrade(settings)  # two-node settings, a stacked volume on the nodes
     assert snapshot(nodes) == before
-    # A third node that does not answer, on hosts given as an inventory: one line, nothing changed.
-    unanswered = _inventory_cli(settings, tmp_path, third_address="10.77.0.15")
+    # A third node that does not answer SSH (nothing listens on the port given), on hosts given as an
+    # inventory: one line, nothing changed.
+    unanswered = _inventory_cli(settings, tmp_path, third_port=2222)
     assert unanswered.returncode == 5, unanswered.stderr
     [line] = [line for line in unanswered.stderr.splitlines() if line.startswith("[nodec]")]
     assert (
         line.startswith("[nodec] SSH transport error")
-        and "Unable to connect to port 22 on 10.77.0.15" in line
+        and "Unable to connect to port 2222 on 10.77.0.14" in line
     )
     assert "Traceback" not in unanswered.stderr
     assert snapshot(nodes) == before
 
 
-def _inventory_cli(settings: Settings, home: Path, third_address: str) -> subprocess.CompletedProcess[str]:
+def _inventory_cli(settings: Settings, home: Path, third_port: int) -> subprocess.CompletedProcess[str]:
     """``python -m flows.setup`` for the lab's VMs given as a user's three hosts, from inside the lab's
-    network namespace, the third at ``third_address``."""
+    network namespace, the third reached on SSH port ``third_port``."""
     layout = LabLayout(settings.lab)
-    addresses = {"nodea": "10.77.0.11", "nodeb": "10.77.0.12", "nodec": third_address}
+    lab = stacked_settings().lab
+    ports = {"nodea": 22, "nodeb": 22, "nodec": third_port}
     hosts = "".join(
-        f'[[inventory]]\nname = "{name}"\naddress = "{address}"\n'
+        f'[[inventory]]\nname = "{name}"\naddress = "{lab.address_of(name)}"\nport = {port}\n'
         f'key_file = "{layout.client_key}"\nknown_hosts = "{layout.known_hosts}"\n\n'
-        for name, address in addresses.items()
+        for name, port in ports.items()
     )
     config = home / "hsf.toml"
     config.write_text(
