@@ -141,7 +141,7 @@ def _drill(settings: Settings) -> LowerFailoverReport:
     note(f"{survivor} lost its lower peer ({state.summary()})")
     with current_executor().recording() as recorded:
         steps.promote(targets[survivor], lower)
-        stacked.start_upper(targets[survivor], upper, volume.address, drbd.connect_timeout_s)
+        stacked.start_upper(targets[survivor], upper, volume.address)
         steps.mount(targets[survivor], upper.node(survivor).device, drbd.mountpoint)
     service_s = round(time.monotonic() - fault_at, 1)
     note(f"{survivor} serves {upper.name} at {drbd.mountpoint}")

@@ -361,6 +361,13 @@ def _build_upper(
     done: list[str] = []
 
     # Phase 3: the upper files on every node (and the lower one on the third), the address, metadata, up.
+    lower_minor = upper.lower.node(primary).minor
+    if current_executor().dry_run and not steps.drbd_state(targets[primary], lower_minor).configured:
+        # The lower device does not exist until a real run brings r0 up: nothing on it can be probed,
+        # so nothing is planned for it (the third node was checked in phase 0).
+        line = f"(dry run) {upper.name}: planned once {upper.lower.name} is up on {primary}"
+        get_run_logger().info("%s", line)
+        return [line]
     probes = steps.probe_nodes(ends, upper, drbd.mountpoint, drbd.fstype)
     companions = [stacked.read_companion(targets[third], upper.lower)]
     companions.append(stacked.read_companion(targets[lower_secondary], upper))
@@ -395,12 +402,11 @@ def _build_upper(
     done += apply(filesystem, handlers, nothing_to_do=f"{drbd.fstype} mounted on {primary}")
     if any(s.kind == "mkfs" for s in filesystem) and not current_executor().dry_run:
         report.filesystem_seen = verify_every_node(ends, upper, primary, drbd.mountpoint)
-        timeout = drbd.connect_timeout_s
-        stacked.move_upper(targets, upper, address, drbd.mountpoint, primary, lower_secondary, timeout)
+        stacked.move_upper(targets, upper, address, drbd.mountpoint, primary, lower_secondary)
         report.filesystem_seen[lower_secondary] = (
             steps.filesystem_type(targets[lower_secondary], device) or "none"
         )
-        stacked.move_upper(targets, upper, address, drbd.mountpoint, lower_secondary, primary, timeout)
+        stacked.move_upper(targets, upper, address, drbd.mountpoint, lower_secondary, primary)
         done.append(
             f"verified the filesystem on every node: {third} by an upper role switch, {lower_secondary} by a "
             "lower-tier switch"

@@ -71,9 +71,7 @@ def release_address(target: SshTarget, address: StackedAddress) -> None:
         steps.run(target, cmd.address_delete_argv(interface, address.with_prefixlen))
 
 
-def start_upper(
-    target: SshTarget, upper: StackedResource, address: StackedAddress, device_timeout_s: float
-) -> float:
+def start_upper(target: SshTarget, upper: StackedResource, address: StackedAddress) -> float:
     """On a lower node that is Primary of the lower resource: hold the address, bring the upper resource
     up stacked and promote it (``drbdupper start``); returns the promotion's seconds. The node's copy of the
     upper metadata came with the lower resource, so the third node resyncs only what changed."""
@@ -90,7 +88,7 @@ def stop_upper(target: SshTarget, upper: StackedResource, address: StackedAddres
     if mountpoint in steps.mounts_of(target, device):
         steps.umount(target, mountpoint)
     if steps.drbd_state(target, upper.minor).configured:
-        steps.run(target, cmd.down_argv(upper.name, stacked=True))
+        steps.down(target, upper)
     release_address(target, address)
 
 
@@ -101,7 +99,6 @@ def move_upper(
     mountpoint: str,
     old: str,
     new: str,
-    timeout_s: float,
 ) -> None:
     """The controlled lower-tier switch: the upper resource and the filesystem on it go from ``old`` to
     ``new`` (both lower nodes, both answering); the third node reconnects to the address on ``new``."""
@@ -109,7 +106,7 @@ def move_upper(
     stop_upper(targets[old], upper, address, mountpoint)
     steps.demote(targets[old], lower)
     steps.promote(targets[new], lower)
-    start_upper(targets[new], upper, address, timeout_s)
+    start_upper(targets[new], upper, address)
     steps.mount(targets[new], upper.node(new).device, mountpoint)
 
 
@@ -224,15 +221,14 @@ class StackedVolume:
         upper role switched to it and back), the other lower node (a lower-tier switch); the volume ends
         served by ``end_on`` (default: where it started). Each switch is the controlled one an operator
         makes, so every node proves it holds the data, not just that DRBD says so."""
-        timeout = 120.0
         other = self.other_lower(serving)
         found = {serving: read(self.targets[serving])}
         ends = {serving: self.targets[serving], self.third: self.targets[self.third]}
         switch_primary(ends, self.upper, self.mountpoint, old=serving, new=self.third)
         found[self.third] = read(self.targets[self.third])
         switch_primary(ends, self.upper, self.mountpoint, old=self.third, new=serving)
-        move_upper(self.targets, self.upper, self.address, self.mountpoint, serving, other, timeout)
+        move_upper(self.targets, self.upper, self.address, self.mountpoint, serving, other)
         found[other] = read(self.targets[other])
         if (end_on or serving) == serving:
-            move_upper(self.targets, self.upper, self.address, self.mountpoint, other, serving, timeout)
+            move_upper(self.targets, self.upper, self.address, self.mountpoint, other, serving)
         return found

@@ -202,6 +202,12 @@ def up(target: SshTarget, resource: Resource) -> None:
     run(target, cmd.up_argv(resource.name, stacked_end(resource, target.name)))
 
 
+@step(name="drbd-down", timeout_seconds=120, retry_transport=True)
+def down(target: SshTarget, resource: Resource) -> None:
+    """Demote, disconnect and detach (refused while the device is mounted)."""
+    run(target, cmd.down_argv(resource.name, stacked_end(resource, target.name)))
+
+
 @step(name="drbd-attach", timeout_seconds=120, retry_transport=True)
 def attach(target: SshTarget, resource: Resource) -> None:
     run(target, cmd.attach_argv(resource.name, stacked_end(resource, target.name)))
