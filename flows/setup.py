@@ -335,7 +335,13 @@ def _upper_problems(
     drbd = settings.drbd
     ends = [upper.third.name, *([lower_primary] if lower_primary else [])]
     probes = steps.probe_nodes({n: targets[n] for n in ends}, upper, drbd.mountpoint, drbd.fstype)
-    return check_preconditions(probes, upper, _allowed(settings))
+    # Every file setup will write is judged now, not after the lower resource was built.
+    companions = [stacked.read_companion(targets[upper.third.name], upper.lower)]
+    companions += [
+        stacked.read_companion(targets[n.name], upper) for n in upper.lower.nodes if n.name not in ends
+    ]
+    problems = check_preconditions(probes, upper, _allowed(settings))
+    return problems + stacked.companion_problems(companions, drbd.adopt_existing)
 
 
 def _build_upper(

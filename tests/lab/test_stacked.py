@@ -107,6 +107,17 @@ def test_bad_combinations_are_refused_and_change_nothing(
     with pytest.raises(Refused, match=r"r0 carries a stacked third copy \(nodea: /dev/drbd10\)"):
         ha_upgrade(settings)  # two-node settings, a stacked volume on the nodes
     assert snapshot(nodes) == before
+    # The upper resource's file on the lower Secondary written by someone else: refused before any change.
+    kept = run(nodes["nodeb"], "cat", "/etc/drbd.d/r0-u.res")
+    run(nodes["nodeb"], "sh", "-c", "echo '# by hand' > /etc/drbd.d/r0-u.res")
+    try:
+        with pytest.raises(
+            Refused, match=r"nodeb: /etc/drbd\.d/r0-u\.res was not written by ha-storage-flows"
+        ):
+            setup(stacked_settings())
+    finally:
+        current_executor().run(["dd", "of=/etc/drbd.d/r0-u.res", "status=none"], nodes["nodeb"], stdin=kept)
+    before = snapshot(nodes)
     # A third node that does not answer SSH (nothing listens on the port given), on hosts given as an
     # inventory: one line, nothing changed.
     unanswered = _inventory_cli(settings, tmp_path, third_port=2222)
