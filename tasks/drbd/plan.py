@@ -36,7 +36,7 @@ TOOL_PACKAGES = {
 
 def tools_needed(fstype: str, announces: bool = False) -> list[str]:
     """The tools setup runs; ``announces``: the node holds a stacked end's moving address, and tells its
-    neighbours when it takes it (measured without: the third node reconnected only after 60 s)."""
+    neighbours when it takes it (measured without: the third node reconnected 68 s after the kill)."""
     return ["drbdadm", f"mkfs.{fstype}", *(["arping"] if announces else [])]
 
 
