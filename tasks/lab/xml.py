@@ -18,9 +18,29 @@ SBD_DISK_SERIAL = "sbd"  # the guest sees it as /dev/disk/by-id/virtio-sbd
 SBD_DISK_PCI_SLOT = "0x1f"
 
 
+# What a lab guest skips at boot. Under TCG every module load (its signature checked in emulation) and
+# every unit costs CPU time on the one virtual CPU; none of these serve the lab: KVM inside the guest,
+# wireless, the floppy, PC speaker and PS/2 mouse QEMU's pc machine brings, graphics, SCSI generic;
+# ha_logd (Pacemaker 2 logs by itself), the daily timers, a console getty on tty1, binfmt, debugfs,
+# tracefs and huge pages. Measured on a restarted node: SSH up 19.9 s into the boot instead of 22.2 s.
+UNUSED_MODULES = (
+    "kvm", "kvm_amd", "kvm_intel", "irqbypass", "ccp", "cfg80211", "pcspkr", "floppy", "psmouse",
+    "serio_raw", "drm", "i2c_piix4", "sg",
+)  # fmt: skip
+UNUSED_UNITS = (
+    "logd.service", "dpkg-db-backup.timer", "systemd-tmpfiles-clean.timer", "getty@tty1.service",
+    "systemd-binfmt.service", "proc-sys-fs-binfmt_misc.automount", "sys-kernel-debug.mount",
+    "sys-kernel-tracing.mount", "dev-hugepages.mount", "modprobe@drm.service",
+)  # fmt: skip
 # quiet: the kernel's ~500 boot messages to an emulated serial port cost seconds per boot under TCG (warnings
-# and errors still reach the console log); measured restart to SSH 29 to 32 s, now 26 to 28 s.
-KERNEL_ARGS = "root=/dev/vda rw console=ttyS0 quiet net.ifnames=0"
+# and errors still reach the console log); measured restart to SSH 29 to 32 s, then 26 to 28 s.
+KERNEL_ARGS = " ".join(
+    (
+        "root=/dev/vda rw console=ttyS0 quiet net.ifnames=0",
+        f"modprobe.blacklist={','.join(UNUSED_MODULES)}",
+        *(f"systemd.mask={unit}" for unit in UNUSED_UNITS),
+    )
+)
 
 
 class DomainSpec(BaseModel):
@@ -136,6 +156,7 @@ def render_domain(spec: DomainSpec) -> str:
     _sub(rng, "backend", "/dev/urandom", model="random")
     if spec.sbd_disk is not None:
         _sub(devices, "watchdog", model="i6300esb", action="reset")
+    _sub(devices, "controller", type="usb", model="none")  # QEMU's default USB controller: nothing on it
     _sub(devices, "memballoon", model="none")
     ET.register_namespace("hsf", METADATA_NS)
     return ET.tostring(domain, encoding="unicode")
