@@ -77,6 +77,12 @@ class FailoverReport(BaseModel):
     )
     returned_s: float = Field(description="Restart of the killed node → it answers SSH.")
     resync_s: float = Field(description="Old primary attached → both disks UpToDate again.")
+    resynced_bytes: int | None = Field(None, description="What that resync copied (DRBD's own figure).")
+    written_away_bytes: int | None = Field(
+        None,
+        description="What the acknowledged records put on the survivor while the old primary was away.",
+    )
+    volume_bytes: int | None = Field(None, description="The replicated volume's size, for scale.")
     after_rejoin: list[Verification]
     started_at: str
     manager: Literal["none", "pacemaker"] = Field(
@@ -181,6 +187,17 @@ class FailoverReport(BaseModel):
             ("bytes lost", f"{self.bytes_lost:,} of {self.dataset_bytes:,}"),
             ("old primary back on SSH", f"{self.returned_s:.1f} s"),
             ("resync after rejoin", f"{self.resync_s:.1f} s"),
+            *self.resync_rows(),
+        ]
+
+    def resync_rows(self) -> list[tuple[str, str]]:
+        """What the rejoin copied against what changed: the crashed primary's activity log bounds the rest."""
+        if self.resynced_bytes is None or self.written_away_bytes is None:
+            return []
+        share = f" ({self.resynced_bytes / self.volume_bytes:.0%} of the volume)" if self.volume_bytes else ""
+        return [
+            ("… copied", f"{self.resynced_bytes >> 10:,} KiB{share}"),
+            (f"… written while {self.killed} was away", f"{self.written_away_bytes >> 10:,} KiB"),
         ]
 
     def writes_rows(self) -> list[tuple[str, str]]:
@@ -523,6 +540,7 @@ def _phases(
     progress.phase = "rejoin"
     rejoined = rejoin(settings, targets, resource, primary)
     figures["returned_s"], figures["resync_s"] = round(rejoined.returned_s, 1), round(rejoined.resync_s, 1)
+    resynced_at = time.monotonic()
     on_survivor = verify_dataset(targets[survivor], directory, manifest)
     progress.verified.append(on_survivor)
     progress.phase = "switch back"
@@ -535,6 +553,11 @@ def _phases(
         after_failover,
         [on_survivor, on_returned],
         down_s=figures["down_s"],
+        resynced_bytes=rejoined.resynced_kib << 10,
+        written_away_bytes=application.log.bytes_between(
+            killed_at, resynced_at, settings.writes.payload_bytes
+        ),
+        volume_bytes=steps.device_size(targets[primary], resource.node(primary).device),  # Primary again
         writes=acked_writes(application.log, checks, killed_at, ended_at),
     )
 
@@ -718,6 +741,9 @@ def _publish(report: FailoverReport, cluster: str) -> None:
         "acked": report.writes.acked if report.writes else 0,
         "acked_lost": report.acked_lost,
         "write_outage_s": report.writes.outage.gap_s if report.writes and report.writes.outage else None,
+        "resync_s": report.resync_s,
+        "resynced_bytes": report.resynced_bytes,
+        "written_away_bytes": report.written_away_bytes,
     }
     emit(FAILOVER_COMPLETED, resource=cluster_resource(cluster), payload=summary)
     if report.bytes_lost or report.acked_lost:

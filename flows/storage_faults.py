@@ -64,7 +64,6 @@ from tasks.writes import (
     Writer,
     acked_writes,
     check_writers,
-    record_size,
     remove_drill_files,
     write_bulk,
 )
@@ -273,12 +272,7 @@ class _Drill:
         """Acknowledged records and bulk data written between the fault and both disks UpToDate again:
         while the peer was out of date."""
         payload = self.settings.writes.payload_bytes
-        records = sum(
-            record_size(a.writer, a.seq, payload)
-            for a in self.acks.acks()
-            if self.fault_at <= a.at <= self.redundant_at
-        )
-        return records + self.bulk_bytes
+        return self.acks.bytes_between(self.fault_at, self.redundant_at, payload) + self.bulk_bytes
 
     @staticmethod
     def recorded(commands: list[RecordedCommand]) -> list[str]:

@@ -193,6 +193,10 @@ class AckLog:
         with self._lock:
             return len(self._acks)
 
+    def bytes_between(self, start: float, end: float, payload_bytes: int) -> int:
+        """What the records acknowledged from ``start`` to ``end`` (monotonic) put on the disk."""
+        return sum(record_size(a.writer, a.seq, payload_bytes) for a in self.acks() if start <= a.at <= end)
+
 
 class WriterCheck(BaseModel):
     """One writer's records read back on one node, against what it was told."""

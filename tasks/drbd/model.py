@@ -100,12 +100,13 @@ class DrbdTuning(BaseModel):
     resync_rate: ResyncRate = Field(
         "100M", description="Fixed resync rate (bytes/s, K/M/G suffix; 1K to 8G as drbdadm accepts)."
     )
-    al_extents: AlExtents | None = Field(
-        None,
+    al_extents: AlExtents = Field(
+        67,
         description=(
             "Activity-log extents (4 MiB each, 67 to 65534). A Primary that crashes resyncs every extent its "
-            "log held, so this bounds that resync (67: 268 MiB); more extents mean fewer metadata writes "
-            "under scattered writes. None: DRBD's default, 1237 (4.8 GiB, the whole of a smaller disk)."
+            "log held, so this bounds that resync: 67 (the least), 268 MiB. More extents mean fewer "
+            "metadata writes when the writes scatter over more than that; DRBD's own default, 1237, holds "
+            "4.8 GiB, the whole of a smaller disk."
         ),
     )
 
@@ -301,7 +302,7 @@ def _agreement_lines(options: Replication, net_extra: list[str], disk_extra: lis
         "  disk {",
         f"    c-plan-ahead {options.c_plan_ahead};",
         f"    resync-rate {options.resync_rate};",
-        *([f"    al-extents {options.al_extents};"] if options.al_extents is not None else []),
+        f"    al-extents {options.al_extents};",
         *disk_extra,
         "  }",
     ]

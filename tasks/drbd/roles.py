@@ -37,6 +37,7 @@ def switch_primary(
 class Rejoined(BaseModel):
     returned_s: float
     resync_s: float
+    resynced_kib: int = Field(description="What the resync copied, as DRBD announced it on the survivor.")
 
 
 def rejoin(
@@ -44,12 +45,15 @@ def rejoin(
 ) -> Rejoined:
     """Bring ``node`` back after a loss and wait until its disk is UpToDate again (as secondary)."""
     survivor = targets[resource.peer_of(node).name]
+    minor = resource.node(survivor.name).minor
+    resyncs_before = len(steps.resyncs(survivor, minor))
     returned_s = restart_node(settings, targets[node])
     steps.load_module(targets[node])
     steps.up(targets[node], resource)
     steps.wait_connected(survivor, resource, settings.drbd.connect_timeout_s)
     resync_s = steps.wait_synced(survivor, resource, settings.drbd.sync_timeout_s)
-    return Rejoined(returned_s=returned_s, resync_s=resync_s)
+    resynced_kib = sum(steps.resyncs(survivor, minor)[resyncs_before:])
+    return Rejoined(returned_s=returned_s, resync_s=resync_s, resynced_kib=resynced_kib)
 
 
 # -- restoring service after a failed drill ---------------------------------------------------------

@@ -170,6 +170,18 @@ def test_a_real_host_s_confirmation_time_is_a_row_of_its_own() -> None:
     assert "confirmed off SSH" not in report().render()
 
 
+def test_the_resync_after_rejoin_is_shown_against_what_changed_meanwhile() -> None:
+    """The activity log bounds what a crashed primary resyncs: the report puts the copy beside the
+    writes the old primary missed, and the volume's size for scale."""
+    text = report(
+        resynced_bytes=268 * MIB, written_away_bytes=3 * MIB + 512, volume_bytes=1024 * MIB
+    ).render()
+    rows = [line for line in text.splitlines() if line.startswith("  ")]
+    assert any(r.startswith("  … copied") and r.endswith("274,432 KiB (26% of the volume)") for r in rows)
+    assert any(r.startswith("  … written while nodea was away") and r.endswith("3,072 KiB") for r in rows)
+    assert "… copied" not in report().render()  # an older report without the figures
+
+
 # -- a drill that failed midway: the partial report and the recovery -------------------------------
 
 PROC_DRBD = "version: 8.4.11 (api:1/proto:86-101)\n 0: cs:{cs} ro:{ro} ds:{ds} C r-----\n"

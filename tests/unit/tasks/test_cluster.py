@@ -45,8 +45,8 @@ def test_dual_primary_forces_protocol_c(monkeypatch: pytest.MonkeyPatch) -> None
 
 
 def test_the_activity_log_setting_reaches_the_resource_file(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Unset, DRBD keeps its own default (no line); set, both flavours of the resource carry it."""
-    assert "al-extents" not in render_resource(drbd_resource(load_settings(), SECRET))
+    """The least log by default (a crashed Primary resyncs at most 268 MiB); set, both flavours carry it."""
+    assert "    al-extents 67;\n" in render_resource(drbd_resource(load_settings(), SECRET))
     monkeypatch.setenv("HSF_DRBD__AL_EXTENTS", "127")
     settings = load_settings()
     for dual_primary in (False, True):

@@ -278,7 +278,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
         "c_plan_ahead": 20,
         "cram_hmac_alg": "sha1",
         "after_sb_2pri": "violently-as0p",
-        "al_extents": 67,
+        "al_extents": 1237,
     },
 }
 
@@ -302,10 +302,7 @@ def test_rendered_config_is_accepted_by_drbdadm(tmp_path: Path, variant: str) ->
     assert re.search(rf"after-sb-1pri\s+{resource.after_sb_1pri};", dump)
     assert re.search(rf"after-sb-2pri\s+{resource.after_sb_2pri};", dump)
     assert re.search(r"meta-disk\s+internal;", dump)
-    if resource.al_extents is None:  # DRBD's own default holds
-        assert "al-extents" not in dump
-    else:
-        assert re.search(rf"al-extents\s+{resource.al_extents};", dump)
+    assert re.search(rf"al-extents\s+{resource.al_extents};", dump)
     if resource.dual_primary:
         assert re.search(r"allow-two-primaries\s+yes;", dump)
     else:
@@ -424,6 +421,7 @@ def test_fencing_adds_the_policy_and_the_84_handlers() -> None:
         "  disk {\n"
         "    c-plan-ahead 0;\n"
         "    resync-rate 100M;\n"
+        "    al-extents 67;\n"
         "    fencing resource-and-stonith;\n"
         "  }\n"
         "  handlers {\n"
@@ -439,9 +437,9 @@ def test_fencing_adds_only_the_option_and_the_handlers() -> None:
     """Everything else stays as it is without a cluster manager."""
     plain = render_resource(_resource()).splitlines()
     expected = list(plain)
-    after_rate = plain.index("    resync-rate 100M;") + 1
-    expected[after_rate:after_rate] = ["    fencing resource-only;"]
-    after_disk = expected.index("  }", after_rate) + 1
+    after_log = plain.index("    al-extents 67;") + 1
+    expected[after_log:after_log] = ["    fencing resource-only;"]
+    after_disk = expected.index("  }", after_log) + 1
     expected[after_disk:after_disk] = [
         "  handlers {",
         '    fence-peer "/usr/lib/drbd/crm-fence-peer.sh";',
