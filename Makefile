@@ -45,8 +45,9 @@ bench-backup: deps
 	$(PY) -m benchmarks.backup
 
 ## Lint, then every test tier: unit, flow (Prefect harness) and lab (real VMs). Ends with the lab down.
+## The lab tier and the others run at once (scripts/run-tests.sh); `$(PY) -m pytest` runs them in turn.
 test: deps lint
-	$(PY) -m pytest
+	bash scripts/run-tests.sh
 
 test-unit: deps
 	$(PY) -m pytest tests/unit
