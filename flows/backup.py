@@ -47,6 +47,7 @@ from prefect.logging import get_run_logger
 from pydantic import BaseModel, Field
 
 from tasks.borg import commands as borg
+from tasks.borg.hooks import Hooks
 from tasks.borg.outcome import (
     BorgError,
     PassphraseMissing,
@@ -240,12 +241,17 @@ def backup(settings: Settings | None = None, verify_data: bool = False) -> Backu
 def _backup(settings: Settings, verify_data: bool) -> BackupReport:
     log = get_run_logger()
     access = client_access(settings)
+    hooks: Hooks | None = None
     try:
         secret = passphrase(settings)
+        hooks = Hooks.load(settings.backup.hooks, access.target)  # every hook readable before any runs
         check_sources(settings.backup, access.target)
+        hooks.run("before_backup")  # e.g. a database dump into the sources; its failure stops the backup
         report = create_archive(settings.backup, access, secret)
         if report.dry_run:
             log.info("dry run: archive %s not made, so nothing to check", report.archive)
+            hooks.run("after_backup")
+            report.hooks = list(hooks.ran)
             return report
         try:
             report.checked = check(access, secret, verify_data, settings.backup.lock_wait_s)
@@ -260,7 +266,11 @@ def _backup(settings: Settings, verify_data: bool) -> BackupReport:
             f"checkpoint archive {name}: an earlier backup was interrupted"
             for name in checkpoints(access, secret, settings.backup.archive_prefix)
         ]
+        hooks.run("after_backup")
+        report.hooks = list(hooks.ran)
     except Exception as exc:
+        if hooks is not None:
+            hooks.after_failure(exc)
         _emit(settings, BACKUP_FAILED, {"error": str(exc)})
         raise
     for warning in report.warnings:
@@ -272,6 +282,7 @@ def _backup(settings: Settings, verify_data: bool) -> BackupReport:
             f"{report.files} files, {report.original_bytes:,} bytes read, "
             f"{report.deduplicated_bytes:,} bytes new in {access.url} (from {access.target.name}).",
             f"Checked: {', '.join(report.checked)}.",
+            *([f"Hooks: {', '.join(report.hooks)}."] if report.hooks else []),
             *(f"- warning: {w}" for w in report.warnings),
         ],
         [report.model_dump()],
@@ -424,8 +435,27 @@ def _restore_into_scratch(
 
 
 def _restore_drill(settings: Settings, damage: Literal["remove", "encrypt"]) -> RestoreReport:
-    log = get_run_logger()
+    """The drill between its hooks: before_restore, then after_restore when it passed, on_error when not."""
     secret, access = passphrase(settings), client_access(settings)
+    hooks = Hooks.load(settings.backup.hooks, access.target)  # every hook readable before any runs
+    try:
+        hooks.run("before_restore")
+        report = _restore_phases(settings, secret, access, damage)
+        if report.ok:
+            hooks.run("after_restore")
+    except Exception as exc:
+        hooks.after_failure(exc)
+        raise
+    if not report.ok:
+        found = report.problems[0] if report.problems else "the restored copy could not be edited"
+        hooks.after_failure(RuntimeError(f"the restore drill found: {found}"))
+    return report
+
+
+def _restore_phases(
+    settings: Settings, secret: str, access: RepoAccess, damage: Literal["remove", "encrypt"]
+) -> RestoreReport:
+    log = get_run_logger()
     client, root, mode = access.target, settings.backup.sources[0], settings.backup.restore_drill
     dry_run = current_executor().dry_run
 

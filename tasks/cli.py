@@ -13,6 +13,7 @@ import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
+from tasks.borg.hooks import HookFailed
 from tasks.borg.outcome import BorgError
 from tasks.context import ClusterBusy, DryRunRefused, close_standalone
 from tasks.drbd.plan import Refused
@@ -130,7 +131,7 @@ def failure_line(exc: BaseException) -> tuple[int, str]:
         return EXIT_UNREACHABLE, str(exc)
     # borg: wrong passphrase, missing repository, unreachable server, …; a command on a host: its line
     # and the tail of its stderr; a wait that timed out; a result the flow checked and found wrong.
-    if isinstance(exc, (BorgError, CommandError, CheckFailed, TimeoutError)):
+    if isinstance(exc, (BorgError, CommandError, CheckFailed, HookFailed, TimeoutError)):
         return EXIT_COMMAND_FAILED, str(exc) or type(exc).__name__
     if isinstance(exc, KeyboardInterrupt):
         return EXIT_INTERRUPTED, "interrupted"

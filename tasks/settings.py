@@ -422,6 +422,39 @@ class SplitBrainSettings(BaseModel):
     )
 
 
+BlockName = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]{0,99}$")]  # Prefect's block slugs
+
+
+class BackupHooks(BaseModel):
+    """Commands around a backup and a restore drill (``[backup.hooks]``): each stage names a prefect-shell
+    ShellOperation block, run on the backup client (``tasks/borg/hooks.py``)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    before_backup: BlockName | None = Field(
+        None, description="Runs before borg create (a database dump); its failure stops the backup."
+    )
+    after_backup: BlockName | None = Field(None, description="Runs after the archive is stored and checked.")
+    on_error: BlockName | None = Field(
+        None, description="Runs when a backup or a restore drill fails, whatever failed (a hook too)."
+    )
+    before_restore: BlockName | None = Field(None, description="Runs before a restore drill.")
+    after_restore: BlockName | None = Field(None, description="Runs after a restore drill that passed.")
+    secret_env: dict[str, BlockName] = Field(
+        default_factory=dict,
+        description="Environment of every hook from Prefect Secret blocks (name → block), masked in logs.",
+    )
+    timeout_s: float = Field(3600.0, gt=0, le=86400, description="How long one hook may run.")
+
+    @field_validator("secret_env")
+    @classmethod
+    def _env_names(cls, env: dict[str, str]) -> dict[str, str]:
+        for name in env:
+            if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+                raise ValueError(f"{name!r} is not an environment variable name")
+        return env
+
+
 class BackupSettings(BaseModel):
     """The Borg repository and what goes into it."""
 
@@ -511,6 +544,7 @@ class BackupSettings(BaseModel):
     lock_wait_s: int = Field(
         600, ge=1, le=86400, description="How long borg waits for the repository lock held by another run."
     )
+    hooks: BackupHooks = Field(default_factory=BackupHooks, description="Commands around backups and drills.")
 
 
 class FencingSettings(FenceParams):

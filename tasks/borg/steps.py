@@ -52,6 +52,7 @@ class BackupReport(BaseModel):
     warnings: list[str] = Field(default_factory=list)
     checked: list[str] = Field(default_factory=list)
     dry_run: bool = Field(False, description="Nothing was archived: the commands were printed.")
+    hooks: list[str] = Field(default_factory=list, description="The hook stages that ran, in order.")
 
 
 def run_on(access: RepoAccess, argv: list[str], secret: str, **kwargs: Any) -> BorgOutcome:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Literal
 
 import pytest
+from prefect_shell import ShellOperation
 
 from flows.backup import backup, init, list_archives, passphrase, restore_drill, rotate, spot_check
 from flows.lab import LabStatus
@@ -20,7 +21,7 @@ from tasks.borg.server import prepare_backup_server
 from tasks.context import current_executor
 from tasks.executor import SshTarget
 from tasks.manifest import tree_manifest
-from tasks.settings import Settings, load_settings
+from tasks.settings import BackupHooks, Settings, load_settings
 
 pytestmark = pytest.mark.lab
 
@@ -106,8 +107,20 @@ def test_the_restricted_key_cannot_remove_data(borg_lab: Settings, machines: dic
             client,
             env=access.env,
         )
-    # Append-only: the repository cannot be deleted, and deleting an archive removes no data.
-    second = backup(settings)
+    # Append-only: the repository cannot be deleted, and deleting an archive removes no data. (The backup
+    # runs a before-hook, a ShellOperation block whose commands run on the client over SSH.)
+    ShellOperation(commands=["hostname > /root/hsf-hook-ran"]).save("lab-hook-before", overwrite=True)
+    hooked = settings.model_copy(
+        update={
+            "backup": settings.backup.model_copy(
+                update={"hooks": BackupHooks(before_backup="lab-hook-before")}
+            )
+        }
+    )
+    second = backup(hooked)
+    assert second.hooks == ["before_backup"]
+    assert run(client, "cat", "/root/hsf-hook-ran") == f"{CLIENT}\n"
+    run(client, "rm", "/root/hsf-hook-ran")
     before = segments(settings, machines)
     with pytest.raises(BorgError):
         run_borg(

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
+import logging
 import os
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Literal
@@ -31,18 +34,21 @@ from flows.backup import (
     verify,
 )
 from tasks.borg import commands as borg
+from tasks.borg.hooks import HookFailed
 from tasks.borg.outcome import BorgError, PassphraseMissing, RepositoryMissing, SourceMissing, WrongPassphrase
 from tasks.borg.preview import preview
 from tasks.borg.remote import client_access
 from tasks.borg.rotation import Rotation, Scheme, archive_name, is_ours
 from tasks.borg.run import run_borg
+from tasks.borg.steps import archived_files
+from tasks.cli import EXIT_COMMAND_FAILED, failure_line
 from tasks.cluster import borg_passphrase_block_name, store_secret, stored_secret
 from tasks.context import run_context
 from tasks.drbd.plan import Refused
 from tasks.events import BACKUP_FAILED, BACKUP_VERIFIED
-from tasks.executor import LOCAL
+from tasks.executor import LOCAL, MASK
 from tasks.manifest import differences, tree_manifest
-from tasks.settings import Settings, load_settings
+from tasks.settings import BackupHooks, Settings, load_settings
 
 pytestmark = pytest.mark.skipif(
     subprocess.run(["which", "borg"], capture_output=True).returncode, reason="no borg"
@@ -472,3 +478,135 @@ def test_a_spot_check_finds_files_missing_from_the_archive_and_counts_beyond_the
     ]
     tolerant = spot_check(_with(settings, spot_check_share=1.0, spot_check_count_tolerance_pct=11))
     assert tolerant.problems == [f"missing from the archive: {old}"]
+
+
+# -- hooks: prefect-shell ShellOperation blocks around a backup and a restore drill -----------------
+
+
+@pytest.fixture
+def hook_blocks(tmp_path: Path) -> Callable[[str, list[str], dict[str, str]], str]:
+    """``save(stage, commands, env)``: a ShellOperation block of this test; returns its name."""
+    from prefect_shell import ShellOperation
+
+    def save(stage: str, commands: list[str], env: dict[str, str]) -> str:
+        name = f"test-{stage}-{tmp_path.name}".lower().replace("_", "-")[:90]
+        ShellOperation(commands=commands, env=env).save(name, overwrite=True)
+        return name
+
+    return save
+
+
+def _hooked(settings: Settings, **hooks: object) -> Settings:
+    return settings.model_copy(
+        update={"backup": settings.backup.model_copy(update={"hooks": BackupHooks.model_validate(hooks)})}
+    )
+
+
+@contextlib.contextmanager
+def _prefect_log() -> Iterator[list[str]]:
+    """Every message the flow runs log at INFO and above (the tests' Prefect logging level is WARNING)."""
+    lines: list[str] = []
+
+    class Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            lines.append(record.getMessage())
+
+    handler, logger = Collect(logging.INFO), logging.getLogger("prefect")
+    level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        yield lines
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+
+
+def test_a_before_hook_s_dump_is_backed_up_its_secret_masked_and_the_drill_hooks_run(
+    prefect_harness: None, settings: Settings, tmp_path: Path, hook_blocks: Callable[..., str]
+) -> None:
+    init(settings)
+    dumps, token = Path(settings.backup.sources[0]) / "dumps", "t0ken-" + os.urandom(6).hex()
+    secret_block = f"test-hook-token-{tmp_path.name}".lower().replace("_", "-")[:90]
+    store_secret(secret_block, token)
+    marks = tmp_path / "marks"
+    hooked = _hooked(
+        settings,
+        before_backup=hook_blocks(
+            "dump",
+            [
+                "set -e",
+                'mkdir -p "$DUMPS"',
+                'printf "orders: 42 rows\\n" > "$DUMPS/orders.sql"',
+                'echo "dumped orders as $DB_USER with $DB_TOKEN"',
+            ],
+            {"DUMPS": str(dumps), "DB_USER": "backup"},
+        ),
+        after_backup=hook_blocks("clean", ['rm -rf -- "$DUMPS"'], {"DUMPS": str(dumps)}),
+        before_restore=hook_blocks(
+            "pre", ['mkdir -p "$MARKS" && : > "$MARKS/before_restore"'], {"MARKS": str(marks)}
+        ),
+        after_restore=hook_blocks("post", [': > "$MARKS/after_restore"'], {"MARKS": str(marks)}),
+        secret_env={"DB_TOKEN": secret_block},
+    )
+    with _prefect_log() as logged:
+        report = backup(hooked)
+    assert report.hooks == ["before_backup", "after_backup"]
+    assert not dumps.exists()  # the after hook removed the dump: it lives on only in the archive
+    with run_context(settings, changes_state=False):
+        archived = archived_files(
+            client_access(settings), passphrase(settings), report.archive,
+            [f"{str(dumps).lstrip('/')}"], with_content=True,
+        )  # fmt: skip
+    [(path, entry)] = archived.items()
+    assert path.endswith("dumps/orders.sql")
+    assert entry.sha256 == hashlib.sha256(b"orders: 42 rows\n").hexdigest()
+    assert any(m.startswith("before_backup hook test-dump-") for m in logged)  # its commands, logged
+    assert any(m.endswith(f"dumped orders as backup with {MASK}") for m in logged), logged
+    assert not [m for m in logged if token in m]
+
+    drill = restore_drill(hooked)
+    assert drill.ok
+    assert sorted(p.name for p in marks.iterdir()) == ["after_restore", "before_restore"]
+
+
+def test_a_failing_before_hook_stops_the_backup_in_one_line_and_the_on_error_hook_runs(
+    prefect_harness: None, settings: Settings, tmp_path: Path, hook_blocks: Callable[..., str]
+) -> None:
+    init(settings)
+    ran_on_error = tmp_path / "on-error-ran"
+    hooked = _hooked(
+        settings,
+        before_backup=hook_blocks(
+            "dump", ["echo starting", "echo 'pg_dump: connection to server refused' >&2", "exit 3"], {}
+        ),
+        after_backup=hook_blocks("never", [f": > {tmp_path}/after-ran"], {}),
+        on_error=hook_blocks("alert", ['echo "$0" > "$MARK"'], {"MARK": str(ran_on_error)}),
+    )
+    with pytest.raises(HookFailed) as failed:
+        backup(hooked)
+    line = str(failed.value)
+    assert "\n" not in line
+    assert line.startswith("before_backup hook test-dump-") and "(exit 3)" in line
+    assert line.endswith("pg_dump: connection to server refused")
+    assert failure_line(failed.value) == (EXIT_COMMAND_FAILED, line)
+    assert ran_on_error.exists() and not (tmp_path / "after-ran").exists()
+    with run_context(settings, changes_state=False):
+        assert list_archives(client_access(settings), passphrase(settings)) == []  # nothing was archived
+
+
+def test_a_hook_block_that_does_not_exist_refuses_before_anything_runs(
+    prefect_harness: None, settings: Settings, tmp_path: Path, hook_blocks: Callable[..., str]
+) -> None:
+    init(settings)
+    ran = tmp_path / "before-ran"
+    hooked = _hooked(
+        settings, before_backup=hook_blocks("dump", [f": > {ran}"], {}), after_backup="no-such-hook-block"
+    )
+    with pytest.raises(
+        Refused, match=r"^after_backup hook: ShellOperation block 'no-such-hook-block' does not"
+    ):
+        backup(hooked)
+    assert not ran.exists()
+    with run_context(settings, changes_state=False):
+        assert list_archives(client_access(settings), passphrase(settings)) == []
