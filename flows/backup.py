@@ -96,6 +96,15 @@ from tasks.events import (
     emit,
 )
 from tasks.manifest import Entry, differences, file_hashes, tree_listing, tree_manifest
+from tasks.postgres import (
+    Access,
+    Dump,
+    describe,
+    dump_databases,
+    postgres_access,
+    prove_dump_restores,
+    remove_dumps,
+)
 from tasks.settings import Settings, load_settings
 
 DELETE_BATCH = 100  # archive names per `borg delete` (keeps the command line short)
@@ -111,6 +120,9 @@ class RestoreReport(BaseModel):
     restored_into: str = Field(description="Where the archive was restored and compared.")
     sources_put_back: bool | None = Field(
         None, description="In-place only: a failed restore was undone from the safety copy."
+    )
+    databases: list[str] = Field(
+        default_factory=list, description="Each database dump restored into a scratch database, and its rows."
     )
     dry_run: bool = False
 
@@ -245,9 +257,16 @@ def _backup(settings: Settings, verify_data: bool) -> BackupReport:
     try:
         secret = passphrase(settings)
         hooks = Hooks.load(settings.backup.hooks, access.target)  # every hook readable before any runs
+        databases = postgres_access(settings.backup, access.target)
         check_sources(settings.backup, access.target)
-        hooks.run("before_backup")  # e.g. a database dump into the sources; its failure stops the backup
-        report = create_archive(settings.backup, access, secret)
+        hooks.run("before_backup")  # e.g. a dump of its own into the sources; its failure stops the backup
+        try:
+            dumps = dump_databases(databases) if databases else []
+            report = create_archive(settings.backup, access, secret)
+        finally:
+            if databases:
+                remove_dumps(databases)  # they live on in the archive only
+        report.databases = [describe(d) for d in dumps]
         if report.dry_run:
             log.info("dry run: archive %s not made, so nothing to check", report.archive)
             hooks.run("after_backup")
@@ -283,6 +302,11 @@ def _backup(settings: Settings, verify_data: bool) -> BackupReport:
             f"{report.deduplicated_bytes:,} bytes new in {access.url} (from {access.target.name}).",
             f"Checked: {', '.join(report.checked)}.",
             *([f"Hooks: {', '.join(report.hooks)}."] if report.hooks else []),
+            *(
+                [f"Databases dumped into the archive: {'; '.join(report.databases)}."]
+                if report.databases
+                else []
+            ),
             *(f"- warning: {w}" for w in report.warnings),
         ],
         [report.model_dump()],
@@ -414,9 +438,16 @@ def restore_drill(
 
 
 def _restore_into_scratch(
-    settings: Settings, access: RepoAccess, secret: str, archive: str, before: dict[str, Entry]
-) -> tuple[list[str], bool, str]:
-    """Extract ``archive`` into a scratch directory and compare it with ``before``; always cleaned up."""
+    settings: Settings,
+    access: RepoAccess,
+    secret: str,
+    archive: str,
+    before: dict[str, Entry],
+    dumps: tuple[Access, list[Dump]] | None = None,
+) -> tuple[list[str], bool, str, list[str]]:
+    """Extract ``archive`` into a scratch directory and compare it with ``before``; each of ``dumps``,
+    as restored there, is restored into a scratch database and its rows compared. Always cleaned up.
+    Returns the problems, whether a restored file proved editable, the scratch path and the databases."""
     client, root = access.target, settings.backup.sources[0]
     scratch = f"{settings.backup.scratch_dir}/{archive}"
     current_executor().run(["mkdir", "-p", scratch], client)
@@ -424,12 +455,21 @@ def _restore_into_scratch(
         try:
             warned = extract(access, secret, archive, into=scratch, lock_wait=settings.backup.lock_wait_s)
         except BorgError as exc:
-            return [f"the archive could not be restored: {exc}"], False, scratch
+            return [f"the archive could not be restored: {exc}"], False, scratch, []
         restored_root = f"{scratch}/{root.lstrip('/')}"
         after = tree_manifest(client, restored_root)
         problems = [f"borg warned: {w}" for w in warned] + differences(before, after)
+        databases = []
+        if dumps is not None:
+            pg, written = dumps
+            for dump in written:
+                scratch_db = f"hsf_drill_{dump.database}"[:63]
+                found = prove_dump_restores(pg, dump, f"{scratch}/{dump.path.lstrip('/')}", scratch_db)
+                problems += found
+                if not found:
+                    databases.append(f"{describe(dump)} restored into {scratch_db}: every table's rows match")
         # an incomplete restore is not worth editing (and a full disk would fail the edit itself)
-        return problems, not problems and prove_editable(restored_root, after, client), scratch
+        return problems, not problems and prove_editable(restored_root, after, client), scratch, databases
     finally:
         remove_tree(scratch, client)
 
@@ -459,10 +499,17 @@ def _restore_phases(
     client, root, mode = access.target, settings.backup.sources[0], settings.backup.restore_drill
     dry_run = current_executor().dry_run
 
-    # Phase 1: what the sources hold now, and an archive of exactly that (last night's would differ).
+    # Phase 1: what the sources hold now (the databases dumped into them), and an archive of exactly
+    # that (last night's would differ).
     check_sources(settings.backup, client)
-    before = tree_manifest(client, root)
-    fresh = create_archive(settings.backup, access, secret)
+    databases = postgres_access(settings.backup, client)
+    try:
+        dumps = dump_databases(databases) if databases else []
+        before = tree_manifest(client, root)
+        fresh = create_archive(settings.backup, access, secret)
+    finally:
+        if databases:
+            remove_dumps(databases)
 
     # Phase 2: restore into scratch and compare; the sources are not touched.
     if dry_run:
@@ -473,10 +520,12 @@ def _restore_phases(
             archive=fresh.archive, mode=mode, entries=len(before), problems=[], editable=False,
             restored_into=settings.backup.scratch_dir, dry_run=True,
         )  # fmt: skip
-    problems, editable, scratch = _restore_into_scratch(settings, access, secret, fresh.archive, before)
+    problems, editable, scratch, restored_databases = _restore_into_scratch(
+        settings, access, secret, fresh.archive, before, (databases, dumps) if databases else None
+    )
     report = RestoreReport(
         archive=fresh.archive, mode=mode, entries=len(before), problems=problems, editable=editable,
-        restored_into=scratch,
+        restored_into=scratch, databases=restored_databases,
     )  # fmt: skip
 
     # Phase 3 (in-place only, and only after an intact scratch restore): damage, restore over, verify.
@@ -487,7 +536,12 @@ def _restore_phases(
                 f"archive {fresh.archive} did not restore intact into {scratch} ({problems[0]}); "
                 f"the sources were not touched"
             )
-        report = _restore_in_place(settings, access, secret, fresh.archive, before, damage)
+        try:
+            report = _restore_in_place(settings, access, secret, fresh.archive, before, damage)
+        finally:
+            if databases:
+                remove_dumps(databases)  # restored over the sources with them
+        report = report.model_copy(update={"databases": restored_databases})
     _publish_restore(settings, report)
     return report
 
@@ -546,6 +600,7 @@ def _publish_restore(settings: Settings, report: RestoreReport) -> None:
         [
             f"{settings.backup.sources[0]} from {report.archive}: {how}; {verdict} across {report.entries} "
             f"entries; restored files editable: {report.editable}.",
+            *(f"Database: {d}." for d in report.databases),
             "",
             *(f"- {p}" for p in report.problems[:50]),
         ],

@@ -31,6 +31,8 @@ packages=(
   docker-compose
   # the UI test screenshots a flow run's page in headless chromium
   chromium
+  # the PostgreSQL dump source: pg_dump/pg_restore, and a temporary cluster in the flow tests
+  postgresql
 )
 
 missing=()

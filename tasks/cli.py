@@ -19,6 +19,7 @@ from tasks.context import ClusterBusy, DryRunRefused, close_standalone
 from tasks.drbd.plan import Refused
 from tasks.executor import CommandError, HostKeyRejected, TransportError
 from tasks.lab.host import LibvirtUnreachable
+from tasks.postgres import DumpFailed
 from tasks.settings import Settings, SettingsError, load_settings
 
 EXIT_OK = 0
@@ -131,7 +132,7 @@ def failure_line(exc: BaseException) -> tuple[int, str]:
         return EXIT_UNREACHABLE, str(exc)
     # borg: wrong passphrase, missing repository, unreachable server, …; a command on a host: its line
     # and the tail of its stderr; a wait that timed out; a result the flow checked and found wrong.
-    if isinstance(exc, (BorgError, CommandError, CheckFailed, HookFailed, TimeoutError)):
+    if isinstance(exc, (BorgError, CommandError, CheckFailed, DumpFailed, HookFailed, TimeoutError)):
         return EXIT_COMMAND_FAILED, str(exc) or type(exc).__name__
     if isinstance(exc, KeyboardInterrupt):
         return EXIT_INTERRUPTED, "interrupted"

@@ -455,6 +455,31 @@ class BackupHooks(BaseModel):
         return env
 
 
+PgIdentifier = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_$-]{0,62}$")]
+
+
+class PostgresDump(BaseModel):
+    """PostgreSQL databases dumped into the sources before each backup (``[backup.postgresql]``), on the
+    backup client, and restored into a scratch database by every restore drill (``tasks/postgres.py``)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    databases: tuple[PgIdentifier, ...] = Field((), description="Databases to dump; none: no dump.")
+    dump_dir: AbsolutePath | None = Field(
+        None,
+        description="Where the dumps are written (mode 0700), inside the sources; default "
+        "<first source>/.hsf-postgresql. They exist only while a backup or a drill archives them.",
+    )
+    host: str = Field("127.0.0.1", min_length=1, description="Server address, or its socket directory.")
+    port: int = Field(5432, ge=1, le=65535)
+    user: PgIdentifier = Field(
+        "postgres", description="Role that dumps, and restores into scratch databases."
+    )
+    password_block: BlockName | None = Field(
+        None, description="Prefect Secret block with the role's password (none: peer or trust auth)."
+    )
+
+
 class BackupSettings(BaseModel):
     """The Borg repository and what goes into it."""
 
@@ -545,6 +570,25 @@ class BackupSettings(BaseModel):
         600, ge=1, le=86400, description="How long borg waits for the repository lock held by another run."
     )
     hooks: BackupHooks = Field(default_factory=BackupHooks, description="Commands around backups and drills.")
+    postgresql: PostgresDump = Field(
+        default_factory=PostgresDump, description="Databases dumped into the sources before each backup."
+    )
+
+    @model_validator(mode="after")
+    def _dumps_inside_the_sources(self) -> BackupSettings:
+        directory = self.postgresql.dump_dir
+        if directory is not None and not any(
+            directory.rstrip("/").startswith(source.rstrip("/") + "/") for source in self.sources
+        ):
+            raise ValueError(
+                f"postgresql.dump_dir {directory} is not inside the sources ({', '.join(self.sources)})"
+            )
+        return self
+
+    @property
+    def dump_dir(self) -> str:
+        """Where the PostgreSQL dumps go: inside the first source unless set."""
+        return self.postgresql.dump_dir or f"{self.sources[0].rstrip('/')}/.hsf-postgresql"
 
 
 class FencingSettings(FenceParams):

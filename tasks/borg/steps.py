@@ -53,6 +53,7 @@ class BackupReport(BaseModel):
     checked: list[str] = Field(default_factory=list)
     dry_run: bool = Field(False, description="Nothing was archived: the commands were printed.")
     hooks: list[str] = Field(default_factory=list, description="The hook stages that ran, in order.")
+    databases: list[str] = Field(default_factory=list, description="The databases dumped into the archive.")
 
 
 def run_on(access: RepoAccess, argv: list[str], secret: str, **kwargs: Any) -> BorgOutcome:

@@ -48,7 +48,9 @@ from tasks.drbd.plan import Refused
 from tasks.events import BACKUP_FAILED, BACKUP_VERIFIED
 from tasks.executor import LOCAL, MASK
 from tasks.manifest import differences, tree_manifest
-from tasks.settings import BackupHooks, Settings, load_settings
+from tasks.postgres import DumpFailed, dump_databases, postgres_access, prove_dump_restores, remove_dumps
+from tasks.settings import BackupHooks, PostgresDump, Settings, load_settings
+from tests.postgres import Cluster, bindir, temporary_cluster
 
 pytestmark = pytest.mark.skipif(
     subprocess.run(["which", "borg"], capture_output=True).returncode, reason="no borg"
@@ -608,5 +610,109 @@ def test_a_hook_block_that_does_not_exist_refuses_before_anything_runs(
     ):
         backup(hooked)
     assert not ran.exists()
+    with run_context(settings, changes_state=False):
+        assert list_archives(client_access(settings), passphrase(settings)) == []
+
+
+# -- PostgreSQL: dumped into the archive, restored into a scratch database by the drill ---------------
+
+
+@pytest.fixture(scope="module")
+def postgres() -> Iterator[Cluster]:
+    if bindir() is None:
+        pytest.skip("Debian's postgresql is installed by make deps")
+    with temporary_cluster() as cluster:
+        cluster.psql("postgres", "CREATE DATABASE orders")
+        cluster.psql(
+            "orders",
+            "CREATE TABLE items (id int PRIMARY KEY, name text); "
+            "INSERT INTO items SELECT g, 'item ' || g FROM generate_series(1, 42) g; "
+            "CREATE SCHEMA ops; CREATE TABLE ops.events (at timestamptz DEFAULT now(), what text); "
+            "INSERT INTO ops.events (what) VALUES ('a'), ('b'), ('c')",
+        )
+        yield cluster
+
+
+def _dumping(
+    settings: Settings, cluster: Cluster, tmp_path: Path, *databases: str, password: bool = True
+) -> Settings:
+    block = None
+    if password:
+        block = f"test-pg-{tmp_path.name}".lower().replace("_", "-")[:90]
+        store_secret(block, cluster.password, replace=True)
+    dump = PostgresDump(databases=databases, host=cluster.host, port=cluster.port, password_block=block)
+    return settings.model_copy(update={"backup": settings.backup.model_copy(update={"postgresql": dump})})
+
+
+def test_databases_are_dumped_into_the_archive_and_the_drill_restores_them_row_for_row(
+    prefect_harness: None, settings: Settings, tmp_path: Path, postgres: Cluster
+) -> None:
+    init(settings)
+    dumping = _dumping(settings, postgres, tmp_path, "orders")
+    dump_dir = Path(dumping.backup.dump_dir)
+    with _prefect_log() as logged:
+        report = backup(dumping)
+    [line] = report.databases
+    assert line.startswith("orders (") and line.endswith(" bytes, 2 tables, 45 rows)")
+    assert not dump_dir.exists()  # the dump lives on in the archive only
+    with run_context(settings, changes_state=False):
+        archived = archived_files(
+            client_access(settings), passphrase(settings), report.archive, [str(dump_dir).lstrip("/")]
+        )
+    assert [Path(p).name for p in archived] == ["orders.dump"]  # the password file never is archived
+    assert not [m for m in logged if postgres.password in m]
+
+    drill = restore_drill(dumping)
+    assert drill.ok, drill.problems
+    assert drill.databases == [f"{line} restored into hsf_drill_orders: every table's rows match"]
+    assert (
+        postgres.psql("postgres", "SELECT count(*) FROM pg_database WHERE datname LIKE 'hsf_drill_%'")
+        == "0\n"
+    )
+    assert not dump_dir.exists()
+
+
+def test_a_dump_is_never_world_readable_and_a_restore_that_differs_is_named(
+    prefect_harness: None, settings: Settings, tmp_path: Path, postgres: Cluster
+) -> None:
+    dumping = _dumping(settings, postgres, tmp_path, "orders")
+
+    @flow
+    def dump_and_look() -> tuple[list[str], list[str]]:
+        with run_context(dumping, changes_state=True):
+            databases = postgres_access(dumping.backup, LOCAL)
+            assert databases is not None
+            [dump] = dump_databases(databases)
+            modes = [oct(Path(p).stat().st_mode & 0o777) for p in (dumping.backup.dump_dir, dump.path)]
+            # as if the dump had held one more item than it does: the restore must say which table differs
+            claimed = dump.model_copy(update={"rows": {**(dump.rows or {}), "public.items": 43}})
+            problems = prove_dump_restores(databases, claimed, dump.path, "hsf_drill_orders")
+            remove_dumps(databases)
+            return modes, problems
+
+    modes, problems = dump_and_look()
+    assert modes == ["0o700", "0o600"]
+    assert problems == ["orders: table public.items has 42 rows restored, 43 dumped"]
+    assert not Path(dumping.backup.dump_dir).exists()
+
+
+def test_a_database_that_cannot_be_dumped_stops_the_backup_in_one_line_and_on_error_runs(
+    prefect_harness: None,
+    settings: Settings,
+    tmp_path: Path,
+    postgres: Cluster,
+    hook_blocks: Callable[..., str],
+) -> None:
+    init(settings)
+    ran_on_error = tmp_path / "on-error-ran"
+    no_password = _dumping(settings, postgres, tmp_path, "orders", password=False)
+    hooked = _hooked(no_password, on_error=hook_blocks("alert", [f": > {ran_on_error}"], {}))
+    with pytest.raises(DumpFailed) as failed:
+        backup(hooked)
+    line = str(failed.value)
+    assert line.startswith("database orders could not be dumped on localhost: ")
+    assert "\n" not in line and line.endswith("no password supplied")
+    assert failure_line(failed.value) == (EXIT_COMMAND_FAILED, line)
+    assert ran_on_error.exists() and not Path(hooked.backup.dump_dir).exists()
     with run_context(settings, changes_state=False):
         assert list_archives(client_access(settings), passphrase(settings)) == []
