@@ -44,7 +44,7 @@ from tasks.executor import SshTarget
 from tasks.manifest import Entry, contents, lost_files, tree_manifest
 from tasks.nodes import confirm_down, fault_outcome, fire_fault, restart_node
 from tasks.pacemaker import steps as pm_steps
-from tasks.pictures import ack_timeline_png, save_picture
+from tasks.pictures import ack_timeline_png, save_picture, timeline_png
 from tasks.settings import Settings, load_settings
 from tasks.step import step
 from tasks.writes import AckedWrites, AckLog, Writer, WriterCheck, acked_writes, check_writers
@@ -98,6 +98,8 @@ class FailoverReport(BaseModel):
         None, description="The application's acknowledged records through the fault, read back on each node."
     )
     picture: str = Field("", description="The acknowledged records over time (PNG).")
+    rejoin_at_s: float | None = Field(None, description="Kill → the old primary's restart began.")
+    timeline_picture: str = Field("", description="The drill's phases on one time axis (PNG).")
 
     @property
     def bytes_lost(self) -> int:
@@ -200,6 +202,45 @@ class FailoverReport(BaseModel):
             (f"… written while {self.killed} was away", f"{self.written_away_bytes >> 10:,} KiB"),
         ]
 
+    def phases(self) -> list[tuple[str, float, float]]:
+        """The drill's phases as (label, start, end) in seconds from the kill, for its timeline picture.
+        The rejoin's phases need ``rejoin_at_s`` (reports of older runs lack it)."""
+        if self.manager == "pacemaker":
+            fenced = self.fenced_s if self.fenced_s is not None else self.detection_s
+            phases = [
+                ("membership lost", 0.0, self.detection_s),
+                *(
+                    [(f"fenced by {self.fenced_by or 'the cluster'}", self.detection_s, fenced)]
+                    if self.fenced_s
+                    else []
+                ),
+                ("promoted by Pacemaker", fenced, self.promote_s),
+                ("mounted by Pacemaker", self.promote_s, self.mount_s),
+                ("every byte verified (RTO)", self.mount_s, self.rto_s),
+            ]
+        else:
+            t = self.detection_s
+            phases = [("survivor sees the peer lost", 0.0, t)]
+            if self.down_s:
+                phases.append(("killed node confirmed off SSH", t, t + self.down_s))
+                t += self.down_s
+            phases += [
+                ("promote survivor", t, t + self.promote_s),
+                ("mount (journal replay)", t + self.promote_s, t + self.promote_s + self.mount_s),
+                ("every byte verified (RTO)", t + self.promote_s + self.mount_s, self.rto_s),
+            ]
+        if self.rejoin_at_s is not None:
+            booted = round(self.rejoin_at_s + self.returned_s, 2)
+            phases += [
+                (f"{self.killed} boots", self.rejoin_at_s, booted),
+                (
+                    f"{self.killed} {'rejoins' if self.manager == 'pacemaker' else 'attaches'} and resyncs",
+                    booted,
+                    round(booted + self.resync_s, 2),
+                ),
+            ]
+        return phases
+
     def writes_rows(self) -> list[tuple[str, str]]:
         if self.writes is None:
             return []
@@ -225,6 +266,7 @@ class FailoverReport(BaseModel):
                 *cluster,
                 *(f"  {check.summary()}" for check in (self.writes.checks if self.writes else [])),
                 *([f"Picture: {self.picture}"] if self.picture else []),
+                *([f"Timeline: {self.timeline_picture}"] if self.timeline_picture else []),
                 "",
                 f"Have you lost data after destroying one node?  {lost}",
                 f"Was it necessary to do something on the other node to get the data?  {manual}",
@@ -448,6 +490,15 @@ def _drill(settings: Settings) -> FailoverReport:
             png, settings.writes.reports_dir, f"failover-{resource.name}-{report.started_at}"
         )
         report = report.model_copy(update={"picture": str(picture)})
+    timeline = timeline_png(
+        report.phases(),
+        f"Failover drill: {report.killed} → {report.survivor}, {fault_outcome(report.fault)} {report.killed}",
+        rto_s=report.rto_s,
+    )
+    path = save_picture(
+        timeline, settings.writes.reports_dir, f"failover-timeline-{resource.name}-{report.started_at}"
+    )
+    report = report.model_copy(update={"timeline_picture": str(path)})
     _publish(report, settings.cluster_name)
     return report
 
@@ -538,6 +589,7 @@ def _phases(
 
     # Phase 3: the old primary rejoins as secondary, takes over again, and proves its copy.
     progress.phase = "rejoin"
+    rejoin_at_s = round(time.monotonic() - killed_at, 2)
     rejoined = rejoin(settings, targets, resource, primary)
     figures["returned_s"], figures["resync_s"] = round(rejoined.returned_s, 1), round(rejoined.resync_s, 1)
     resynced_at = time.monotonic()
@@ -553,6 +605,7 @@ def _phases(
         after_failover,
         [on_survivor, on_returned],
         down_s=figures["down_s"],
+        rejoin_at_s=rejoin_at_s,
         resynced_bytes=rejoined.resynced_kib << 10,
         written_away_bytes=application.log.bytes_between(
             killed_at, resynced_at, settings.writes.payload_bytes
@@ -638,6 +691,7 @@ def _watched_phases(
 
     # Phase 3: the old primary returns; the cluster makes it a resynced secondary by itself.
     progress.phase = "rejoin"
+    rejoin_at_s = round(time.monotonic() - killed_at, 2)
     figures["returned_s"] = round(restart_node(settings, targets[primary]), 1)
     rejoined = pm_steps.watch_rejoin(
         targets[survivor], primary, cib, resource.node(survivor).minor, settings.drbd.sync_timeout_s
@@ -650,6 +704,7 @@ def _watched_phases(
         after_failover,
         [on_survivor],
         manager="pacemaker",
+        rejoin_at_s=rejoin_at_s,
         fenced_s=seen.fenced_s,
         fenced_by=seen.fenced_by,
         member_s=rejoined.member_s,
@@ -719,6 +774,7 @@ def _publish(report: FailoverReport, cluster: str) -> None:
                 f"**Have you lost data after destroying one node?** {lost}",
                 f"**Was it necessary to do something on the other node to get the data?** {manual}",
                 *([f"Picture of the acknowledged writes: `{report.picture}`"] if report.picture else []),
+                *([f"Timeline of the drill: `{report.timeline_picture}`"] if report.timeline_picture else []),
                 f"```\n{report.render()}\n```",
             )
         ),

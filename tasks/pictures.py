@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import io
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from matplotlib.figure import Figure  # a Figure of its own: no pyplot state, no display needed
@@ -103,6 +103,76 @@ def fault_matrix_png(outcomes: Sequence[FaultOutcome]) -> bytes:
         loc="lower right",
         fontsize="small",
     )
+    figure.tight_layout()
+    out = io.BytesIO()
+    figure.savefig(out, format="png")
+    return out.getvalue()
+
+
+def timeline_png(phases: Sequence[tuple[str, float, float]], title: str, rto_s: float) -> bytes:
+    """A drill's phases on one time axis (one bar each, its length written beside it), the kill at 0 and
+    the moment the service was back (every byte verified) marked, so where the time went shows."""
+    figure = Figure(figsize=(9, max(4.5, 2.2 + 0.45 * len(phases))), dpi=100)
+    axes = figure.subplots()
+    positions = range(len(phases))
+    starts = [start for _, start, _ in phases]
+    widths = [max(end - start, 0.0) for _, start, end in phases]
+    colours = ["tab:red" if end <= rto_s else "tab:blue" for _, _, end in phases]
+    axes.barh(positions, widths, left=starts, color=colours, height=0.6)
+    for y, width in zip(positions, widths, strict=True):
+        axes.annotate(
+            f"{width:.1f} s", (starts[y] + width, y), xytext=(4, 0), textcoords="offset points", va="center"
+        )
+    axes.set_yticks(list(positions), [label for label, _, _ in phases])
+    axes.invert_yaxis()  # in order, top down
+    end = max([rto_s, *(start + width for start, width in zip(starts, widths, strict=True))])
+    axes.set_xlim(0, end * 1.15 + 1)
+    axes.axvline(0, color="black", linestyle="--", label="the kill")
+    axes.axvline(
+        rto_s, color="tab:green", linewidth=2, label=f"service back, every byte verified ({rto_s:.1f} s)"
+    )
+    axes.legend(  # below the axes: the bars run to the right edge
+        handles=[
+            *axes.get_legend_handles_labels()[0],
+            Patch(color="tab:red", label="until the service was back"),
+            Patch(color="tab:blue", label="the old primary's return"),
+        ],
+        loc="upper center",
+        bbox_to_anchor=(0.5, -0.16),
+        ncol=2,
+        fontsize="small",
+    )
+    axes.set_title(title)
+    axes.set_xlabel("seconds from the kill")
+    axes.grid(axis="x", alpha=0.3)
+    figure.tight_layout()
+    out = io.BytesIO()
+    figure.savefig(out, format="png")
+    return out.getvalue()
+
+
+def rotation_png(histories: Mapping[str, Sequence[set[int]]], days: int) -> bytes:
+    """What each rotation scheme keeps over ``days`` nightly backups: one panel per scheme, a row per day
+    the rotation ran, a dark cell where that day's rotation still kept the archive of that column's
+    day — GFS's daily/weekly/monthly ladder, FIFO's band, Tower of Hanoi's exponentially spaced
+    survivors."""
+    figure = Figure(figsize=(5 * max(len(histories), 1), 5.6), dpi=100)
+    panels = figure.subplots(1, max(len(histories), 1), squeeze=False)[0]
+    for axes, (label, history) in zip(panels, histories.items(), strict=False):
+        kept = [[1.0 if archive in archives else 0.0 for archive in range(days)] for archives in history]
+        axes.imshow(kept, cmap="Greys", vmin=0, vmax=1, interpolation="nearest", aspect="equal")
+        axes.set_title(f"{label}\nkeeps {len(history[-1])} archives on day {days}", fontsize="medium")
+        axes.set_xlabel("the archive made on day")
+        axes.set_ylabel("the day the rotation ran")
+    panels[-1].legend(
+        handles=[
+            Patch(facecolor="black", label="kept"),
+            Patch(facecolor="white", edgecolor="grey", label="deleted"),
+        ],
+        loc="lower left",
+        fontsize="small",
+    )
+    figure.suptitle(f"What each rotation scheme keeps over {days} nightly backups")
     figure.tight_layout()
     out = io.BytesIO()
     figure.savefig(out, format="png")

@@ -182,6 +182,22 @@ def test_the_resync_after_rejoin_is_shown_against_what_changed_meanwhile() -> No
     assert "… copied" not in report().render()  # an older report without the figures
 
 
+def test_the_phases_lay_the_drill_on_one_time_axis_from_the_kill() -> None:
+    """Detection, the wait for the node to be off (real hosts), promotion, mount and verification end at
+    the RTO; the old primary's boot and resync start when its restart did."""
+    phases = report(fault="sysrq-poweroff", down_s=4.0, rejoin_at_s=20.0).phases()
+    assert [(label, round(start, 2), round(end, 2)) for label, start, end in phases] == [
+        ("survivor sees the peer lost", 0.0, 3.46),
+        ("killed node confirmed off SSH", 3.46, 7.46),
+        ("promote survivor", 7.46, 7.88),
+        ("mount (journal replay)", 7.88, 8.95),
+        ("every byte verified (RTO)", 8.95, 12.34),
+        ("nodea boots", 20.0, 41.9),
+        ("nodea attaches and resyncs", 41.9, 45.9),
+    ]
+    assert [label for label, _, _ in report().phases()][-1] == "every byte verified (RTO)"  # no rejoin time
+
+
 # -- a drill that failed midway: the partial report and the recovery -------------------------------
 
 PROC_DRBD = "version: 8.4.11 (api:1/proto:86-101)\n 0: cs:{cs} ro:{ro} ds:{ds} C r-----\n"
@@ -508,3 +524,17 @@ def test_an_acknowledged_write_lost_is_data_lost_even_when_every_byte_at_rest_is
 def test_a_partial_report_counts_the_acknowledged_writes_it_could_not_check() -> None:
     text = progress(phase="watch", fired=True, error="TimeoutError: x", acked={"nodea-1": 20}).render()
     assert "acknowledged writes (not checked)  nodea-1 20" in text
+
+
+def test_under_pacemaker_the_phases_are_the_cluster_s_own_moments_after_the_kill() -> None:
+    phases = pacemaker_report(rejoin_at_s=70.0).phases()
+    assert phases == [
+        ("membership lost", 0.0, 8.6),
+        ("fenced by nodeb", 8.6, 32.2),
+        ("promoted by Pacemaker", 32.2, 46.0),
+        ("mounted by Pacemaker", 46.0, 58.4),
+        ("every byte verified (RTO)", 58.4, 63.7),
+        ("nodea boots", 70.0, 91.9),
+        ("nodea rejoins and resyncs", 91.9, 123.1),
+    ]
+    assert ("promoted by Pacemaker", 8.6, 46.0) in pacemaker_report(fenced_s=None).phases()  # STONITH off

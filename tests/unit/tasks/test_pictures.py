@@ -10,7 +10,7 @@ from typing import Any
 from matplotlib import image
 
 from tasks.faults import FaultOutcome
-from tasks.pictures import ack_timeline_png, fault_matrix_png, save_picture
+from tasks.pictures import ack_timeline_png, fault_matrix_png, rotation_png, save_picture, timeline_png
 from tasks.writes import AckedWrites, WriteOutage, WriterCheck
 
 
@@ -56,3 +56,28 @@ def test_the_fault_matrix_is_a_png_of_the_promised_size() -> None:
     many = [_outcome(f"fault-{n}", 1, float(n)) for n in range(10)]
     assert image.imread(io.BytesIO(fault_matrix_png(many)), format="png").shape[:2] == (650, 900)
     assert fault_matrix_png([]).startswith(b"\x89PNG")
+
+
+def _looks(png: bytes) -> tuple[tuple[int, int], float]:
+    """The picture's size as matplotlib's own reader loads it, and how far from blank it is."""
+    pixels = image.imread(io.BytesIO(png), format="png")
+    return pixels.shape[:2], float(pixels[..., :3].std())
+
+
+def test_the_drill_timeline_shows_every_phase_and_is_not_blank() -> None:
+    phases = [
+        ("survivor sees the peer lost", 0.0, 5.3), ("promote survivor", 5.3, 5.7),
+        ("mount (journal replay)", 5.7, 6.2), ("every byte verified (RTO)", 6.2, 9.4),
+        ("nodea boots", 21.0, 45.1), ("nodea attaches and resyncs", 45.1, 48.6),
+    ]  # fmt: skip
+    size, spread = _looks(timeline_png(phases, "Failover drill: nodea → nodeb", rto_s=9.4))
+    assert size == (490, 900) and spread > 0.1
+    assert _looks(timeline_png(phases[:4], "t", rto_s=9.4))[0] == (450, 900)  # no rejoin: still a picture
+
+
+def test_the_rotation_picture_has_a_panel_per_scheme() -> None:
+    history = [set(range(max(0, day - 2), day + 1)) for day in range(30)]
+    size, spread = _looks(
+        rotation_png({"fifo (last 3)": history, "all": [set(range(d + 1)) for d in range(30)]}, 30)
+    )
+    assert size == (560, 1000) and spread > 0.1
