@@ -44,7 +44,7 @@ from tasks.executor import SshTarget
 from tasks.manifest import Entry, contents, lost_files, tree_manifest
 from tasks.nodes import confirm_down, fault_outcome, fire_fault, restart_node
 from tasks.pacemaker import steps as pm_steps
-from tasks.pictures import ack_timeline_png, save_picture, timeline_png
+from tasks.pictures import ack_timeline_png, resync_png, save_picture, timeline_png
 from tasks.settings import Settings, load_settings
 from tasks.step import step
 from tasks.writes import AckedWrites, AckLog, Writer, WriterCheck, acked_writes, check_writers
@@ -100,6 +100,10 @@ class FailoverReport(BaseModel):
     picture: str = Field("", description="The acknowledged records over time (PNG).")
     rejoin_at_s: float | None = Field(None, description="Kill → the old primary's restart began.")
     timeline_picture: str = Field("", description="The drill's phases on one time axis (PNG).")
+    resync_curve: list[tuple[float, float]] = Field(
+        default_factory=list, description="The rejoin's resync: (seconds since attached, percent synced)."
+    )
+    resync_picture: str = Field("", description="That curve (PNG).")
 
     @property
     def bytes_lost(self) -> int:
@@ -267,6 +271,7 @@ class FailoverReport(BaseModel):
                 *(f"  {check.summary()}" for check in (self.writes.checks if self.writes else [])),
                 *([f"Picture: {self.picture}"] if self.picture else []),
                 *([f"Timeline: {self.timeline_picture}"] if self.timeline_picture else []),
+                *([f"Resync: {self.resync_picture}"] if self.resync_picture else []),
                 "",
                 f"Have you lost data after destroying one node?  {lost}",
                 f"Was it necessary to do something on the other node to get the data?  {manual}",
@@ -499,6 +504,15 @@ def _drill(settings: Settings) -> FailoverReport:
         timeline, settings.writes.reports_dir, f"failover-timeline-{resource.name}-{report.started_at}"
     )
     report = report.model_copy(update={"timeline_picture": str(path)})
+    if report.resync_curve:
+        copied = f"{report.resynced_bytes or 0:,} bytes in {report.resync_s:.1f} s"
+        title = f"Resync of {report.killed} after it rejoined (DRBD {resource.name})"
+        path = save_picture(
+            resync_png(report.resync_curve, title, copied),
+            settings.writes.reports_dir,
+            f"failover-resync-{resource.name}-{report.started_at}",
+        )
+        report = report.model_copy(update={"resync_picture": str(path)})
     _publish(report, settings.cluster_name)
     return report
 
@@ -607,6 +621,7 @@ def _phases(
         down_s=figures["down_s"],
         rejoin_at_s=rejoin_at_s,
         resynced_bytes=rejoined.resynced_kib << 10,
+        resync_curve=rejoined.resync_curve,
         written_away_bytes=application.log.bytes_between(
             killed_at, resynced_at, settings.writes.payload_bytes
         ),
@@ -775,6 +790,7 @@ def _publish(report: FailoverReport, cluster: str) -> None:
                 f"**Was it necessary to do something on the other node to get the data?** {manual}",
                 *([f"Picture of the acknowledged writes: `{report.picture}`"] if report.picture else []),
                 *([f"Timeline of the drill: `{report.timeline_picture}`"] if report.timeline_picture else []),
+                *([f"Resync after the rejoin: `{report.resync_picture}`"] if report.resync_picture else []),
                 f"```\n{report.render()}\n```",
             )
         ),

@@ -285,7 +285,7 @@ def _drbd_handlers(
         return by_name[step.resource or resource.name]
 
     def wait_synced(step: PlannedStep) -> None:
-        report.sync_s = steps.wait_synced(on(step), resource, drbd.sync_timeout_s)
+        report.sync_s = steps.wait_synced(on(step), resource, drbd.sync_timeout_s).seconds
 
     def keep_config(step: PlannedStep) -> None:
         report.kept_files.append(f"{step.node}:{steps.keep_config(on(step), named(step), stamp)}")

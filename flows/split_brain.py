@@ -381,7 +381,7 @@ def _drill(settings: Settings) -> SplitBrainReport:
         if _state(targets[survivor], resource).connection == "StandAlone":
             run(cmd.connect_argv(resource.name), targets[survivor])
         steps.wait_connected(targets[survivor], resource, drbd.connect_timeout_s)
-        resync_s = steps.wait_synced(targets[survivor], resource, drbd.sync_timeout_s)
+        resync_s = steps.wait_synced(targets[survivor], resource, drbd.sync_timeout_s).seconds
         if ha:
             steps.promote(targets[victim], resource)
             ocfs2.mount_ocfs2(targets[victim], resource.node(victim).device, mp)

@@ -179,6 +179,29 @@ def rotation_png(histories: Mapping[str, Sequence[set[int]]], days: int) -> byte
     return out.getvalue()
 
 
+def resync_png(curve: Sequence[tuple[float, float]], title: str, copied: str) -> bytes:
+    """A resync's progress as DRBD reported it (percent of what it had to copy, against seconds since
+    the returning node attached), with what it copied in the legend."""
+    figure = Figure(figsize=(9, 4.5), dpi=100)
+    axes = figure.subplots()
+    if curve:
+        axes.plot([t for t, _ in curve], [p for _, p in curve], marker="o", label=f"resync: {copied}")
+        axes.legend(loc="lower right", fontsize="small")
+    else:
+        axes.text(
+            0.5, 0.5, "no resync in progress was seen", transform=axes.transAxes, ha="center", va="center"
+        )
+    axes.set_ylim(0, 105)
+    axes.set_title(title)
+    axes.set_xlabel("seconds since the returning node attached")
+    axes.set_ylabel("synced, % of what was out of sync")
+    axes.grid(alpha=0.3)
+    figure.tight_layout()
+    out = io.BytesIO()
+    figure.savefig(out, format="png")
+    return out.getvalue()
+
+
 def save_picture(png: bytes, reports_dir: Path, name: str) -> Path:
     """``<reports_dir>/<name>.png`` (a name made of anything but letters, digits, ``.-_`` is cleaned)."""
     reports_dir.mkdir(parents=True, exist_ok=True)

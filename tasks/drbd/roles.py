@@ -38,6 +38,9 @@ class Rejoined(BaseModel):
     returned_s: float
     resync_s: float
     resynced_kib: int = Field(description="What the resync copied, as DRBD announced it on the survivor.")
+    resync_curve: list[tuple[float, float]] = Field(
+        default_factory=list, description="(seconds since attached, percent synced) as the survivor saw it."
+    )
 
 
 def rejoin(
@@ -51,9 +54,11 @@ def rejoin(
     steps.load_module(targets[node])
     steps.up(targets[node], resource)
     steps.wait_connected(survivor, resource, settings.drbd.connect_timeout_s)
-    resync_s = steps.wait_synced(survivor, resource, settings.drbd.sync_timeout_s)
+    synced = steps.wait_synced(survivor, resource, settings.drbd.sync_timeout_s)
     resynced_kib = sum(steps.resyncs(survivor, minor)[resyncs_before:])
-    return Rejoined(returned_s=returned_s, resync_s=resync_s, resynced_kib=resynced_kib)
+    return Rejoined(
+        returned_s=returned_s, resync_s=synced.seconds, resynced_kib=resynced_kib, resync_curve=synced.samples
+    )
 
 
 # -- restoring service after a failed drill ---------------------------------------------------------

@@ -13,6 +13,7 @@ from typing import Any
 
 from prefect.artifacts import create_progress_artifact, update_progress_artifact
 from prefect.logging import get_run_logger
+from pydantic import BaseModel, Field
 
 from tasks.context import current_executor
 from tasks.drbd import commands as cmd
@@ -52,6 +53,15 @@ def drbd_state(target: SshTarget, minor: int) -> DrbdState:
     """The device's state from /proc/drbd (Unconfigured when the module or the device is absent)."""
     result = run(target, cmd.proc_drbd_argv(), read_only=True, ok_codes=(0, 1), quiet=True)
     return parse_proc_drbd(result.stdout).get(minor, DrbdState(minor=minor, connection="Unconfigured"))
+
+
+class SyncProgress(BaseModel):
+    """A sync watched to its end: how long it took, and /proc/drbd's percentage as it went."""
+
+    seconds: float
+    samples: list[tuple[float, float]] = Field(
+        default_factory=list, description="(seconds since the watch began, percent synced); empty: none seen."
+    )
 
 
 @step(name="probe-drbd-node", retry_transport=True)  # submitted: the executor's own timeouts apply
@@ -275,20 +285,23 @@ def demote(target: SshTarget, resource: Resource) -> None:
 
 
 @step(name="wait-synced", retry_transport=True)
-def wait_synced(target: SshTarget, resource: Resource, timeout_s: float) -> float:
-    """Poll /proc/drbd until both disks are UpToDate, publishing the resync progress; returns seconds."""
+def wait_synced(target: SshTarget, resource: Resource, timeout_s: float) -> SyncProgress:
+    """Poll /proc/drbd until both disks are UpToDate, publishing the resync progress; returns how long
+    it took and the progress it saw (a curve for the drills' pictures)."""
     log = get_run_logger()
     minor = resource.node(target.name).minor
     started = time.monotonic()
     if dry_run_skips("the sync"):
-        return 0.0
+        return SyncProgress(seconds=0.0)
     artifact = create_progress_artifact(progress=0.0, description=f"DRBD {resource.name} sync")
     last_logged = -10.0
+    samples: list[tuple[float, float]] = []
 
     def synced() -> bool:
         nonlocal last_logged
         state = drbd_state(target, minor)
         if state.sync_percent is not None:
+            samples.append((round(time.monotonic() - started, 2), state.sync_percent))
             update_progress_artifact(artifact_id=artifact, progress=state.sync_percent)  # type: ignore[arg-type]
             if state.sync_percent - last_logged >= 10:
                 log.info("%s sync %.1f%% (finish in %s)", resource.name, state.sync_percent, state.finish)
@@ -297,7 +310,8 @@ def wait_synced(target: SshTarget, resource: Resource, timeout_s: float) -> floa
 
     wait_until(synced, timeout_s, f"DRBD {resource.name} to finish syncing", interval_s=1.0)
     update_progress_artifact(artifact_id=artifact, progress=100.0)  # type: ignore[arg-type]
-    return time.monotonic() - started
+    seconds = time.monotonic() - started
+    return SyncProgress(seconds=seconds, samples=[*samples, (round(seconds, 2), 100.0)] if samples else [])
 
 
 @step(name="mkfs", timeout_seconds=600, retry_transport=True)

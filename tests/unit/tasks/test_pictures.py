@@ -10,7 +10,14 @@ from typing import Any
 from matplotlib import image
 
 from tasks.faults import FaultOutcome
-from tasks.pictures import ack_timeline_png, fault_matrix_png, rotation_png, save_picture, timeline_png
+from tasks.pictures import (
+    ack_timeline_png,
+    fault_matrix_png,
+    resync_png,
+    rotation_png,
+    save_picture,
+    timeline_png,
+)
 from tasks.writes import AckedWrites, WriteOutage, WriterCheck
 
 
@@ -81,3 +88,10 @@ def test_the_rotation_picture_has_a_panel_per_scheme() -> None:
         rotation_png({"fifo (last 3)": history, "all": [set(range(d + 1)) for d in range(30)]}, 30)
     )
     assert size == (560, 1000) and spread > 0.1
+
+
+def test_the_resync_curve_draws_what_drbd_reported_and_says_when_it_saw_nothing() -> None:
+    curve = [(0.0, 12.5), (1.0, 48.0), (2.0, 83.1), (3.4, 100.0)]
+    size, spread = _looks(resync_png(curve, "Resync of nodea", "121,700,352 bytes in 3.5 s"))
+    assert size == (450, 900) and spread > 0.1
+    assert _looks(resync_png([], "Resync of nodea", "0 bytes"))[0] == (450, 900)
