@@ -4,7 +4,9 @@
 
 Makes a data set (random and repetitive files), then times: the flow's backup (create + check) and a
 raw ``borg create`` to a second repository; a second, unchanged backup of each (dedup ratio); the
-flow's extract vs a raw ``borg extract``. Prints throughput and flow/raw ratios. Figures only.
+flow's extract vs a raw ``borg extract``; the restore drill's verification of the tree (its manifest:
+metadata and sha256, hashed in parallel) vs one ``sha256sum`` over the same files. Prints throughput
+and flow/raw ratios. Figures only.
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ from flows.backup import backup, extract, init, passphrase
 from tasks.borg.commands import in_directory, with_passphrase_on_stdin
 from tasks.borg.remote import client_access
 from tasks.context import current_executor
+from tasks.executor import LOCAL
+from tasks.manifest import tree_manifest
 from tasks.settings import Settings, load_settings
 
 
@@ -79,12 +83,23 @@ def main(argv: list[str] | None = None) -> int:
         shutil.rmtree(data)
         raw_extract = raw_borg(["extract", f"{raw_repo}::a2"], secret, env, cwd="/")
 
+        # the restore drill's verification (every entry's metadata and sha256) against plain sha256sum
+        started = time.monotonic()
+        tree_manifest.fn(LOCAL, str(data))
+        flow_verify = time.monotonic() - started
+        started = time.monotonic()
+        current_executor().run(
+            ["find", str(data), "-type", "f", "-exec", "sha256sum", "{}", "+"], timeout=3600
+        )
+        raw_verify = time.monotonic() - started
+
         mib = args.mib
         print(f"\nbackup benchmark, {mib} MiB ({first.files} files)   flow      raw    flow/raw")
         for label, flow_s, raw_s in (
             ("first backup (flow: + check)", flow_create, raw_create),
             ("second, unchanged backup", flow_second, raw_second),
             ("extract", flow_extract, raw_extract),
+            ("verify a tree (vs sha256sum)", flow_verify, raw_verify),
         ):
             print(f"  {label:<32} {mib / flow_s:6.1f} MiB/s {mib / raw_s:6.1f} MiB/s  {flow_s / raw_s:5.2f}")
         ratio = second.original_bytes / max(second.deduplicated_bytes, 1)

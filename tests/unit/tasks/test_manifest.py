@@ -49,3 +49,16 @@ def test_lost_files_and_differences_name_what_changed(tmp_path: Path) -> None:
     assert "unexpected: new" in problems
     assert any(p.startswith("differs: a b.bin (mode") for p in problems)
     assert any(p.startswith("differs: sub/c (") and "sha256" in p for p in problems)
+
+
+def test_many_files_are_hashed_in_parallel_and_every_one_gets_its_own_digest(tmp_path: Path) -> None:
+    """More files than one sha256sum takes (16), hashed by several at once: no digest lands on another
+    file, and odd names (spaces, a leading dash) arrive whole through xargs' NUL-separated input."""
+    root = tmp_path / "many"
+    root.mkdir()
+    bodies = {f"{'-' if n % 7 == 0 else ''}file {n:03d}": os.urandom(n * 97 % 4096) for n in range(100)}
+    for name, body in bodies.items():
+        (root / name).write_bytes(body)
+    assert contents(tree_manifest.fn(LOCAL, str(root))) == {
+        name: hashlib.sha256(body).hexdigest() for name, body in bodies.items()
+    }
