@@ -201,8 +201,11 @@ def _dump(access: Access, database: str, path: str) -> Dump:
 
 @step(name="remove-dumps")
 def remove_dumps(access: Access) -> None:
-    """The dumps (and the password file) gone from the client: they live on in the archive only."""
-    access.run(["rm", "-rf", "--one-file-system", "--", access.dump_dir])
+    """The dumps gone from the client (they live on in the archive only): only the files this project
+    wrote, then the directory if nothing else is in it — a dump_dir of the user's keeps its own files."""
+    dumps = [f"{access.dump_dir}/{database}.dump" for database in access.pg.databases]
+    access.run(["rm", "-f", "--", *dumps])
+    access.run(["rmdir", "--ignore-fail-on-non-empty", "--", access.dump_dir], timeout=60)
 
 
 class DumpFailed(Exception):

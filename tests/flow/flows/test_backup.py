@@ -690,10 +690,14 @@ def test_a_dump_is_never_world_readable_and_a_restore_that_differs_is_named(
             remove_dumps(databases)
             return modes, problems
 
+    Path(dumping.backup.dump_dir).mkdir(parents=True)
+    (Path(dumping.backup.dump_dir) / "notes.txt").write_text("the user's own file\n")
     modes, problems = dump_and_look()
     assert modes == ["0o700", "0o600"]
+    assert [p.name for p in Path(dumping.backup.dump_dir).iterdir()] == ["notes.txt"]  # only the dump went
+    (Path(dumping.backup.dump_dir) / "notes.txt").unlink()
+    Path(dumping.backup.dump_dir).rmdir()
     assert problems == ["orders: table public.items has 42 rows restored, 43 dumped"]
-    assert not Path(dumping.backup.dump_dir).exists()
 
 
 def test_a_database_that_cannot_be_dumped_stops_the_backup_in_one_line_and_on_error_runs(
