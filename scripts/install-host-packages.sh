@@ -27,6 +27,8 @@ packages=(
   iproute2 openssh-client procps
   # the stacked volume's address announcement, sent for real in a test's own network namespace
   iputils-arping
+  # the seeded initrd: each lab VM gets its SSH identity as a cpio appended to the image's initrd
+  cpio
   # the team server's compose file is validated in the unit tests (no Docker engine needed)
   docker-compose
   # the UI test screenshots a flow run's page in headless chromium

@@ -1,7 +1,10 @@
 """SSH identities for the lab: one client key per lab, one host key per VM, a pinned known_hosts.
 
-A VM's host key and the lab's client public key reach the guest on a small ext4 "seed" disk that the
-guest's ``lab-seed.service`` installs before sshd starts; the shared image carries no keys at all.
+A VM's host key and the lab's client public key reach the guest in its own initrd: the image's
+initramfs with a small cpio appended (the kernel unpacks both). The image's init-bottom script keeps them
+in ``/run/lab-seed`` and ``lab-seed.service`` installs them before sshd starts; the shared image carries
+no keys at all. (They came on a seed disk on IDE before: under TCG on a busy host its probe took up to
+30 s, and SSH waited for it on every boot.)
 """
 
 from __future__ import annotations
@@ -11,10 +14,10 @@ import tempfile
 from pathlib import Path
 
 from tasks.executor import Executor
-from tasks.lab.image import mkfs_from_dir_argv, qemu_img_raw_argv
 
-SEED_LABEL = "labseed"
-SEED_SIZE = "4M"
+SEED_DIR = "lab-seed"  # in the initramfs; the guest's init-bottom script copies it to /run/lab-seed
+HOST_KEY = "ssh_host_ed25519_key"
+AUTHORIZED_KEYS = "authorized_keys"
 
 
 def ssh_keygen_argv(key_file: Path, comment: str) -> list[str]:
@@ -41,13 +44,36 @@ def known_hosts_line(address: str, port: int, host_pub_key: str) -> str:
     return f"{host} {key_type} {key_data}"
 
 
-def build_seed_disk(seed: Path, host_key: Path, client_pub_key: Path, executor: Executor) -> None:
-    """The per-VM seed disk: host key pair and authorized_keys, in an ext4 image labelled ``labseed``."""
+def cpio_newc_argv(archive: Path, directory: Path) -> list[str]:
+    """GNU cpio writing the names read on stdin (relative to ``directory``) as a newc archive, the
+    kernel's initramfs format, every entry owned by root."""
+    return [
+        "cpio", "--create", "--quiet", "--format=newc", "--owner=0:0",
+        f"--directory={directory}", f"--file={archive}",
+    ]  # fmt: skip
+
+
+def build_seed_initrd(
+    initrd: Path, image_initrd: Path, host_key: Path, client_pub_key: Path, executor: Executor
+) -> None:
+    """The VM's initrd: the image's initramfs, zero-padded to 4 bytes, then a cpio of ``lab-seed/`` (0700)
+    with the VM's host key pair and the lab's client key as ``authorized_keys``."""
     with tempfile.TemporaryDirectory(prefix="hsf-seed-") as stage_dir:
         stage = Path(stage_dir)
-        shutil.copyfile(host_key, stage / "ssh_host_ed25519_key")
-        shutil.copyfile(host_key.with_name(host_key.name + ".pub"), stage / "ssh_host_ed25519_key.pub")
-        shutil.copyfile(client_pub_key, stage / "authorized_keys")
-        seed.unlink(missing_ok=True)
-        executor.run(qemu_img_raw_argv(seed, SEED_SIZE), timeout=30)
-        executor.run(mkfs_from_dir_argv(stage, seed, SEED_SIZE, label=SEED_LABEL), timeout=30)
+        seed = stage / SEED_DIR
+        seed.mkdir(mode=0o700)
+        files = {
+            HOST_KEY: host_key,
+            f"{HOST_KEY}.pub": host_key.with_name(host_key.name + ".pub"),
+            AUTHORIZED_KEYS: client_pub_key,
+        }
+        for name, source in files.items():
+            shutil.copyfile(source, seed / name)
+            (seed / name).chmod(0o600)
+        archive = stage / "seed.cpio"
+        names = [SEED_DIR, *(f"{SEED_DIR}/{name}" for name in files)]
+        executor.run(cpio_newc_argv(archive, stage), stdin="".join(f"{n}\n" for n in names), timeout=30)
+        base = image_initrd.read_bytes()
+        partial = initrd.with_name(initrd.name + ".partial")
+        partial.write_bytes(base + b"\0" * (-len(base) % 4) + archive.read_bytes())
+        partial.replace(initrd)

@@ -54,8 +54,9 @@ class LabLayout:
         """The SBD fencing disk all storage nodes share (one file, made once)."""
         return self.root / "sbd.img"
 
-    def seed(self, node: str) -> Path:
-        return self.vm_dir(node) / "seed.img"
+    def initrd(self, node: str) -> Path:
+        """The image's initrd with the VM's SSH identity appended (tasks/lab/seed.py)."""
+        return self.vm_dir(node) / "initrd.img"
 
     def host_key(self, node: str) -> Path:
         return self.vm_dir(node) / "ssh_host_ed25519_key"
@@ -65,7 +66,7 @@ class LabLayout:
 
     def vm_files(self, node: str) -> tuple[Path, ...]:
         shared = (self.sbd_disk,) if node in self.lab.nodes else ()
-        return (self.overlay(node), self.data_disk(node), self.seed(node), self.host_key(node), *shared)
+        return (self.overlay(node), self.data_disk(node), self.initrd(node), self.host_key(node), *shared)
 
     def address(self, node: str) -> ipaddress.IPv4Interface:
         return ipaddress.IPv4Interface(f"{self.lab.address_of(node)}/{self.lab.subnet.prefixlen}")
@@ -105,12 +106,11 @@ class LabLayout:
             vcpus=self.lab.vcpus,
             tb_cache_mib=self.lab.tcg_tb_cache_mib,
             kernel=image.kernel,
-            initrd=image.initrd,
+            initrd=self.initrd(node),
             address=address,
             mac=mac_for(address.ip),
             network=self.network,
             root_disk=self.overlay(node),
-            seed_disk=self.seed(node),
             console_log=self.console(node),
             sbd_disk=self.sbd_disk if node in self.lab.nodes else None,
             spec_id=spec_id,
@@ -258,7 +258,7 @@ def plan_up(layout: LabLayout, probe: LabProbe, specs: dict[str, DomainSpec], em
         if not files:
             actions.append(
                 Action(
-                    kind="prepare_vm_files", node=node, reason="overlay, data disk, seed or SBD disk missing"
+                    kind="prepare_vm_files", node=node, reason="overlay, data disk, initrd or SBD disk gone"
                 )
             )
         if not defined:

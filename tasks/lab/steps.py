@@ -27,7 +27,7 @@ from tasks.lab.image import (
     qemu_img_overlay_argv,
     qemu_img_raw_argv,
 )
-from tasks.lab.seed import build_seed_disk, ensure_key, known_hosts_line
+from tasks.lab.seed import build_seed_initrd, ensure_key, known_hosts_line
 from tasks.lab.state import LabLayout, LabProbe, probe_lab
 from tasks.lab.xml import DomainSpec, render_data_disk, render_domain, render_network
 from tasks.settings import LabSettings
@@ -124,7 +124,7 @@ SBD_DISK_SIZE = "16M"
 
 @step(name="prepare-vm-files", timeout_seconds=300)
 def prepare_vm_files(lab: LabSettings, node: str, image: GuestImage) -> None:
-    """Overlay over the base image, blank data disk, the VM's own host key and its seed disk."""
+    """Overlay over the base image, blank data disk, the VM's own host key and its initrd carrying it."""
     layout = LabLayout(lab)
     executor = current_executor()
     vm_dir = layout.vm_dir(node)
@@ -144,7 +144,8 @@ def prepare_vm_files(lab: LabSettings, node: str, image: GuestImage) -> None:
     for stale in (host_key, host_key.with_name(host_key.name + ".pub")):
         stale.unlink(missing_ok=True)
     ensure_key(host_key, f"{node}-host", executor)
-    build_seed_disk(layout.seed(node), host_key, layout.client_key.with_suffix(".pub"), executor)
+    client_pub_key = layout.client_key.with_suffix(".pub")
+    build_seed_initrd(layout.initrd(node), image.initrd, host_key, client_pub_key, executor)
     write_known_hosts(lab)
 
 

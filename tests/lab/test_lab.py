@@ -74,6 +74,16 @@ def test_drbd_tools_and_module_load(machines: dict[str, SshTarget]) -> None:
         assert run(target, "cat", "/proc/drbd").startswith("version: 8.4")
 
 
+def test_borg_self_tests_pass_on_the_guest_cpu_once_then_stay_off(machines: dict[str, SshTarget]) -> None:
+    """The image switches borg's per-command self tests off (a second each under TCG, on both ends of
+    every command); borg allows that after one run on the machine, which is this."""
+    for target in machines.values():
+        assert run(target, "printenv", "BORG_SELFTEST").strip() == "disabled"  # sshd's SetEnv
+        argv = ["env", "-u", "BORG_SELFTEST", "borg", "--debug", "--version"]
+        checked = current_executor().run(argv, target, timeout=60).stderr  # borg logs to stderr
+        assert "self tests completed" in checked, checked
+
+
 def test_each_vm_has_its_own_host_key(machines: dict[str, SshTarget]) -> None:
     fingerprints = {
         run(t, "ssh-keygen", "-lf", "/etc/ssh/ssh_host_ed25519_key.pub").split()[1] for t in machines.values()

@@ -1,4 +1,4 @@
-"""Unit tests for tasks/lab/seed.py: key generation, known_hosts lines and a real seed disk."""
+"""Unit tests for tasks/lab/seed.py: key generation, known_hosts lines and a real seeded initrd."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import pytest
 
 from tasks.executor import Executor
 from tasks.lab.seed import (
-    SEED_LABEL,
-    build_seed_disk,
+    SEED_DIR,
+    build_seed_initrd,
     ensure_key,
     known_hosts_line,
     ssh_keygen_argv,
@@ -93,23 +93,39 @@ def test_ensure_key_regenerates_an_incomplete_pair(tmp_path: Path, remove: str) 
     assert key_file.read_text() != old_private
 
 
-def test_build_seed_disk(tmp_path: Path) -> None:
+def test_build_seed_initrd_appends_the_identity_to_the_image_initrd(tmp_path: Path) -> None:
     executor = Executor()
     host_key = ensure_key(tmp_path / "vm" / "ssh_host_ed25519_key", "nodea", executor)
     client_key = ensure_key(tmp_path / "ssh" / "id_ed25519", "hsf-lab", executor)
-    seed = tmp_path / "vm" / "seed.img"
-    seed.write_bytes(b"stale seed from an earlier run")
+    image_initrd = tmp_path / "image" / "initrd.img"
+    image_initrd.parent.mkdir()
+    image_initrd.write_bytes(b"\x28\xb5\x2f\xfd" + b"x" * 4093)  # any length: the cpio starts 4-aligned
+    initrd = tmp_path / "vm" / "initrd.img"
+    initrd.write_bytes(b"stale initrd from an earlier run")
 
-    build_seed_disk(seed, host_key, _pub(client_key), executor)
+    build_seed_initrd(initrd, image_initrd, host_key, _pub(client_key), executor)
 
-    assert seed.stat().st_size == 4 * 1024 * 1024
-    label = executor.run(["blkid", "-o", "value", "-s", "LABEL", str(seed)], timeout=30).stdout.strip()
-    assert label == SEED_LABEL == "labseed"
+    data = initrd.read_bytes()
+    assert data.startswith(image_initrd.read_bytes() + b"\0\0\0")
+    appended = data[4100:]
+    assert appended.startswith(b"070701")  # newc, where the kernel looks for the next archive
+    seed = tmp_path / "seed.cpio"
+    seed.write_bytes(appended)
+    listing = executor.run(["cpio", "-itv", f"--file={seed}"], timeout=30).stdout.splitlines()
+    entries = {line.split()[-1]: (line.split()[0], line.split()[2:4]) for line in listing}
+    assert entries == {
+        SEED_DIR: ("drwx------", ["root", "root"]),
+        **{
+            f"{SEED_DIR}/{name}": ("-rw-------", ["root", "root"])
+            for name in ("ssh_host_ed25519_key", "ssh_host_ed25519_key.pub", "authorized_keys")
+        },
+    }
     expected = {
         "authorized_keys": _pub(client_key).read_text(),
         "ssh_host_ed25519_key": host_key.read_text(),
         "ssh_host_ed25519_key.pub": _pub(host_key).read_text(),
     }
     for name, content in expected.items():
-        result = executor.run(["debugfs", "-R", f"cat /{name}", str(seed)], timeout=30)
-        assert result.stdout == content, name
+        extract = ["cpio", "-i", "--to-stdout", f"--file={seed}", f"{SEED_DIR}/{name}"]
+        assert executor.run(extract, timeout=30).stdout == content, name
+    assert not list(initrd.parent.glob("*.partial"))

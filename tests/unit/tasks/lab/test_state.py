@@ -279,10 +279,10 @@ def test_domain_spec_fields(tmp_path: Path, layout: LabLayout) -> None:
     assert spec.name == "hsf-nodeb"
     assert spec.hostname == "nodeb"
     assert spec.domain_type == "kvm"
-    assert (spec.kernel, spec.initrd) == (image.kernel, image.initrd)
+    assert (spec.kernel, spec.initrd) == (image.kernel, layout.initrd("nodeb"))  # its own: it holds its keys
     assert spec.mac == "52:54:00:4d:00:0c"
     assert spec.network == layout.network
-    assert (spec.root_disk, spec.seed_disk) == (layout.overlay("nodeb"), layout.seed("nodeb"))
+    assert spec.root_disk == layout.overlay("nodeb")
 
 
 def test_domain_spec_id_equal_for_equal_settings(tmp_path: Path) -> None:
