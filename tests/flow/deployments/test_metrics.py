@@ -1,6 +1,7 @@
-"""deployments/metrics.py end to end: after a real backup, verify and restore drill on a local borg
-repository, ``python -m deployments metrics`` serves /metrics on 127.0.0.1 and a real Prometheus (Debian's
-/usr/bin/prometheus, its own port, config and storage) scrapes it; the project's figures are read back
+"""deployments/metrics.py end to end: after a real backup, verify, a spot check that finds a changed file
+and a restore drill on a local borg repository, ``python -m deployments metrics`` serves /metrics on
+127.0.0.1 and a real Prometheus (Debian's /usr/bin/prometheus, its own port, config and storage, the
+project's alert rules) scrapes it; the project's figures and the one alert that should fire are read back
 through Prometheus' HTTP API. Everything started here is stopped here."""
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from typing import Any, TypeVar
 
 import pytest
 
-from flows.backup import backup, init, restore_drill, verify
+from flows.backup import backup, init, restore_drill, spot_check, verify
 from tasks.settings import Settings, write_settings_file
 from tests.flow.conftest import local_repository_settings
 
@@ -31,6 +32,7 @@ pytestmark = pytest.mark.skipif(
     reason="needs Debian's prometheus and borg (make deps)",
 )
 REPO_ROOT = Path(__file__).resolve().parents[3]
+ALERT_RULES = REPO_ROOT / "deployments" / "prometheus" / "hsf-alerts.yml"
 T = TypeVar("T")
 
 
@@ -98,6 +100,13 @@ def value(prometheus: str, promql: str, timeout_s: float = 90) -> float:
     return float(result[0]["value"][1])
 
 
+def alerts(prometheus: str) -> list[dict[str, Any]]:
+    """The alerts Prometheus holds firing (pending ones left out)."""
+    body = get(f"{prometheus}/api/v1/alerts")
+    found = json.loads(body)["data"]["alerts"] if body else []
+    return [alert for alert in found if alert["state"] == "firing"]
+
+
 @pytest.fixture
 def settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
     monkeypatch.setenv("BORG_BASE_DIR", str(tmp_path / "borg-base"))
@@ -119,7 +128,14 @@ def test_prometheus_scrapes_the_backup_and_the_drill(
     init(settings)
     backup(settings)
     verify(settings)
-    drill = restore_drill(settings)
+    # a file changed behind its modification time (bit rot, or a tool that restores mtimes): the daily
+    # spot check finds the archive no longer holds what the file holds, and records a failed check
+    for path in [p for p in Path(settings.backup.sources[0]).rglob("*") if p.is_file()]:
+        times = path.stat()
+        path.write_bytes(bytes(b ^ 0xFF for b in path.read_bytes()))
+        os.utime(path, ns=(times.st_atime_ns, times.st_mtime_ns))
+    assert not spot_check(settings).ok
+    drill = restore_drill(settings)  # a fresh archive of the sources as they are now: restored intact
     assert drill.ok
     EventsWorker.drain_all()  # the events are on their way to the server
 
@@ -137,7 +153,8 @@ def test_prometheus_scrapes_the_backup_and_the_drill(
     (tmp_path / "prometheus.yml").write_text(
         json.dumps(  # JSON is YAML
             {
-                "global": {"scrape_interval": "5s", "scrape_timeout": "5s"},
+                "global": {"scrape_interval": "5s", "scrape_timeout": "5s", "evaluation_interval": "5s"},
+                "rule_files": [str(ALERT_RULES)],
                 "scrape_configs": [
                     {"job_name": "hsf", "static_configs": [{"targets": [f"127.0.0.1:{exporter_port}"]}]}
                 ],
@@ -175,8 +192,16 @@ def test_prometheus_scrapes_the_backup_and_the_drill(
             assert started_at <= verified <= time.time()
         assert value(prometheus, 'hsf_drill_last_success{drill="restore"}') == 1
         assert value(prometheus, 'hsf_drill_last_timestamp_seconds{drill="restore"}') >= started_at
-        # and an alert's expression over them, evaluated by Prometheus: a backup made just now is not old
-        assert query(prometheus, "time() - hsf_backup_last_archive_timestamp_seconds > 26 * 3600") is None
+        assert value(prometheus, 'hsf_backup_check_last_success{check="spot"}') == 0
+        assert value(prometheus, 'hsf_backup_check_last_success{check="verify-data"}') == 1
+        # the project's alert rules, loaded by Prometheus: the failed spot check fires, nothing else does
+        firing = wait_for("HsfBackupCheckFailed to fire", lambda: alerts(prometheus) or None, 60)
+        assert [(a["labels"]["alertname"], a["labels"]["check"], a["state"]) for a in firing] == [
+            ("HsfBackupCheckFailed", "spot", "firing")
+        ]
+        assert firing[0]["labels"]["repository"] == repository
+        rules = json.loads(get(f"{prometheus}/api/v1/rules") or b"{}")["data"]["groups"]
+        assert sum(len(group["rules"]) for group in rules) == 9
         assert exporter_process.poll() is None and prometheus_process.poll() is None
     assert exporter_process.returncode == 0  # SIGTERM: served, then stopped cleanly
     assert prometheus_process.returncode == 0
