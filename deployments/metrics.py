@@ -61,15 +61,23 @@ def write_textfile(settings: Settings, path: Path) -> None:
 
 
 def serve(settings: Settings, stop: threading.Event) -> str:
-    """Serve ``/metrics`` until ``stop`` is set; returns the URL it served. Raises OSError (address)."""
+    """Serve ``/metrics`` until ``stop`` is set (or SIGTERM, Ctrl-C); returns the URL it served. Raises
+    OSError when it cannot listen."""
     metrics = settings.metrics
     server, thread = start_http_server(metrics.port, addr=str(metrics.address), registry=registry(settings))
     host = f"[{metrics.address}]" if metrics.address.version == 6 else str(metrics.address)
     url = f"http://{host}:{server.server_port}{METRICS_PATH}"
+
+    def stop_serving(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    previous = {sig: signal.signal(sig, stop_serving) for sig in (signal.SIGTERM, signal.SIGINT)}
     print(f"serving {url} (every scrape probes: {', '.join(metrics.probes)})", flush=True)
     try:
         stop.wait()
     finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
         server.shutdown()
         server.server_close()
         thread.join(timeout=10)
@@ -88,15 +96,8 @@ def main(settings: Settings, address: str | None, port: int | None, textfile: Pa
         write_textfile(settings, metrics.textfile)
         print(f"wrote {metrics.textfile}")
         return 0
-    stop = threading.Event()
-
-    def stop_serving(signum: int, frame: FrameType | None) -> None:
-        stop.set()
-
-    signal.signal(signal.SIGTERM, stop_serving)
-    signal.signal(signal.SIGINT, stop_serving)
     try:
-        serve(settings, stop)
+        serve(settings, threading.Event())
     except OSError as exc:
         print(f"cannot serve on {metrics.address}:{metrics.port}: {exc.strerror or exc}", file=sys.stderr)
         return EXIT_COMMAND_FAILED

@@ -55,3 +55,12 @@ def test_the_textfile_is_written_atomically_with_the_failed_probe_in_it(
     assert "# HELP hsf_probe_success " in text and "hsf_drbd_" not in text
     checked = subprocess.run(["promtool", "check", "metrics"], input=text, capture_output=True, text=True)
     assert (checked.returncode, checked.stdout + checked.stderr) == (0, "")
+
+
+def test_a_port_in_use_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert main(["metrics", "--port", str(port)]) == 4
+    assert capsys.readouterr().err == f"cannot serve on 127.0.0.1:{port}: Address already in use\n"
