@@ -202,6 +202,11 @@ def test_prometheus_scrapes_the_backup_and_the_drill(
         assert firing[0]["labels"]["repository"] == repository
         rules = json.loads(get(f"{prometheus}/api/v1/rules") or b"{}")["data"]["groups"]
         assert sum(len(group["rules"]) for group in rules) == 9
+        durations = query(prometheus, "hsf_probe_duration_seconds") or []
+        print(
+            "\nprobe durations (s):",
+            {d["metric"]["probe"]: round(float(d["value"][1]), 2) for d in durations},
+        )
         assert exporter_process.poll() is None and prometheus_process.poll() is None
     assert exporter_process.returncode == 0  # SIGTERM: served, then stopped cleanly
     assert prometheus_process.returncode == 0
