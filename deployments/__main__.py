@@ -3,7 +3,9 @@
 - ``list``: each deployment, its schedule and its next run times, computed here (no server needed);
 - ``serve``: serve them from this process (runs execute here; Ctrl-C pauses them in the UI);
 - ``yaml``: print the ``prefect.yaml`` for ``prefect deploy --all`` (redirect it to regenerate the file);
-- ``automations``: create the automations of ``deployments/automations/`` on the server.
+- ``automations``: create the automations of ``deployments/automations/`` on the server;
+- ``metrics``: serve the project's Prometheus metrics on ``/metrics`` (``--address``, ``--port``), or write
+  them once into a node_exporter textfile (``--textfile PATH``): ``deployments/metrics.py``.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import argparse
 import sys
 from datetime import UTC, datetime
+from pathlib import Path
 
 import yaml
 
@@ -48,14 +51,21 @@ def render_yaml(deployments: list[DeploymentSpec], work_pool: str) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m deployments", description=__doc__.splitlines()[0])
-    parser.add_argument("command", choices=["list", "serve", "yaml", "automations"])
+    parser.add_argument("command", choices=["list", "serve", "yaml", "automations", "metrics"])
     parser.add_argument("--count", type=int, default=3, help="list: how many next runs to show")
+    parser.add_argument("--address", help="metrics: the address to serve on (default metrics.address)")
+    parser.add_argument("--port", type=int, help="metrics: the port to serve on (default metrics.port)")
+    parser.add_argument("--textfile", type=Path, help="metrics: write a node_exporter textfile once instead")
     args = parser.parse_args(argv)
     try:
         settings: Settings = load_settings()
     except SettingsError as exc:
         print(exc, file=sys.stderr)
         return 2
+    if args.command == "metrics":
+        from deployments.metrics import main as metrics_main
+
+        return metrics_main(settings, args.address, args.port, args.textfile)
     deployments = specs(settings.deployments)
     if args.command == "list":
         print(render_list(deployments, args.count, datetime.now(UTC)))

@@ -35,13 +35,35 @@ packages=(
   chromium
   # the PostgreSQL dump source: pg_dump/pg_restore, and a temporary cluster in the flow tests
   postgresql
+  # promtool checks the exporter's output and the alert rules; a flow test scrapes it with a real
+  # prometheus of its own (its own port and storage): the package's daemon must never run here
+  prometheus
 )
+
+# Debian's prometheus enables its unit (and would start it, but for the policy below): a daemon on
+# :9090 with its storage in /var/lib/prometheus is nothing the tests want. Stopped and disabled, also on
+# a re-run (a machine without a running systemd, a container, only has the unit's links to remove).
+quiet_prometheus() {
+  if [ -d /run/systemd/system ] && systemctl is-active --quiet prometheus.service; then
+    systemctl stop prometheus.service
+  fi
+  if systemctl is-enabled --quiet prometheus.service 2>/dev/null; then
+    systemctl disable --quiet prometheus.service  # also without a running systemd: it removes the links
+  fi
+  # the package's daemon runs as its account; the tests' own prometheus runs as the test's user
+  if id -u prometheus >/dev/null 2>&1 && pgrep -x -u prometheus prometheus >/dev/null; then
+    echo "host packages: the prometheus package's daemon runs (pids $(pgrep -x -u prometheus prometheus |" \
+      "tr '\n' ' ')): stop it (systemctl disable --now prometheus, or kill those pids)" >&2
+    exit 1
+  fi
+}
 
 missing=()
 for pkg in "${packages[@]}"; do
   dpkg-query -W -f='${Status}\n' "$pkg" 2>/dev/null | grep -q '^install ok installed$' || missing+=("$pkg")
 done
 if [ ${#missing[@]} -eq 0 ]; then
+  quiet_prometheus
   echo "host packages: all ${#packages[@]} installed"
   exit 0
 fi
@@ -60,3 +82,4 @@ trap cleanup EXIT
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends "${missing[@]}"
+quiet_prometheus

@@ -977,6 +977,85 @@ class DeploymentSettings(BaseModel):
         return value
 
 
+MetricsProbe = Literal["backup", "drills", "drbd", "pacemaker"]
+METRICS_PROBES: tuple[MetricsProbe, ...] = ("backup", "drills", "drbd", "pacemaker")
+
+
+class MetricsSettings(BaseModel):
+    """The Prometheus exporter (``python -m deployments metrics``): where it listens or writes, and what
+    every scrape probes afresh (``tasks/metrics.py``)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    address: IpAddress = Field(
+        ipaddress.IPv4Address("127.0.0.1"),
+        description="Address /metrics is served on: this machine only by default (0.0.0.0: every interface).",
+    )
+    port: Port = Field(9851, description="TCP port /metrics is served on.")
+    textfile: Path | None = Field(
+        None,
+        description=(
+            "Write the metrics once into this node_exporter textfile (a *.prom file in the directory its "
+            "--collector.textfile.directory reads; written atomically) instead of serving them."
+        ),
+    )
+    probes: tuple[MetricsProbe, ...] = Field(
+        METRICS_PROBES,
+        min_length=1,
+        description=(
+            "What a scrape probes: 'backup' (borg list and info of the repository), 'drills' (the drills' "
+            "and checks' recorded results: the latest hsf.* events on the Prefect server), 'drbd' "
+            "(/proc/drbd on every node over SSH), 'pacemaker' (crm_mon on every node; only with "
+            "cluster.manager 'pacemaker')."
+        ),
+    )
+    probe_timeout_s: float = Field(
+        30.0, gt=0, le=600, description="How long one command of a probe (borg, an SSH probe) may take."
+    )
+    borg_lock_wait_s: int = Field(
+        5,
+        ge=0,
+        le=600,
+        description=(
+            "How long borg list/info wait for the repository's lock: a backup holds it, and a scrape during "
+            "one reports the backup probe failed rather than hang."
+        ),
+    )
+    events_days: int = Field(
+        400, ge=1, le=3650, description="How far back the drills' and checks' recorded results are read."
+    )
+
+    @field_validator("address", mode="before")
+    @classmethod
+    def _an_ip_address(cls, value: object) -> object:
+        if isinstance(value, str) and ip_literal(value) is None:
+            raise ValueError(
+                f"{value!r} is not an IP address (e.g. 127.0.0.1, or 0.0.0.0 for every interface)"
+            )
+        return value
+
+    @field_validator("textfile")
+    @classmethod
+    def _a_prom_file_in_a_directory(cls, path: Path | None) -> Path | None:
+        if path is None:
+            return None
+        if path.suffix != ".prom":
+            raise ValueError(
+                f"{path} does not end in .prom (node_exporter's textfile collector reads only those)"
+            )
+        if not path.parent.is_dir():
+            raise ValueError(f"the directory of {path} does not exist")
+        return path
+
+    @field_validator("probes")
+    @classmethod
+    def _each_once(cls, probes: tuple[str, ...]) -> tuple[str, ...]:
+        duplicates = sorted({p for p in probes if probes.count(p) > 1})
+        if duplicates:
+            raise ValueError(f"probes listed twice: {', '.join(duplicates)}")
+        return probes
+
+
 class Settings(BaseSettings):
     """Everything the flows read from the environment or ``hsf.toml``."""
 
@@ -1012,6 +1091,9 @@ class Settings(BaseSettings):
     backup: BackupSettings = Field(default_factory=BackupSettings, description="Borg backups.")
     deployments: DeploymentSettings = Field(
         default_factory=DeploymentSettings, description="Schedules of the deployed flows."
+    )
+    metrics: MetricsSettings = Field(
+        default_factory=MetricsSettings, description="The Prometheus exporter and what it probes."
     )
     dry_run: bool = Field(False, description="Log every command that would change a host, run none of them.")
 

@@ -131,10 +131,15 @@ def check(
 
 @step(name="borg-list", timeout_seconds=600)
 def list_archives(
-    access: RepoAccess, secret: str, glob: str | None = None, checkpoints: bool = False
+    access: RepoAccess,
+    secret: str,
+    glob: str | None = None,
+    checkpoints: bool = False,
+    lock_wait: int | None = None,
+    timeout: float = 3600,
 ) -> list[Archive]:
-    argv = borg.list_argv(access.url, glob=glob, checkpoints=checkpoints)
-    listing = json.loads(run_on(access, argv, secret, read_only=True).stdout)
+    argv = borg.list_argv(access.url, glob=glob, checkpoints=checkpoints, lock_wait=lock_wait)
+    listing = json.loads(run_on(access, argv, secret, read_only=True, timeout=timeout).stdout)
     return [Archive(name=a["name"], time=datetime.fromisoformat(a["time"])) for a in listing["archives"]]
 
 

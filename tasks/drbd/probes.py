@@ -109,6 +109,28 @@ def parse_resyncs(kernel_log: str, minor: int) -> list[int]:
     return [int(match["kib"]) for match in _RESYNC_BEGAN.finditer(kernel_log) if int(match["minor"]) == minor]
 
 
+_SPLIT_BRAIN = re.compile(r"Split-Brain detected but unresolved")
+_LEAVES_STANDALONE = re.compile(r"\bconn\( StandAlone -> ")
+
+
+def split_brain_unresolved(kernel_log: str, resource: str) -> bool:
+    """Whether DRBD's last word on ``resource`` in the kernel log (``dmesg``) is a split-brain it dropped
+    the connection for ("drbd r0: Split-Brain detected but unresolved, dropping connection!") and nobody
+    has reconnected it since ("drbd r0: conn( StandAlone -> Unconnected )": the resolution's connect). A
+    split-brain the after-sb policies solved by themselves is not one."""
+    prefix = f"drbd {resource}: "
+    unresolved = False
+    for line in kernel_log.splitlines():
+        message = line.partition(prefix)[2] if prefix in line else None
+        if message is None:
+            continue
+        if _SPLIT_BRAIN.search(message):
+            unresolved = True
+        elif _LEAVES_STANDALONE.search(message):
+            unresolved = False
+    return unresolved
+
+
 class BlockSignature(BaseModel):
     """What ``blkid -p`` finds on a device."""
 

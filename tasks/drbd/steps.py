@@ -49,10 +49,15 @@ def dry_run_skips(what: str) -> bool:
     return False
 
 
+def drbd_states(target: SshTarget, timeout: float = 120.0) -> dict[int, DrbdState]:
+    """Every device /proc/drbd shows, by minor (none when the module is not loaded)."""
+    result = run(target, cmd.proc_drbd_argv(), read_only=True, ok_codes=(0, 1), quiet=True, timeout=timeout)
+    return parse_proc_drbd(result.stdout)
+
+
 def drbd_state(target: SshTarget, minor: int) -> DrbdState:
     """The device's state from /proc/drbd (Unconfigured when the module or the device is absent)."""
-    result = run(target, cmd.proc_drbd_argv(), read_only=True, ok_codes=(0, 1), quiet=True)
-    return parse_proc_drbd(result.stdout).get(minor, DrbdState(minor=minor, connection="Unconfigured"))
+    return drbd_states(target).get(minor, DrbdState(minor=minor, connection="Unconfigured"))
 
 
 class SyncProgress(BaseModel):

@@ -44,9 +44,9 @@ def read(
     return run(target, argv, read_only=True, ok_codes=ok, quiet=True, timeout=timeout)
 
 
-def cluster_status(target: SshTarget) -> ClusterStatus | None:
+def cluster_status(target: SshTarget, timeout: float = 60) -> ClusterStatus | None:
     """crm_mon's view from ``target``; None when pacemaker does not answer there (stopped, starting)."""
-    result = read(target, cmd.crm_mon_argv(), ok=tuple(range(256)))
+    result = read(target, cmd.crm_mon_argv(), ok=tuple(range(256)), timeout=timeout)
     if not result.ok or "<pacemaker-result" not in result.stdout:
         return None
     return parse_crm_mon_xml(result.stdout)

@@ -16,12 +16,13 @@ from tasks.lab.state import LabLayout
 from tasks.settings import LabSettings, Settings, load_settings
 
 # The lab tests share one lab and build on each other's state: basics, the fault-tolerant volume and its
-# drills, then the one-way upgrade to high availability, then (the volume blanked) the three-node stacked
-# volume on a third VM. Backups use the backup VM and nodea's /home.
+# drills (and the exporter's view of them), then the one-way upgrade to high availability, then (the
+# volume blanked) the three-node stacked volume on a third VM. Backups use the backup VM and nodea's /home.
 MODULE_ORDER = (
     "test_lab.py",
     "test_backup.py",
     "test_drbd.py",
+    "test_metrics.py",
     "test_setup_hand_made.py",
     "test_inventory.py",
     "test_split_brain.py",

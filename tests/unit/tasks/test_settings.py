@@ -674,3 +674,56 @@ def test_a_bad_stacked_volume_on_real_hosts_is_one_clear_line(
     with pytest.raises(SettingsError, match=re.escape(message)) as error:
         load_settings(target="inventory", inventory=inventory, drbd=wanted)
     assert len(str(error.value).splitlines()) == 1
+
+
+def test_the_exporter_listens_on_this_machine_by_default() -> None:
+    metrics = load_settings().metrics
+    assert (str(metrics.address), metrics.port, metrics.textfile) == ("127.0.0.1", 9851, None)
+    assert metrics.probes == ("backup", "drills", "drbd", "pacemaker")
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "expected"),
+    [
+        (
+            "HSF_METRICS__ADDRESS",
+            "localhost",
+            "setting metrics.address [HSF_METRICS__ADDRESS]: 'localhost' is not an IP address (e.g. "
+            "127.0.0.1, or 0.0.0.0 for every interface)",
+        ),
+        (
+            "HSF_METRICS__PORT",
+            "0",
+            "setting metrics.port [HSF_METRICS__PORT]: Input should be greater than or",
+        ),
+        (
+            "HSF_METRICS__TEXTFILE",
+            "/var/lib/node_exporter/hsf.txt",
+            "setting metrics.textfile [HSF_METRICS__TEXTFILE]: /var/lib/node_exporter/hsf.txt does not end "
+            "in .prom (node_exporter's textfile collector reads only those)",
+        ),
+        (
+            "HSF_METRICS__TEXTFILE",
+            "/nonexistent/hsf.prom",
+            "setting metrics.textfile [HSF_METRICS__TEXTFILE]: the directory of /nonexistent/hsf.prom does "
+            "not exist",
+        ),
+        (
+            "HSF_METRICS__PROBES",
+            '["drbd", "backup", "drbd"]',
+            "setting metrics.probes [HSF_METRICS__PROBES]: probes listed twice: drbd",
+        ),
+        (
+            "HSF_METRICS__PROBES",
+            "[]",
+            "setting metrics.probes [HSF_METRICS__PROBES]: Tuple should have at least 1 item",
+        ),
+    ],
+)
+def test_bad_exporter_settings_are_one_line(
+    monkeypatch: pytest.MonkeyPatch, variable: str, value: str, expected: str
+) -> None:
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(SettingsError) as raised:
+        load_settings()
+    assert str(raised.value).startswith(expected) and "\n" not in str(raised.value)

@@ -17,6 +17,7 @@ from tasks.drbd.probes import (
     parse_lsblk,
     parse_proc_drbd,
     parse_resyncs,
+    split_brain_unresolved,
 )
 
 FIXTURES = Path(__file__).parents[3] / "fixtures" / "drbd"
@@ -295,3 +296,32 @@ def test_resyncs_are_read_from_the_kernel_log_of_their_minor_only() -> None:
     assert parse_resyncs(log, 1) == []
     assert parse_resyncs(log + DISK_ATTACHED + log.replace("drbd0", "drbd1"), 0) == [94208, 1048508]
     assert parse_resyncs("block drbd0: Resync done (total 2 sec; paused 0 sec; 47104 K/sec)\n", 0) == []
+
+
+# DRBD 8.4's own lines, as the split-brain drill reads them (tests/lab/test_split_brain.py, test_ha.py).
+SPLIT = "drbd r0: Split-Brain detected but unresolved, dropping connection!"
+STANDALONE = "drbd r0: conn( Disconnecting -> StandAlone ) "
+RECONNECT = "drbd r0: conn( StandAlone -> Unconnected ) "
+SOLVED = "block drbd0: Split-Brain detected, 1 primaries, automatically solved. Sync from this node"
+
+
+@pytest.mark.parametrize(
+    ("lines", "resource", "unresolved"),
+    [
+        ([], "r0", False),
+        ([SPLIT, STANDALONE], "r0", True),
+        ([SPLIT, STANDALONE], "r1", False),  # another resource's
+        ([SPLIT, STANDALONE, RECONNECT], "r0", False),  # the resolution connects again
+        ([SPLIT, STANDALONE, RECONNECT, SPLIT, STANDALONE], "r0", True),  # and split again
+        ([SOLVED], "r0", False),  # the after-sb policies solved it
+        (["[ 12.345678] " + SPLIT, STANDALONE], "r0", True),  # dmesg with its times
+    ],
+)
+def test_an_unresolved_split_brain_is_the_last_word_on_the_resource(
+    lines: list[str], resource: str, unresolved: bool
+) -> None:
+    assert split_brain_unresolved("\n".join(lines), resource) is unresolved
+
+
+def test_a_power_cycle_of_the_primary_is_no_split_brain() -> None:
+    assert not split_brain_unresolved(fixture("dmesg-power-cycle-primary.txt"), "r0")
