@@ -66,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
 
         for name, definition in definitions().items():
             try:
-                print(f"automation {name}: created ({apply(definition)})")
+                print(f"automation {name}: created ({apply(definition, settings.deployments)})")
             except LookupError as exc:
                 print(f"automation {name}: {exc}", file=sys.stderr)
                 return 1
