@@ -2,7 +2,7 @@
 
 - ``list``: each deployment, its schedule and its next run times, computed here (no server needed);
 - ``serve``: serve them from this process (runs execute here; Ctrl-C pauses them in the UI);
-- ``yaml``: print the ``prefect.yaml`` for ``prefect deploy --all`` (redirect it to regenerate the file);
+- ``yaml``: print the ``prefect.yaml`` for ``prefect deploy --all`` (or ``--output FILE``: write it);
 - ``automations``: create the automations of ``deployments/automations/`` on the server.
 """
 
@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import sys
 from datetime import UTC, datetime
+from pathlib import Path
 
 import yaml
 
@@ -50,6 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m deployments", description=__doc__.splitlines()[0])
     parser.add_argument("command", choices=["list", "serve", "yaml", "automations"])
     parser.add_argument("--count", type=int, default=3, help="list: how many next runs to show")
+    parser.add_argument("--output", type=Path, help="yaml: write the file here instead of printing it")
     args = parser.parse_args(argv)
     try:
         settings: Settings = load_settings()
@@ -60,7 +62,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "list":
         print(render_list(deployments, args.count, datetime.now(UTC)))
     elif args.command == "yaml":
-        print(render_yaml(deployments, settings.deployments.work_pool), end="")
+        text = render_yaml(deployments, settings.deployments.work_pool)
+        if args.output is None:
+            print(text, end="")
+        else:
+            args.output.write_text(text)
+            print(f"{args.output}: {len(deployments)} deployments")
     elif args.command == "automations":
         from deployments.automation import apply, definitions
 
