@@ -9,7 +9,7 @@ export DO_NOT_TRACK ?= 1
 export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS ?= 90
 
-.PHONY: deps host-deps python-deps demo setup bench-failover bench-backup test test-unit test-flow test-lab lint lab-up lab-status lab-down clean blocks deployments serve
+.PHONY: deps host-deps python-deps demo setup bench-failover bench-backup test test-unit test-flow test-server test-lab lint lab-up lab-status lab-down clean blocks deployments serve
 
 deps: host-deps python-deps
 
@@ -54,6 +54,9 @@ test-unit: deps
 
 test-flow: deps
 	$(PY) -m pytest tests/flow
+
+test-server: deps
+	$(PY) -m pytest tests/server
 
 test-lab: deps
 	$(PY) -m pytest -m lab

@@ -7,12 +7,15 @@ its fields, descriptions and validation are exactly the settings'. Secrets are P
 blocks (the DRBD shared secret, the Borg passphrase), generated once and referenced, never copied.
 
 ``python -m blocks register`` (or ``make blocks``) registers the types and saves one block of each,
-named after the cluster, from the current settings.
+named after the cluster, from the current settings. :func:`cluster_settings` turns the blocks saved
+under a cluster's name back into the settings a flow acts with: how one Prefect server runs the flows
+of many clusters (each deployment names its cluster).
 """
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Literal
+import contextlib
+from typing import Any, ClassVar, Literal, TypeVar
 
 from prefect.blocks.core import Block
 from prefect.blocks.system import Secret
@@ -25,6 +28,8 @@ from tasks.settings import (
     InventoryHost,
     LabSettings,
     Settings,
+    SettingsError,
+    load_settings,
 )
 
 
@@ -83,6 +88,7 @@ class HsfLab(Block):
 
 
 BLOCK_TYPES: tuple[type[Block], ...] = (HsfCluster, HsfBackupRepository, HsfLab)
+B = TypeVar("B", HsfCluster, HsfBackupRepository, HsfLab)
 
 
 def register(settings: Settings) -> dict[str, str]:
@@ -111,3 +117,33 @@ def register(settings: Settings) -> dict[str, str]:
     for block in saved.values():
         block.save(name, overwrite=True)
     return {slug: f"{slug}/{name}" for slug in saved}
+
+
+def cluster_settings(cluster: str | None) -> Settings:
+    """The settings a flow acts with: the environment / ``hsf.toml`` when ``cluster`` is None, else the
+    blocks saved under that name over them — ``hsf-cluster/<cluster>`` (it must exist) and the backup
+    repository's and the lab's when saved — with ``cluster.name`` set to it, so the secrets and events
+    are the cluster's own."""
+    if cluster is None:
+        return load_settings()
+    overrides: dict[str, Any] = {"cluster": {"name": cluster}}
+    try:
+        overrides |= _load(HsfCluster, cluster).settings_overrides()
+    except ValueError:
+        raise SettingsError(
+            f"no saved cluster named {cluster!r} (block hsf-cluster/{cluster}): save it with "
+            f"HSF_CLUSTER__NAME={cluster} python -m blocks register, run with that cluster's settings"
+        ) from None
+    # Not saved: that part of the settings stays the environment's / hsf.toml's.
+    with contextlib.suppress(ValueError):
+        overrides |= _load(HsfBackupRepository, cluster).settings_overrides()
+    with contextlib.suppress(ValueError):
+        overrides |= _load(HsfLab, cluster).settings_overrides()
+    return load_settings(**overrides)
+
+
+def _load(block_type: type[B], name: str) -> B:
+    """The block ``name`` of ``block_type``; ValueError when there is none."""
+    block = block_type.load(name)
+    assert isinstance(block, block_type)  # sync context: never a coroutine
+    return block

@@ -1,8 +1,8 @@
-"""``python -m deployments list|serve|yaml``: the scheduled deployments from the settings.
+"""``python -m deployments list|serve|yaml|automations|metrics``: the deployments, automations, metrics.
 
 - ``list``: each deployment, its schedule and its next run times, computed here (no server needed);
 - ``serve``: serve them from this process (runs execute here; Ctrl-C pauses them in the UI);
-- ``yaml``: print the ``prefect.yaml`` for ``prefect deploy --all`` (redirect it to regenerate the file);
+- ``yaml``: print the ``prefect.yaml`` for ``prefect deploy --all`` (or ``--output FILE``: write it);
 - ``automations``: create the automations of ``deployments/automations/`` on the server;
 - ``metrics``: serve the project's Prometheus metrics on ``/metrics`` (``--address``, ``--port``), or write
   them once into a node_exporter textfile (``--textfile PATH``): ``deployments/metrics.py``.
@@ -53,6 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m deployments", description=__doc__.splitlines()[0])
     parser.add_argument("command", choices=["list", "serve", "yaml", "automations", "metrics"])
     parser.add_argument("--count", type=int, default=3, help="list: how many next runs to show")
+    parser.add_argument("--output", type=Path, help="yaml: write the file here instead of printing it")
     parser.add_argument("--address", help="metrics: the address to serve on (default metrics.address)")
     parser.add_argument("--port", type=int, help="metrics: the port to serve on (default metrics.port)")
     parser.add_argument("--textfile", type=Path, help="metrics: write a node_exporter textfile once instead")
@@ -70,13 +71,18 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "list":
         print(render_list(deployments, args.count, datetime.now(UTC)))
     elif args.command == "yaml":
-        print(render_yaml(deployments, settings.deployments.work_pool), end="")
+        text = render_yaml(deployments, settings.deployments.work_pool)
+        if args.output is None:
+            print(text, end="")
+        else:
+            args.output.write_text(text)
+            print(f"{args.output}: {len(deployments)} deployments")
     elif args.command == "automations":
         from deployments.automation import apply, definitions
 
         for name, definition in definitions().items():
             try:
-                print(f"automation {name}: created ({apply(definition)})")
+                print(f"automation {name}: created ({apply(definition, settings.deployments)})")
             except LookupError as exc:
                 print(f"automation {name}: {exc}", file=sys.stderr)
                 return 1

@@ -39,6 +39,9 @@ class DeploymentSpec(BaseModel):
     parameters: dict[str, Any] = Field(default_factory=dict, description="Plain JSON flow parameters.")
     description: str = Field(description="Why this runs on this schedule.")
     tags: tuple[str, ...] = Field(description="Tags for filtering in the UI.")
+    work_queue: str | None = Field(
+        None, description="The work queue of the cluster's site; None: the pool's default queue."
+    )
 
     @property
     def full_name(self) -> str:
@@ -46,7 +49,26 @@ class DeploymentSpec(BaseModel):
 
 
 def specs(settings: DeploymentSettings) -> list[DeploymentSpec]:
-    """Every scheduled deployment, with schedules and parameters taken from the settings."""
+    """Every scheduled deployment, with schedules and parameters taken from the settings: one of each,
+    or one of each per cluster of ``settings.clusters`` (named ``<deployment>-<cluster>``, the cluster
+    its parameter, its site's work queue)."""
+    if not settings.clusters:
+        return _specs(settings)
+    return [
+        spec.model_copy(
+            update={
+                "name": f"{spec.name}-{cluster}",
+                "parameters": {**spec.parameters, "cluster": cluster},
+                "tags": (*spec.tags, f"cluster:{cluster}", f"site:{site}"),
+                "work_queue": site,
+            }
+        )
+        for cluster, site in settings.clusters.items()
+        for spec in _specs(settings)
+    ]
+
+
+def _specs(settings: DeploymentSettings) -> list[DeploymentSpec]:
     tz = settings.timezone
     return [
         DeploymentSpec(
@@ -155,7 +177,8 @@ def prefect_yaml(deployments: list[DeploymentSpec], work_pool: str) -> dict[str,
                 "tags": list(spec.tags),
                 "parameters": dict(spec.parameters),
                 "schedules": [{"cron": spec.cron, "timezone": spec.timezone}],
-                "work_pool": {"name": work_pool},
+                "work_pool": {"name": work_pool}
+                | ({"work_queue_name": spec.work_queue} if spec.work_queue else {}),
             }
             for spec in deployments
         ],

@@ -46,6 +46,7 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.logging import get_run_logger
 from pydantic import BaseModel, Field
 
+from blocks.prefect_blocks import cluster_settings
 from tasks.borg import commands as borg
 from tasks.borg.hooks import Hooks
 from tasks.borg.outcome import (
@@ -244,8 +245,12 @@ def _adopt(settings: Settings, passphrase_env: str | None, replace: bool) -> lis
 
 
 @flow(name="borg-backup")
-def backup(settings: Settings | None = None, verify_data: bool = False) -> BackupReport:
-    settings = settings or load_settings()
+def backup(
+    settings: Settings | None = None, verify_data: bool = False, cluster: str | None = None
+) -> BackupReport:
+    """Archive the sources, then check the repository and the new archive (``cluster``: the saved
+    blocks' name to act on; None: the settings of the environment / hsf.toml)."""
+    settings = settings or cluster_settings(cluster)
     with run_context(settings, changes_state=True):
         return _backup(settings, verify_data)
 
@@ -316,9 +321,9 @@ def _backup(settings: Settings, verify_data: bool) -> BackupReport:
 
 
 @flow(name="borg-verify")
-def verify(settings: Settings | None = None) -> list[str]:
+def verify(settings: Settings | None = None, cluster: str | None = None) -> list[str]:
     """The weekly deep check: the repository, then every archive with every chunk's data read back."""
-    settings = settings or load_settings()
+    settings = settings or cluster_settings(cluster)
     with run_context(settings, changes_state=False):
         return _verify(settings)
 
@@ -349,10 +354,10 @@ def _verify(settings: Settings) -> list[str]:
 
 
 @flow(name="borg-spot-check")
-def spot_check(settings: Settings | None = None) -> SpotCheckReport:
+def spot_check(settings: Settings | None = None, cluster: str | None = None) -> SpotCheckReport:
     """The daily check between full verifications: a share of the source files compared by content with
     the newest archive, and the file counts compared. Reads only."""
-    settings = settings or load_settings()
+    settings = settings or cluster_settings(cluster)
     with run_context(settings, changes_state=False):
         return _spot_check(settings)
 
@@ -429,10 +434,12 @@ def _spot_result(path: str, report: SpotCheckReport) -> str:
 
 @flow(name="borg-restore-drill")
 def restore_drill(
-    settings: Settings | None = None, damage: Literal["remove", "encrypt"] = "remove"
+    settings: Settings | None = None,
+    damage: Literal["remove", "encrypt"] = "remove",
+    cluster: str | None = None,
 ) -> RestoreReport:
     """Restore a fresh archive of the sources and compare every entry (``damage``: in-place mode only)."""
-    settings = settings or load_settings()
+    settings = settings or cluster_settings(cluster)
     with run_context(settings, changes_state=True):
         return _restore_drill(settings, damage)
 

@@ -31,6 +31,7 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.logging import get_run_logger
 from pydantic import BaseModel, Field
 
+from blocks.prefect_blocks import cluster_settings
 from flows.setup import setup
 from tasks.cli import run_cli
 from tasks.cluster import drbd_resource, node_targets, pacemaker_cluster, secret_block_name, shared_secret
@@ -45,7 +46,7 @@ from tasks.manifest import Entry, contents, lost_files, tree_manifest
 from tasks.nodes import confirm_down, fault_outcome, fire_fault, restart_node
 from tasks.pacemaker import steps as pm_steps
 from tasks.pictures import ack_timeline_png, resync_png, save_picture, timeline_png
-from tasks.settings import Settings, load_settings
+from tasks.settings import Settings
 from tasks.step import step
 from tasks.writes import AckedWrites, AckLog, Writer, WriterCheck, acked_writes, check_writers
 
@@ -451,8 +452,8 @@ def remove_old_datasets(target: SshTarget, mountpoint: str) -> None:
 
 
 @flow(name="failover-drill")
-def failover_drill(settings: Settings | None = None) -> FailoverReport:
-    settings = settings or load_settings()
+def failover_drill(settings: Settings | None = None, cluster: str | None = None) -> FailoverReport:
+    settings = settings or cluster_settings(cluster)
     refuse_dry_run(
         settings,
         "the failover drill",

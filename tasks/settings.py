@@ -691,6 +691,14 @@ class ClusterSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
+    name: BlockName | None = Field(
+        None,
+        description=(
+            "The cluster's name on a Prefect server many clusters share: its saved blocks "
+            "(hsf-cluster/<name>…), its secrets (<name>-drbd-r0, <name>-borg-passphrase) and its events "
+            "(hsf.cluster.<name>). None: the lab's name, or 'inventory'."
+        ),
+    )
     lock_timeout_s: float = Field(
         3600.0,
         ge=0,
@@ -923,6 +931,9 @@ def _check_cron(value: str) -> str:
 Cron = Annotated[str, AfterValidator(_check_cron)]
 
 
+QueueName = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")]  # a work queue
+
+
 class DeploymentSettings(BaseModel):
     """The scheduled deployments (``python -m deployments``, ``prefect.yaml``): when, where, with what."""
 
@@ -965,6 +976,24 @@ class DeploymentSettings(BaseModel):
     )
     weekly_failover_drill_cron: Cron = Field(
         "0 3 * * 6", description="Weekly failover drill on the replicated volume (kills the primary)."
+    )
+    backup_verified_within_s: int = Field(
+        26 * 3600,
+        ge=10,  # Prefect's own floor for a proactive trigger's window
+        le=31 * 86400,
+        description=(
+            "The backup-overdue automation notifies when a repository had no hsf.backup.verified event for "
+            "this long (seconds; default 26 h: the nightly backup and two hours of slack)."
+        ),
+    )
+    clusters: dict[BlockName, QueueName] = Field(
+        default_factory=dict,
+        description=(
+            "One server, many clusters: cluster (the name of its saved blocks) → its site (the work queue "
+            "its runs wait in, served by a worker on that site). Every deployment is then made once per "
+            "cluster, named '<deployment>-<cluster>', with the cluster as its parameter. Empty: one of each, "
+            "the settings read from the worker's environment / hsf.toml."
+        ),
     )
 
     @field_validator("timezone")
@@ -1234,7 +1263,9 @@ class Settings(BaseSettings):
 
     @property
     def cluster_name(self) -> str:
-        """Name of the cluster the flows act on: the lab's name, or 'inventory'."""
+        """Name of the cluster the flows act on: cluster.name, else the lab's name, or 'inventory'."""
+        if self.cluster.name is not None:
+            return self.cluster.name
         return self.lab.name if self.target == "lab" else "inventory"
 
     @property

@@ -14,18 +14,17 @@ import json
 import os
 import re
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import httpx
 import pytest
 import yaml
+
+from tests.processes import REPO_ROOT, free_port, run, started, tail, wait_for
 
 pytestmark = [
     pytest.mark.ui,
@@ -35,7 +34,6 @@ pytestmark = [
     ),
 ]
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 EVIDENCE_DIR = REPO_ROOT / "build" / "ui"
 PREFECT = str(Path(sys.executable).with_name("prefect"))
 POOL = "hsf-process"
@@ -43,8 +41,6 @@ DEPLOYMENT = "borg-backup/nightly-backup"
 ARCHIVE_PREFIX = "uitest"
 SERVER_START_TIMEOUT_S = 180  # fresh database on 2 busy cores (26.6 s when idle)
 RUN_TIMEOUT_S = 300
-
-T = TypeVar("T")
 
 
 def server_argv(port: int) -> list[str]:
@@ -73,55 +69,6 @@ def chromium_argv(url: str, profile: Path, output: list[str]) -> list[str]:
         *output,
         url,
     ]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_for(what: str, probe: Callable[[], T | None], timeout_s: float, interval_s: float = 1.0) -> T:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = probe()
-        if value is not None:
-            return value
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {timeout_s:.0f} s waiting for {what}")
-        time.sleep(interval_s)
-
-
-def tail(path: Path, lines: int = 40) -> str:
-    return "\n".join(path.read_text(errors="replace").splitlines()[-lines:]) if path.exists() else ""
-
-
-@contextlib.contextmanager
-def started(argv: list[str], env: dict[str, str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
-    """A process in its own process group; the whole group is terminated (then killed) on exit."""
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            argv, env=env, cwd=REPO_ROOT, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
-        )
-    try:
-        yield process
-    finally:
-        for sig, grace in ((signal.SIGTERM, 20), (signal.SIGKILL, 10)):
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, sig)
-            try:
-                process.wait(grace)
-                break
-            except subprocess.TimeoutExpired:
-                continue
-        with contextlib.suppress(ProcessLookupError):  # stragglers of the group (flow-run subprocesses)
-            os.killpg(process.pid, signal.SIGKILL)
-
-
-def run(argv: list[str], env: dict[str, str], timeout: float = 180) -> str:
-    result = subprocess.run(argv, env=env, cwd=REPO_ROOT, capture_output=True, text=True, timeout=timeout)
-    assert result.returncode == 0, f"{' '.join(argv)} → {result.returncode}\n{result.stdout}\n{result.stderr}"
-    return result.stdout
 
 
 def environment(home: Path, api_url: str, work: Path) -> dict[str, str]:

@@ -1,8 +1,10 @@
-"""The team server's docker-compose.yml, checked by Debian's docker-compose (no Docker engine needed)."""
+"""The team server's docker-compose.yml, checked by Debian's docker-compose (no Docker engine needed), and
+its commands and settings those of deployments/team.py, which tests/server runs natively."""
 
 from __future__ import annotations
 
 import os
+import shlex
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -10,6 +12,7 @@ from typing import Any
 import pytest
 import yaml
 
+from deployments import team
 from tasks.settings import DeploymentSettings
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -78,10 +81,11 @@ def test_worker_and_deploy_run_the_project_image_against_the_server(config: dict
         assert service["build"]["context"] == str(REPO_ROOT)
         assert service["environment"]["PREFECT_API_URL"] == "http://server:4200/api"
         assert service["depends_on"]["server"]["condition"] == "service_healthy"
-    assert worker["command"][:5] == ["prefect", "worker", "start", "--pool", pool]
-    script = deploy["command"][-1]
-    assert f"prefect work-pool create {pool} --type process" in script
-    assert "prefect --no-prompt deploy --all" in script and "python -m blocks register" in script
+    assert worker["command"] == team.worker_argv(pool, healthcheck=True)
+    assert deploy["command"][:2] == ["sh", "-ec"]
+    assert deploy["command"][-1] == "; ".join(
+        shlex.join(step) for step in team.deploy_steps(pool, "/tmp/hsf-prefect.yaml")
+    )
     assert (
         yaml.safe_load((REPO_ROOT / "prefect.yaml").read_text())["deployments"][0]["work_pool"]["name"]
         == pool
@@ -100,3 +104,15 @@ def test_the_image_carries_what_prefect_deploy_and_the_flows_need() -> None:
     ):
         assert needed in dockerfile
     assert "WORKDIR /opt/hsf" in dockerfile
+
+
+def test_the_server_and_its_database_are_those_of_the_native_topology(config: dict[str, Any]) -> None:
+    """tests/server starts the server with the same argv and environment, on 127.0.0.1."""
+    server, postgres = config["services"]["server"], config["services"]["postgres"]
+    assert server["command"] == team.server_argv("0.0.0.0", team.PORT)
+    expected = team.server_env(team.database_url(PASSWORD, "postgres"), "0.0.0.0")
+    assert {key: server["environment"][key] for key in expected} == expected
+    assert (postgres["environment"]["POSTGRES_USER"], postgres["environment"]["POSTGRES_DB"]) == (
+        team.DATABASE_USER,
+        team.DATABASE,
+    )

@@ -1,6 +1,7 @@
 """The house's layers, read from the source: settings and models at the bottom (tasks), Prefect block
-types and flows on top of them, deployments on top of flows — no import cycle among the top-level
-packages, and a flow module borrows nothing from another flow module but the flow itself (a subflow)."""
+types on them, flows on both (a deployment's flow loads its cluster's saved blocks), deployments on top
+— no import cycle among the top-level packages, and a flow module borrows nothing from another flow module
+but the flow itself (a subflow)."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ PACKAGES = ("tasks", "blocks", "flows", "deployments")
 ALLOWED = {
     "tasks": set(),
     "blocks": {"tasks"},
-    "flows": {"tasks"},
+    "flows": {"tasks", "blocks"},
     "deployments": {"tasks", "flows", "blocks"},
 }
 

@@ -4,7 +4,9 @@ secrets are references."""
 from __future__ import annotations
 
 import secrets
+from pathlib import Path
 
+import pytest
 from prefect.blocks.system import Secret
 from prefect.client.orchestration import get_client
 
@@ -12,11 +14,12 @@ from blocks.prefect_blocks import (
     HsfBackupRepository,
     HsfCluster,
     HsfLab,
+    cluster_settings,
     register,
 )
 from flows.backup import passphrase
 from tasks.cluster import borg_passphrase_block_name, secret_block_name, store_secret, stored_secret
-from tasks.settings import Settings, load_settings
+from tasks.settings import Settings, SettingsError, load_settings
 
 
 def test_blocks_round_trip_to_the_same_settings(prefect_harness: None, settings: Settings) -> None:
@@ -52,3 +55,33 @@ def test_secrets_are_referenced_secret_blocks_generated_once(
         document = client.read_block_document_by_name(settings.cluster_name, "hsf-cluster")
         secret_doc = client.read_block_document_by_name(secret_block_name(settings), "secret")
     assert document.block_document_references["drbd_secret"]["block_document"]["id"] == str(secret_doc.id)
+
+
+def test_a_named_cluster_loads_its_saved_blocks_over_the_environment(
+    prefect_harness: None, settings: Settings, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """One server, many clusters: what a deployment's ``cluster`` parameter gives the flow."""
+    east = load_settings(
+        cluster={"name": "east-" + settings.lab.name},
+        backup={"repository": str(tmp_path / "east"), "sources": ["/srv/east"], "archive_prefix": "east"},
+    )
+    store_secret(borg_passphrase_block_name(east), "east-passphrase")
+    register(east)
+    # The worker's own settings differ: the cluster's blocks win, the rest stays the environment's.
+    monkeypatch.setenv("HSF_BACKUP__REPOSITORY", str(tmp_path / "worker"))
+    monkeypatch.setenv("HSF_CLUSTER__LOCK_TIMEOUT_S", "7")
+    loaded = cluster_settings(east.cluster_name)
+    assert loaded.cluster_name == east.cluster_name
+    assert (loaded.backup, loaded.drbd, loaded.lab) == (east.backup, east.drbd, east.lab)
+    assert loaded.cluster.lock_timeout_s == 7
+    assert passphrase(loaded) == "east-passphrase"  # its secrets are the cluster's own
+    assert cluster_settings(None).backup.repository == str(tmp_path / "worker")  # no cluster: as before
+
+
+def test_a_cluster_with_no_saved_blocks_is_one_line(prefect_harness: None, settings: Settings) -> None:
+    with pytest.raises(SettingsError) as refused:
+        cluster_settings("nowhere")
+    assert str(refused.value) == (
+        "no saved cluster named 'nowhere' (block hsf-cluster/nowhere): save it with "
+        "HSF_CLUSTER__NAME=nowhere python -m blocks register, run with that cluster's settings"
+    )

@@ -14,7 +14,7 @@ import yaml
 
 from deployments.__main__ import render_yaml
 from deployments.definitions import load_flow, next_runs, prefect_yaml, runner_deployments, specs
-from tasks.settings import DeploymentSettings, load_settings
+from tasks.settings import DeploymentSettings, SettingsError, load_settings
 from tests.unit.deployments.conftest import REPO_ROOT
 
 EXPECTED: dict[str, tuple[str, str, str, dict[str, Any]]] = {
@@ -98,3 +98,35 @@ def test_next_runs_are_computed_locally_in_the_schedule_time_zone() -> None:
     winter, summer = next_runs(berlin, 1, start)[0], next_runs(berlin, 1, datetime(2026, 7, 1, tzinfo=UTC))[0]
     assert winter == datetime(2026, 1, 1, 1, tzinfo=UTC)  # 02:00 CET
     assert summer == datetime(2026, 7, 1, 0, tzinfo=UTC)  # 02:00 CEST
+
+
+def test_one_server_many_clusters_makes_each_deployment_per_cluster_in_its_sites_queue(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("HSF_DEPLOYMENTS__CLUSTERS", '{"east": "berlin", "west": "paris"}')
+    deployments = specs(load_settings().deployments)
+    assert len(deployments) == 2 * len(EXPECTED)
+    by_name = {spec.name: spec for spec in deployments}
+    for base, (flow_name, _, cron, parameters) in EXPECTED.items():
+        for cluster, site in (("east", "berlin"), ("west", "paris")):
+            spec = by_name[f"{base}-{cluster}"]
+            assert (spec.flow_name, spec.cron, spec.work_queue) == (flow_name, cron, site)
+            assert spec.parameters == {**parameters, "cluster": cluster}
+            assert {f"cluster:{cluster}", f"site:{site}"} <= set(spec.tags)
+            validated = load_flow(spec.entrypoint).validate_parameters(dict(spec.parameters))
+            assert validated["cluster"] == cluster  # the flow takes it
+    pools = [d["work_pool"] for d in prefect_yaml(deployments, "hsf-process")["deployments"]]
+    assert {p["work_queue_name"] for p in pools} == {"berlin", "paris"}
+    assert {p["name"] for p in pools} == {"hsf-process"}
+
+
+def test_a_cluster_or_site_name_that_cannot_be_a_block_or_queue_is_one_line(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("HSF_DEPLOYMENTS__CLUSTERS", '{"East": "berlin"}')
+    with pytest.raises(SettingsError) as refused:
+        load_settings()
+    assert str(refused.value).startswith(
+        "setting deployments.clusters.East.[key] [HSF_DEPLOYMENTS__CLUSTERS__EAST__[KEY]]: "
+        "String should match"
+    )

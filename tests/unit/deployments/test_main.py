@@ -3,7 +3,10 @@ bad schedule settings are one line (no server needed)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
+import yaml
 
 from deployments.__main__ import main
 
@@ -34,3 +37,15 @@ def test_bad_schedule_settings_fail_with_one_line(
     err = capsys.readouterr().err.strip()
     assert err.startswith("setting deployments.weekly_verify_cron [HSF_DEPLOYMENTS__WEEKLY_VERIFY_CRON]:")
     assert "\n" not in err
+
+
+def test_yaml_output_writes_the_settings_deployments_to_a_file(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("HSF_DEPLOYMENTS__CLUSTERS", '{"east": "berlin"}')
+    target = tmp_path / "prefect.yaml"
+    assert main(["yaml", "--output", str(target)]) == 0
+    assert capsys.readouterr().out == f"{target}: {len(EXPECTED)} deployments\n"
+    written = yaml.safe_load(target.read_text())["deployments"]
+    assert {d["name"] for d in written} == {f"{name}-east" for name in EXPECTED}
+    assert {d["work_pool"]["work_queue_name"] for d in written} == {"berlin"}
