@@ -12,9 +12,11 @@ now() { date +%s.%N; }
 since() { awk -v a="$(now)" -v b="$1" 'BEGIN { printf "%.2f", a - b }'; }
 
 dir="$MNT/shell-drill"
+td=$(now)
 on "$A" "rm -rf $MNT/drill-* $dir; mkdir -p $dir"
 for i in $(seq 1 "$FILES"); do on "$A" "dd if=/dev/urandom of=$dir/f$i.bin bs=1M count=$MIB status=none"; done
 on "$A" "cd $dir && sha256sum f*.bin > MANIFEST.sha256 && sync"
+echo "TIMING dataset=$(since "$td")"
 
 t0=$(now)
 virsh -q -c "$URI" destroy "$A_DOMAIN" >/dev/null
@@ -32,7 +34,9 @@ t2=$(now)
 on "$A" "modprobe drbd && drbdadm up $RES"
 until on "$B" "grep -q 'cs:Connected.*ds:UpToDate/UpToDate' /proc/drbd"; do sleep 1; done
 echo "TIMING resync=$(since "$t2")"
+t3=$(now)
 on "$B" "cd $dir && sha256sum --quiet -c MANIFEST.sha256"
 on "$B" "umount $MNT && drbdadm secondary $RES"
 on "$A" "drbdadm primary $RES && mount $DEV $MNT && cd $dir && sha256sum --quiet -c MANIFEST.sha256"
+echo "TIMING switchback=$(since "$t3")"
 echo "TIMING total=$(since "$t0")"

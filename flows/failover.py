@@ -105,6 +105,11 @@ class FailoverReport(BaseModel):
         default_factory=list, description="The rejoin's resync: (seconds since attached, percent synced)."
     )
     resync_picture: str = Field("", description="That curve (PNG).")
+    dataset_s: float | None = Field(None, description="Writing the dataset and hashing it on the primary.")
+    switch_back_s: float | None = Field(
+        None,
+        description="After the resync: verified on the survivor, switched back, verified on the old primary.",
+    )
 
     @property
     def bytes_lost(self) -> int:
@@ -566,7 +571,9 @@ def _phases(
     figures = progress.figures
 
     # Phase 1: a dataset whose every byte is recorded, and the application writing on the primary.
+    started = time.monotonic()
     directory, manifest = _dataset(settings, targets[primary], progress)
+    dataset_s = round(time.monotonic() - started, 2)
     first = application.start(targets[primary], settings.writes.first_acks)
 
     # Phase 2: kill the primary; the survivor takes over (every state-changing command is recorded).
@@ -614,6 +621,7 @@ def _phases(
     switch_primary(targets, resource, drbd.mountpoint, old=survivor, new=primary)
     on_returned = verify_dataset(targets[primary], directory, manifest)
     progress.verified.append(on_returned)
+    switch_back_s = round(time.monotonic() - resynced_at, 2)
     checks += application.check(targets[primary])
 
     return progress.report(
@@ -621,6 +629,8 @@ def _phases(
         [on_survivor, on_returned],
         down_s=figures["down_s"],
         rejoin_at_s=rejoin_at_s,
+        dataset_s=dataset_s,
+        switch_back_s=switch_back_s,
         resynced_bytes=rejoined.resynced_kib << 10,
         resync_curve=rejoined.resync_curve,
         written_away_bytes=application.log.bytes_between(
