@@ -82,6 +82,9 @@ class RepositoryState(BaseModel):
     checkpoints: int = Field(description="Checkpoint archives an interrupted backup left.")
     ours: int = Field(description="Archives named like this project's (the ones rotation manages).")
     newest_ours: datetime | None = Field(None, description="Time of the newest archive this project made.")
+    oldest_ours: datetime | None = Field(
+        None, description="Time of the oldest one: how long the repository has held data to verify."
+    )
     stored_bytes: int = Field(description="What the repository stores: deduplicated, compressed.")
     original_bytes: int = Field(description="The archives' original size, all added up.")
 
@@ -358,6 +361,12 @@ def _repository_families(repositories: list[RepositoryState]) -> list[Metric]:
         "completed.",
         labels,
     )
+    first = _gauge(
+        "backup_first_archive_timestamp_seconds",
+        "Time of the oldest archive this project made in the repository (borg list): since when it has "
+        "held data that a verification must read back.",
+        labels,
+    )
     archives = _gauge(
         "backup_archives", "Archives in the repository (borg list; checkpoints left out).", labels
     )
@@ -380,12 +389,14 @@ def _repository_families(repositories: list[RepositoryState]) -> list[Metric]:
     for r in repositories:
         if r.newest_ours is not None:
             last.add_metric([r.repository], _stamp(r.newest_ours))
+        if r.oldest_ours is not None:
+            first.add_metric([r.repository], _stamp(r.oldest_ours))
         archives.add_metric([r.repository], r.archives)
         ours.add_metric([r.repository], r.ours)
         checkpoints.add_metric([r.repository], r.checkpoints)
         stored.add_metric([r.repository], r.stored_bytes)
         original.add_metric([r.repository], r.original_bytes)
-    return [last, archives, ours, checkpoints, stored, original]
+    return [last, first, archives, ours, checkpoints, stored, original]
 
 
 def _check_families(checks: list[BackupCheck]) -> list[Metric]:
@@ -556,6 +567,7 @@ def probe_repository(settings: Settings) -> RepositoryState:
         checkpoints=len(listed) - len(whole),
         ours=len(ours),
         newest_ours=max((a.time for a in ours), default=None),
+        oldest_ours=min((a.time for a in ours), default=None),
         stored_bytes=stored,
         original_bytes=original,
     )

@@ -178,6 +178,7 @@ def snapshot() -> Snapshot:
         repositories=[
             RepositoryState(
                 repository=REPO, archives=12, checkpoints=1, ours=11, newest_ours=T0, stored_bytes=738,
+                oldest_ours=T0 - timedelta(days=30),
                 original_bytes=3,
             )
         ],
@@ -217,7 +218,8 @@ def samples(found: Snapshot) -> dict[tuple[str, tuple[tuple[str, str], ...]], fl
 
 NAMES = {
     "hsf_probe_success", "hsf_probe_duration_seconds",
-    "hsf_backup_last_archive_timestamp_seconds", "hsf_backup_archives", "hsf_backup_project_archives",
+    "hsf_backup_last_archive_timestamp_seconds", "hsf_backup_first_archive_timestamp_seconds",
+    "hsf_backup_archives", "hsf_backup_project_archives",
     "hsf_backup_checkpoint_archives", "hsf_backup_repository_size_bytes", "hsf_backup_original_size_bytes",
     "hsf_backup_last_verified_timestamp_seconds", "hsf_backup_check_last_timestamp_seconds",
     "hsf_backup_check_last_success",
@@ -254,6 +256,8 @@ def test_every_family_is_named_and_documented_by_the_conventions() -> None:
 def test_the_figures_of_a_scrape() -> None:
     got = samples(snapshot())
     assert got[("hsf_backup_last_archive_timestamp_seconds", (("repository", REPO),))] == T0.timestamp()
+    first = T0.timestamp() - 30 * 86400
+    assert got[("hsf_backup_first_archive_timestamp_seconds", (("repository", REPO),))] == first
     assert got[("hsf_backup_repository_size_bytes", (("repository", REPO),))] == 738
     assert got[("hsf_backup_check_last_success", (("check", "spot"), ("repository", REPO)))] == 0
     assert (
