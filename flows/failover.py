@@ -604,15 +604,20 @@ def _phases(
             progress.verified.append(after_failover)
         finally:
             progress.survivor_commands = [c.command for c in commands if c.target == survivor]
-    second.keep_writing(settings.writes.after_s, timeout_s=settings.writes.after_s + 300)
-    second.stop()
-    ended_at = time.monotonic()
-    checks = application.check(targets[survivor])
-
-    # Phase 3: the old primary rejoins as secondary, takes over again, and proves its copy.
-    progress.phase = "rejoin"
+    # Phase 3: the old primary boots while the application writes on the survivor and its records are
+    # read back; then it rejoins as secondary, takes over again, and proves its copy.
     rejoin_at_s = round(time.monotonic() - killed_at, 2)
-    rejoined = rejoin(settings, targets, resource, primary)
+    booting = restart_node.submit(settings, targets[primary])
+    try:
+        second.keep_writing(settings.writes.after_s, timeout_s=settings.writes.after_s + 300)
+        second.stop()
+        ended_at = time.monotonic()
+        checks = application.check(targets[survivor])
+    except BaseException:
+        booting.wait()  # never two restarts at once: the recovery may restart it too
+        raise
+    progress.phase = "rejoin"
+    rejoined = rejoin(settings, targets, resource, primary, returned_s=booting.result())
     figures["returned_s"], figures["resync_s"] = round(rejoined.returned_s, 1), round(rejoined.resync_s, 1)
     resynced_at = time.monotonic()
     on_survivor = verify_dataset(targets[survivor], directory, manifest)

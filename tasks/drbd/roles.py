@@ -44,13 +44,19 @@ class Rejoined(BaseModel):
 
 
 def rejoin(
-    settings: Settings, targets: Mapping[str, SshTarget], resource: DrbdResource, node: str
+    settings: Settings,
+    targets: Mapping[str, SshTarget],
+    resource: DrbdResource,
+    node: str,
+    returned_s: float | None = None,
 ) -> Rejoined:
-    """Bring ``node`` back after a loss and wait until its disk is UpToDate again (as secondary)."""
+    """Bring ``node`` back after a loss and wait until its disk is UpToDate again (as secondary).
+    ``returned_s``: the caller restarted it already (it answers SSH), that many seconds after the start."""
     survivor = targets[resource.peer_of(node).name]
     minor = resource.node(survivor.name).minor
     resyncs_before = len(steps.resyncs(survivor, minor))
-    returned_s = restart_node(settings, targets[node])
+    if returned_s is None:
+        returned_s = restart_node(settings, targets[node])
     steps.load_module(targets[node])
     steps.up(targets[node], resource)
     steps.wait_connected(survivor, resource, settings.drbd.connect_timeout_s)
