@@ -6,52 +6,29 @@ through Prometheus' HTTP API. Everything started here is stopped here."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import signal
-import socket
 import subprocess
 import sys
 import time
 import urllib.parse
 import urllib.request
-from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 
 from flows.backup import backup, init, restore_drill, spot_check, verify
 from tasks.settings import Settings, write_settings_file
 from tests.flow.conftest import local_repository_settings
+from tests.processes import REPO_ROOT, free_port, started, wait_for
 
 pytestmark = pytest.mark.skipif(
     not Path("/usr/bin/prometheus").exists() or subprocess.run(["which", "borg"]).returncode != 0,
     reason="needs Debian's prometheus and borg (make deps)",
 )
-REPO_ROOT = Path(__file__).resolve().parents[3]
 ALERT_RULES = REPO_ROOT / "deployments" / "prometheus" / "hsf-alerts.yml"
-T = TypeVar("T")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_for(what: str, probe: Callable[[], T | None], timeout_s: float, interval_s: float = 0.5) -> T:
-    """Poll ``probe`` until it returns something (not None); raise naming ``what`` after ``timeout_s``."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = probe()
-        if value is not None:
-            return value
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {timeout_s:.0f} s waiting for {what}")
-        time.sleep(interval_s)
 
 
 def get(url: str) -> bytes | None:
@@ -61,26 +38,6 @@ def get(url: str) -> bytes | None:
             return bytes(response.read()) if response.status == 200 else None
     except OSError:
         return None
-
-
-@contextlib.contextmanager
-def started(argv: list[str], env: dict[str, str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
-    """A process in a session of its own; terminated (then killed) by its own id at the end."""
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            argv, env=env, cwd=REPO_ROOT, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
-        )
-    try:
-        yield process
-    finally:
-        for sig, grace in ((signal.SIGTERM, 20), (signal.SIGKILL, 10)):
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, sig)
-            try:
-                process.wait(grace)
-                break
-            except subprocess.TimeoutExpired:
-                continue
 
 
 def query(prometheus: str, promql: str) -> list[dict[str, Any]] | None:
