@@ -76,7 +76,11 @@ def test_failover_drill_loses_no_byte_and_no_acknowledged_write(
     }
     assert all(c.good == c.acked > 0 for c in writes.checks)
     assert writes.outage is not None and writes.outage.to_s is not None
-    assert writes.outage.usual_s < writes.outage.gap_s and writes.outage.from_s <= 0 < writes.outage.to_s
+    # the outage spans the loss: the last record before it may still arrive in the milliseconds the kill
+    # takes (measured: 0.02 s after the kill began), but before the survivor noticed; the first after it
+    # comes once the survivor serves
+    outage = writes.outage
+    assert outage.usual_s < outage.gap_s and outage.from_s < report.detection_s < outage.to_s
     assert report.picture and Path(report.picture).stat().st_size > 0
     # the broken application lost acknowledged writes in the same kill, and the checker says so
     [caught] = check_writers(

@@ -34,9 +34,16 @@ NOTIFY_TIMEOUT_S = 60  # from the moment a notification is due
 
 @pytest.fixture(scope="module")
 def on_server(team_server: TeamServer) -> Iterator[TeamServer]:
-    """This process's Prefect client talks to the team server (events, blocks)."""
+    """This process's Prefect client talks to the team server (events, blocks). Prefect keeps one events
+    worker per client type, bound to the API URL of its start: in a session whose flow tests started
+    one against the test harness, events would go there. It is stopped on the way in and out, so the next
+    emit starts one bound to the server of the moment."""
+    EventsWorker.drain_all()
     with temporary_settings(updates={PREFECT_API_URL: team_server.api}):
-        yield team_server
+        try:
+            yield team_server
+        finally:
+            EventsWorker.drain_all()
 
 
 def emitted(server: TeamServer, event: str, resource: str, payload: dict[str, object]) -> float:

@@ -158,7 +158,7 @@ def test_prometheus_scrapes_the_backup_and_the_drill(
         ]
         assert firing[0]["labels"]["repository"] == repository
         rules = json.loads(get(f"{prometheus}/api/v1/rules") or b"{}")["data"]["groups"]
-        assert sum(len(group["rules"]) for group in rules) == 9
+        assert sum(len(group["rules"]) for group in rules) == 10
         durations = query(prometheus, "hsf_probe_duration_seconds") or []
         print(
             "\nprobe durations (s):",
