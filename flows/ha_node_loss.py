@@ -28,7 +28,7 @@ from tasks.drbd.roles import rejoin
 from tasks.events import DATA_LOST, HA_NODE_LOSS_COMPLETED, cluster_resource, emit
 from tasks.lab.host import wait_until
 from tasks.manifest import contents, tree_manifest
-from tasks.nodes import confirm_down, fault_outcome, fire_fault
+from tasks.nodes import confirm_down, fault_outcome, fire_fault, restart_node
 from tasks.ocfs2 import steps as ocfs2
 from tasks.pictures import ack_timeline_png, save_picture
 from tasks.settings import Settings, load_settings
@@ -190,16 +190,21 @@ def _drill(settings: Settings) -> NodeLossReport:
                 writer.stop()  # raises the writer's own error, if it had one
     ended_at = time.monotonic()
     confirm_down(settings, targets[killed])  # after the measurement: the check must not delay it
-    names = [w.name for w in writers.values()]
-    checks = check_writers(targets[survivor], directory, acks, names, workload.payload_bytes)
-    before_rejoin = contents(tree_manifest(targets[survivor], drbd.mountpoint))
+    booting = restart_node.submit(settings, targets[killed])  # it boots while the survivor is read
+    try:
+        names = [w.name for w in writers.values()]
+        checks = check_writers(targets[survivor], directory, acks, names, workload.payload_bytes)
+        before_rejoin = contents(tree_manifest(targets[survivor], drbd.mountpoint))
+    except BaseException:
+        booting.wait()  # never two restarts at once: whoever repairs it may restart it too
+        raise
     survivor_acks = acks.acks(on_survivor.name)
     writes = acked_writes(acks, checks, fault_at, ended_at, application=[on_survivor.name])
     log.info("%s %s; %s", killed, fault_outcome(settings.fault), "; ".join(writes.lines()))
 
     # Phase 3: the lost node rejoins (DRBD resync, then o2cb, promote, mount); every file and every
     # acknowledged record on both.
-    rejoined = rejoin(settings, targets, resource, killed)
+    rejoined = rejoin(settings, targets, resource, killed, returned_s=booting.result())
     ocfs2.start_o2cb(targets[killed], cluster)
     steps.promote(targets[killed], resource)
     ocfs2.mount_ocfs2(targets[killed], device, drbd.mountpoint)

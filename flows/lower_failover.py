@@ -29,7 +29,7 @@ from tasks.drbd import stacked, steps
 from tasks.drbd.plan import Refused
 from tasks.drbd.roles import rejoin
 from tasks.events import DATA_LOST, STACKED_FAILOVER_COMPLETED, cluster_resource, emit
-from tasks.nodes import fault_outcome, kill_node
+from tasks.nodes import fault_outcome, kill_node, restart_node
 from tasks.pictures import ack_timeline_png, save_picture
 from tasks.settings import Settings, load_settings
 from tasks.writes import AckedWrites, AckLog, Writer, acked_writes, check_writers, remove_drill_files
@@ -145,15 +145,21 @@ def _drill(settings: Settings) -> LowerFailoverReport:
         steps.mount(targets[survivor], upper.node(survivor).device, drbd.mountpoint)
     service_s = round(time.monotonic() - fault_at, 1)
     note(f"{survivor} serves {upper.name} at {drbd.mountpoint}")
-    second = Writer(targets[survivor], directory, f"{survivor}-app", acks, writes, max_s)
-    second.start(writes.first_acks, settings.faults.timeout_s)
-    steps.wait_connected(targets[survivor], upper, drbd.connect_timeout_s)
-    third_s = round(time.monotonic() - fault_at, 1)
-    note(f"{volume.third} connected to {survivor} ({volume.states(survivor)[1].summary()})")
-    second.keep_writing(writes.after_s, settings.faults.timeout_s)
+    booting = restart_node.submit(settings, targets[failed])  # it boots while the survivor serves
+    try:
+        second = Writer(targets[survivor], directory, f"{survivor}-app", acks, writes, max_s)
+        second.start(writes.first_acks, settings.faults.timeout_s)
+        steps.wait_connected(targets[survivor], upper, drbd.connect_timeout_s)
+        third_s = round(time.monotonic() - fault_at, 1)
+        note(f"{volume.third} connected to {survivor} ({volume.states(survivor)[1].summary()})")
+        second.keep_writing(writes.after_s, settings.faults.timeout_s)
+    except BaseException:
+        booting.wait()  # never two restarts at once: whoever repairs it may restart it too
+        raise
 
     # Phase 3: the dead node returns as the lower Secondary; all three copies in sync again.
-    back = rejoin(settings, {n.name: targets[n.name] for n in lower.nodes}, lower, failed)
+    lower_nodes = {n.name: targets[n.name] for n in lower.nodes}
+    back = rejoin(settings, lower_nodes, lower, failed, returned_s=booting.result())
     note(f"{failed} answered SSH after {back.returned_s:.1f} s and resynced as lower Secondary")
     volume.wait_redundant(survivor, drbd.sync_timeout_s)
     redundant_s = round(time.monotonic() - fault_at, 1)
