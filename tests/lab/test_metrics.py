@@ -1,7 +1,8 @@
 """The exporter on the lab (tasks/metrics.py, deployments/metrics.py): DRBD's state on both nodes over SSH,
 healthy after test_drbd.py's drill and not while the secondary is disconnected (StandAlone, and no
 split-brain: its kernel log is read and says none); the failover drill's recorded result; the textfile
-judged by promtool. The volume is left Connected and UpToDate, Primary on the first node."""
+judged by promtool; a real Prometheus scraping the exporter and answering with the lab's DRBD state.
+The volume is left Connected and UpToDate, Primary on the first node."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from tasks.executor import SshTarget
 from tasks.lab.host import wait_until
 from tasks.metrics import DrbdDevice, Snapshot, take_snapshot
 from tasks.settings import Settings
+from tests.prometheus import PROMETHEUS, scraped
 
 pytestmark = pytest.mark.lab
 
@@ -86,3 +88,22 @@ def test_the_textfile_of_the_lab_passes_promtool(lab: LabStatus, settings: Setti
         assert f'hsf_probe_success{{probe="drbd",target="{node}"}} 1.0' in text
     checked = subprocess.run(["promtool", "check", "metrics"], input=text, capture_output=True, text=True)
     assert (checked.returncode, checked.stdout + checked.stderr) == (0, "")
+
+
+@pytest.mark.skipif(not PROMETHEUS.exists(), reason="needs Debian's prometheus (make deps)")
+def test_prometheus_reads_the_lab_s_drbd_state(lab: LabStatus, settings: Settings, tmp_path: Path) -> None:
+    """``python -m deployments metrics`` on this host, probing the lab's nodes over SSH, scraped by a real
+    Prometheus: the state read back through its HTTP API, and none of the project's alerts firing."""
+    from prefect.settings import get_current_settings
+
+    primary, secondary = settings.lab.nodes
+    with scraped(probing(settings, "drbd"), tmp_path, str(get_current_settings().api.url)) as scrape:
+        for node in (primary, secondary):
+            assert scrape.value(f'hsf_probe_success{{probe="drbd",target="{node}"}}') == 1
+            assert scrape.value(f'hsf_drbd_healthy{{node="{node}",resource="r0"}}') == 1
+            assert scrape.value(f'hsf_drbd_split_brain{{node="{node}",resource="r0"}}') == 0
+            assert scrape.value(f'hsf_drbd_out_of_sync_bytes{{node="{node}",resource="r0"}}') == 0
+        assert scrape.value(f'hsf_drbd_role{{node="{primary}",resource="r0",role="Primary"}}') == 1
+        assert scrape.value(f'hsf_drbd_role{{node="{secondary}",resource="r0",role="Secondary"}}') == 1
+        assert scrape.value('count(hsf_drbd_connection_state{resource="r0",state="Connected"} == 1)') == 2
+        assert scrape.alerts() == []
