@@ -40,22 +40,15 @@ packages=(
   prometheus
 )
 
-# Debian's prometheus enables its unit (and would start it, but for the policy below): a daemon on
-# :9090 with its storage in /var/lib/prometheus is nothing the tests want. Stopped and disabled, also on
-# a re-run (a machine without a running systemd, a container, only has the unit's links to remove).
-quiet_prometheus() {
+# Debian's prometheus enables and starts its unit (but for the policy below): a daemon on :9090 with its
+# storage in /var/lib/prometheus is nothing the tests want (they run their own on free ports). When this
+# script installed the package, it disables the unit it brought; a prometheus the machine had before is
+# its owner's and is left alone.
+quiet_new_prometheus() {
   if [ -d /run/systemd/system ] && systemctl is-active --quiet prometheus.service; then
     systemctl stop prometheus.service
   fi
-  if systemctl is-enabled --quiet prometheus.service 2>/dev/null; then
-    systemctl disable --quiet prometheus.service  # also without a running systemd: it removes the links
-  fi
-  # the package's daemon runs as its account; the tests' own prometheus runs as the test's user
-  if id -u prometheus >/dev/null 2>&1 && pgrep -x -u prometheus prometheus >/dev/null; then
-    echo "host packages: the prometheus package's daemon runs (pids $(pgrep -x -u prometheus prometheus |" \
-      "tr '\n' ' ')): stop it (systemctl disable --now prometheus, or kill those pids)" >&2
-    exit 1
-  fi
+  systemctl disable --quiet prometheus.service 2>/dev/null || true  # without systemd: removes the links
 }
 
 missing=()
@@ -63,7 +56,6 @@ for pkg in "${packages[@]}"; do
   dpkg-query -W -f='${Status}\n' "$pkg" 2>/dev/null | grep -q '^install ok installed$' || missing+=("$pkg")
 done
 if [ ${#missing[@]} -eq 0 ]; then
-  quiet_prometheus
   echo "host packages: all ${#packages[@]} installed"
   exit 0
 fi
@@ -82,4 +74,6 @@ trap cleanup EXIT
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends "${missing[@]}"
-quiet_prometheus
+if [[ " ${missing[*]} " == *" prometheus "* ]]; then
+  quiet_new_prometheus
+fi
