@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import secrets
 import shutil
-import socket
 import subprocess
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+
+from tests.processes import free_port
 
 POSTGRES_USER = "postgres"  # the account Debian's package makes; the server refuses to run as root
 
@@ -41,12 +42,6 @@ class Cluster:
         return subprocess.run(argv, capture_output=True, text=True, check=True, timeout=60).stdout
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 def _as_postgres(*argv: str) -> None:
     subprocess.run(
         ["runuser", "-u", POSTGRES_USER, "--", *argv], check=True, capture_output=True, timeout=120
@@ -59,7 +54,7 @@ def temporary_cluster() -> Iterator[Cluster]:
     assert binaries is not None, "Debian's postgresql is installed by make deps"
     root = Path(tempfile.mkdtemp(prefix="hsf-pg-"))
     shutil.chown(root, POSTGRES_USER, POSTGRES_USER)
-    data, port = root / "data", _free_port()
+    data, port = root / "data", free_port()
     _as_postgres(
         str(binaries / "initdb"), "--auth-local=trust", "--auth-host=scram-sha-256", "--no-sync",
         f"--username={POSTGRES_USER}", "-D", str(data),
