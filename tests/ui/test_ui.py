@@ -24,6 +24,7 @@ import httpx
 import pytest
 import yaml
 
+from deployments import team
 from tests.processes import REPO_ROOT, free_port, run, started, tail, wait_for
 
 pytestmark = [
@@ -41,14 +42,6 @@ DEPLOYMENT = "borg-backup/nightly-backup"
 ARCHIVE_PREFIX = "uitest"
 SERVER_START_TIMEOUT_S = 180  # fresh database on 2 busy cores (26.6 s when idle)
 RUN_TIMEOUT_S = 300
-
-
-def server_argv(port: int) -> list[str]:
-    return [PREFECT, "server", "start", "--host", "127.0.0.1", "--port", str(port)]
-
-
-def worker_argv(pool: str) -> list[str]:
-    return [PREFECT, "worker", "start", "--pool", pool, "--type", "process", "--name", "hsf-ui-test"]
 
 
 def chromium_argv(url: str, profile: Path, output: list[str]) -> list[str]:
@@ -108,7 +101,7 @@ def test_a_deployed_backup_runs_and_its_report_shows_in_the_ui(tmp_path: Path) -
                 return True
         return None
 
-    with started(server_argv(port), env, server_log) as server:
+    with started(team.server_argv("127.0.0.1", port, prefect=PREFECT), env, server_log) as server:
         try:
             wait_for("the server's /api/health", healthy, SERVER_START_TIMEOUT_S)
         except TimeoutError:
@@ -117,7 +110,7 @@ def test_a_deployed_backup_runs_and_its_report_shows_in_the_ui(tmp_path: Path) -
 
         # The repository and its passphrase (a Secret block on this server), as a user would make them.
         run([sys.executable, "-m", "flows.backup", "init"], env)
-        run([PREFECT, "work-pool", "create", POOL, "--type", "process"], env)
+        run(team.work_pool_argv(POOL, PREFECT), env)
         run([PREFECT, "--no-prompt", "deploy", "--name", "nightly-backup"], env)
 
         flow_name, name = DEPLOYMENT.split("/")
@@ -130,7 +123,7 @@ def test_a_deployed_backup_runs_and_its_report_shows_in_the_ui(tmp_path: Path) -
         assert schedule["active"]
         assert (schedule["schedule"]["cron"], schedule["schedule"]["timezone"]) == ("0 2 * * *", "UTC")
 
-        with started(worker_argv(POOL), env, worker_log):
+        with started(team.worker_argv(POOL, name="hsf-ui-test", prefect=PREFECT), env, worker_log):
             flow_run = http.post(
                 f"/deployments/{deployment['id']}/create_flow_run", json={}
             ).raise_for_status()
