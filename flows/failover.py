@@ -24,10 +24,11 @@ from __future__ import annotations
 import sys
 import time
 from datetime import UTC, datetime
-from typing import Literal
+from typing import Any, Literal
 
 from prefect import flow
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.futures import PrefectFuture
 from prefect.logging import get_run_logger
 from pydantic import BaseModel, Field
 
@@ -39,7 +40,7 @@ from tasks.context import current_executor, refuse_dry_run, run_context
 from tasks.drbd import steps
 from tasks.drbd.model import DrbdResource
 from tasks.drbd.plan import Refused
-from tasks.drbd.roles import Recovery, rejoin, restore_service, switch_primary
+from tasks.drbd.roles import Recovery, Rejoined, rejoin, restore_service, switch_primary
 from tasks.events import DATA_LOST, FAILOVER_COMPLETED, cluster_resource, emit
 from tasks.executor import SshTarget
 from tasks.manifest import Entry, contents, lost_files, tree_manifest
@@ -57,6 +58,42 @@ class Verification(BaseModel):
     bytes_ok: int
     bytes_lost: int
     lost_files: list[str] = Field(default_factory=list)
+
+
+class VolumeOutcome(BaseModel):
+    """A further volume (``drbd.volumes``) through the drill: the lost node was Primary of every volume, so
+    the survivor takes them all over at once; each has a dataset of its own, verified like the first's."""
+
+    resource: str
+    mountpoint: str
+    dataset_files: int
+    dataset_bytes: int
+    promote_s: float = 0.0
+    mount_s: float = 0.0
+    verified_s: float = Field(0.0, description="Kill → every byte of its dataset verified on the survivor.")
+    verified: list[Verification] = Field(
+        default_factory=list, description="On the survivor after the failover, then on both after the resync."
+    )
+    resync_s: float | None = Field(None, description="Old primary attached → both disks UpToDate again.")
+    resynced_bytes: int | None = Field(None, description="What that resync copied (DRBD's own figure).")
+
+    @property
+    def bytes_lost(self) -> int:
+        return max((v.bytes_lost for v in self.verified), default=0)
+
+    def row(self) -> tuple[str, str]:
+        lost = f"{self.bytes_lost:,} of {self.dataset_bytes:,} bytes lost"
+        resync = (
+            f"; resync {self.resync_s:.1f} s, {(self.resynced_bytes or 0) >> 10:,} KiB copied"
+            if self.resync_s is not None
+            else ""
+        )
+        return (
+            f"volume {self.resource} ({self.mountpoint})",
+            f"verified {self.verified_s:.1f} s after the kill (promote {self.promote_s:.1f} s, mount "
+            f"{self.mount_s:.1f} s), {lost} ({len(self.verified)} checks: "
+            f"{', '.join(v.node for v in self.verified)}){resync}",
+        )
 
 
 class FailoverReport(BaseModel):
@@ -110,10 +147,14 @@ class FailoverReport(BaseModel):
         None,
         description="After the resync: verified on the survivor, switched back, verified on the old primary.",
     )
+    volumes: list[VolumeOutcome] = Field(
+        default_factory=list, description="drbd.volumes: the further volumes, failed over with this one."
+    )
 
     @property
     def bytes_lost(self) -> int:
-        return max([self.after_failover.bytes_lost, *(v.bytes_lost for v in self.after_rejoin)])
+        own = [self.after_failover.bytes_lost, *(v.bytes_lost for v in self.after_rejoin)]
+        return max([*own, *(volume.bytes_lost for volume in self.volumes)])
 
     @property
     def acked_lost(self) -> int:
@@ -133,19 +174,35 @@ class FailoverReport(BaseModel):
             )
         return f" ACKNOWLEDGED WRITES LOST: {w.lost} ({w.lost_bytes:,} bytes).{outage}"
 
+    def volumes_answer(self) -> str:
+        if not self.volumes:
+            return ""
+        names = ", ".join(volume.resource for volume in self.volumes)
+        whose = [volume.resource for volume in self.volumes if volume.bytes_lost]
+        if whose:
+            return f" Volumes that lost bytes: {', '.join(whose)}."
+        total = sum(volume.dataset_bytes for volume in self.volumes)
+        return (
+            f" The other volumes ({names}) failed over with it: all {total:,} bytes of theirs verified too."
+        )
+
     def answers(self) -> tuple[str, str]:
         lost = (
-            f"No. All {self.dataset_bytes:,} bytes ({self.dataset_files} files) verified by sha256 on "
-            f"{self.survivor} after {self.killed} was {fault_outcome(self.fault)}, and again "
-            + (
-                f"after {self.killed} had rejoined and resynced."
-                if self.manager == "pacemaker"
-                else "on both nodes after the resync."
+            (
+                f"No. All {self.dataset_bytes:,} bytes ({self.dataset_files} files) verified by sha256 on "
+                f"{self.survivor} after {self.killed} was {fault_outcome(self.fault)}, and again "
+                + (
+                    f"after {self.killed} had rejoined and resynced."
+                    if self.manager == "pacemaker"
+                    else "on both nodes after the resync."
+                )
+                if self.bytes_lost == 0
+                else f"YES: {self.bytes_lost:,} of {self.dataset_bytes:,} bytes lost "
+                f"({', '.join(self.after_failover.lost_files) or 'after rejoin or on another volume'})."
             )
-            if self.bytes_lost == 0
-            else f"YES: {self.bytes_lost:,} of {self.dataset_bytes:,} bytes lost "
-            f"({', '.join(self.after_failover.lost_files) or 'after rejoin'})."
-        ) + self.writes_answer()
+            + self.volumes_answer()
+            + self.writes_answer()
+        )
         commands = "; ".join(f"`{c}`" for c in self.survivor_commands) or "none"
         if self.manager == "pacemaker":
             fenced = f"fenced {self.killed} and " if self.fenced_s is not None else "(STONITH disabled) "
@@ -200,6 +257,7 @@ class FailoverReport(BaseModel):
             ("old primary back on SSH", f"{self.returned_s:.1f} s"),
             ("resync after rejoin", f"{self.resync_s:.1f} s"),
             *self.resync_rows(),
+            *(volume.row() for volume in self.volumes),
         ]
 
     def resync_rows(self) -> list[tuple[str, str]]:
@@ -475,6 +533,12 @@ def _drill(settings: Settings) -> FailoverReport:
     targets = node_targets(settings)
     resource = drbd_resource(settings, shared_secret(secret_block_name(settings)))
     primary = built.primary  # the primary setup left mounted (it may adopt one other than settings')
+    elsewhere = [f"{v.resource} is Primary on {v.primary}" for v in built.volumes if v.primary != primary]
+    if elsewhere:
+        raise Refused(
+            f"{resource.name} is Primary on {primary}, but {'; '.join(elsewhere)}: the drill kills one node, "
+            "so every volume must be Primary there (switch them, or set primary_node). Nothing was changed."
+        )
     progress = FailoverProgress(
         resource=resource.name,
         killed=primary,
@@ -570,9 +634,13 @@ def _phases(
     primary, survivor = progress.killed, progress.survivor
     figures = progress.figures
 
-    # Phase 1: a dataset whose every byte is recorded, and the application writing on the primary.
+    # Phase 1: a dataset whose every byte is recorded (one on each further volume, at once), and the
+    # application writing on the primary.
     started = time.monotonic()
+    volumes = _FurtherVolumes(settings, targets, progress.started_at)
+    volumes.write_datasets(primary)
     directory, manifest = _dataset(settings, targets[primary], progress)
+    volumes.datasets_written()
     dataset_s = round(time.monotonic() - started, 2)
     first = application.start(targets[primary], settings.writes.first_acks)
 
@@ -595,6 +663,7 @@ def _phases(
             # Never promote next to a live primary: the killed node must no longer answer.
             figures["down_s"] = round(confirm_down(settings, targets[primary]), 2)
             progress.phase = "failover"
+            volumes.take_over(survivor, killed_at)
             figures["promote_s"] = round(steps.promote(targets[survivor], resource), 2)
             device = resource.node(survivor).device
             figures["mount_s"] = round(steps.mount(targets[survivor], device, drbd.mountpoint), 2)
@@ -602,6 +671,7 @@ def _phases(
             after_failover = verify_dataset(targets[survivor], directory, manifest)
             figures["rto_s"] = round(time.monotonic() - killed_at, 2)
             progress.verified.append(after_failover)
+            volumes.taken_over()
         finally:
             progress.survivor_commands = [c.command for c in commands if c.target == survivor]
     # Phase 3: the old primary boots while the application writes on the survivor and its records are
@@ -617,9 +687,12 @@ def _phases(
         booting.wait()  # never two restarts at once: the recovery may restart it too
         raise
     progress.phase = "rejoin"
-    rejoined = rejoin(settings, targets, resource, primary, returned_s=booting.result())
+    returned_s = booting.result()
+    volumes.rejoin(primary, returned_s)
+    rejoined = rejoin(settings, targets, resource, primary, returned_s=returned_s)
     figures["returned_s"], figures["resync_s"] = round(rejoined.returned_s, 1), round(rejoined.resync_s, 1)
     resynced_at = time.monotonic()
+    volumes.switch_back(survivor, primary)
     on_survivor = verify_dataset(targets[survivor], directory, manifest)
     progress.verified.append(on_survivor)
     progress.phase = "switch back"
@@ -643,6 +716,7 @@ def _phases(
         ),
         volume_bytes=steps.device_size(targets[primary], resource.node(primary).device),  # Primary again
         writes=acked_writes(application.log, checks, killed_at, ended_at),
+        volumes=volumes.switched_back(),
     )
 
 
@@ -650,20 +724,147 @@ def _dataset(
     settings: Settings, primary: SshTarget, progress: FailoverProgress
 ) -> tuple[str, dict[str, Entry]]:
     """Phase 1 of both drills: random files on the primary, and the manifest the flow keeps of them."""
+    directory, manifest = volume_dataset.fn(settings, primary, progress.started_at)
+    progress.dataset_files, progress.dataset_bytes = dataset_size(manifest)
+    return directory, manifest
+
+
+def dataset_size(manifest: dict[str, Entry]) -> tuple[int, int]:
+    """Files and bytes of a dataset (the manifest also lists its directories)."""
+    dataset = contents(manifest)
+    return len(dataset), sum(manifest[p].size for p in dataset)
+
+
+@step(name="volume-dataset", timeout_seconds=1800)
+def volume_dataset(settings: Settings, primary: SshTarget, started_at: str) -> tuple[str, dict[str, Entry]]:
+    """Random files on the volume's mountpoint on the primary, and the manifest the flow keeps of them."""
     mountpoint = settings.drbd.mountpoint
     remove_old_datasets(primary, mountpoint)
-    directory = f"{mountpoint}/drill-{progress.started_at.replace(':', '')}"
+    directory = f"{mountpoint}/drill-{started_at.replace(':', '')}"
     write_dataset(primary, directory, settings.failover.dataset_files, settings.failover.file_mib)
     manifest = tree_manifest(primary, directory)
-    dataset = contents(manifest)
-    progress.dataset_files, progress.dataset_bytes = len(dataset), sum(manifest[p].size for p in dataset)
+    files, size = dataset_size(manifest)
     get_run_logger().info(
-        "wrote %d files (%d bytes) with their sha256 on %s",
-        len(dataset),
-        progress.dataset_bytes,
-        primary.name,
+        "wrote %d files (%d bytes) with their sha256 on %s:%s", files, size, primary.name, mountpoint
     )
     return directory, manifest
+
+
+@step(name="volume-take-over", timeout_seconds=900)
+def take_over_volume(
+    survivor: SshTarget,
+    resource: DrbdResource,
+    mountpoint: str,
+    directory: str,
+    manifest: dict[str, Entry],
+    killed_at: float,
+) -> VolumeOutcome:
+    """A further volume on the survivor: promoted, mounted, every byte of its dataset verified."""
+    promote_s = steps.promote(survivor, resource)
+    mount_s = steps.mount(survivor, resource.node(survivor.name).device, mountpoint)
+    verified = verify_dataset(survivor, directory, manifest)
+    files, size = dataset_size(manifest)
+    return VolumeOutcome(
+        resource=resource.name,
+        mountpoint=mountpoint,
+        dataset_files=files,
+        dataset_bytes=size,
+        promote_s=round(promote_s, 2),
+        mount_s=round(mount_s, 2),
+        verified_s=round(time.monotonic() - killed_at, 2),
+        verified=[verified],
+    )
+
+
+@step(name="volume-rejoin", timeout_seconds=3600)
+def rejoin_volume(
+    settings: Settings, targets: dict[str, SshTarget], resource: DrbdResource, node: str, returned_s: float
+) -> Rejoined:
+    """A further volume on the returned node: up, connected, resynced as secondary."""
+    return rejoin(settings, targets, resource, node, returned_s=returned_s)
+
+
+@step(name="volume-switch-back", timeout_seconds=900)
+def switch_back_volume(
+    targets: dict[str, SshTarget],
+    resource: DrbdResource,
+    mountpoint: str,
+    old: str,
+    new: str,
+    directory: str,
+    manifest: dict[str, Entry],
+) -> list[Verification]:
+    """A further volume after its resync: verified on the survivor, switched back, verified on ``new``."""
+    on_survivor = verify_dataset(targets[old], directory, manifest)
+    switch_primary(targets, resource, mountpoint, old=old, new=new)
+    return [on_survivor, verify_dataset(targets[new], directory, manifest)]
+
+
+class _FurtherVolumes:
+    """The volumes beside the first (``drbd.volumes``) through the drill: each phase of each is a task
+    submitted before the first volume's own work in that phase and collected after it, so they all run at
+    once (one node was lost: every volume fails over, rejoins and switches back together)."""
+
+    def __init__(self, settings: Settings, targets: dict[str, SshTarget], started_at: str) -> None:
+        self.targets, self.started_at = targets, started_at
+        self.settings = settings.each_volume()[1:]
+        self.resources = [drbd_resource(v, shared_secret(secret_block_name(v))) for v in self.settings]
+        for resource in self.resources:
+            current_executor().add_secret(resource.shared_secret.get_secret_value())
+        self.pending: list[PrefectFuture[Any]] = []
+        self.datasets: list[tuple[str, dict[str, Entry]]] = []
+        self.outcomes: list[VolumeOutcome] = []
+
+    def _results(self) -> list[Any]:
+        pending, self.pending = self.pending, []
+        return [future.result() for future in pending]
+
+    def write_datasets(self, primary: str) -> None:
+        self.pending = [
+            volume_dataset.submit(v, self.targets[primary], self.started_at) for v in self.settings
+        ]
+
+    def datasets_written(self) -> None:
+        self.datasets = self._results()
+
+    def take_over(self, survivor: str, killed_at: float) -> None:
+        self.pending = [
+            take_over_volume.submit(
+                self.targets[survivor], resource, v.drbd.mountpoint, directory, manifest, killed_at
+            )
+            for v, resource, (directory, manifest) in zip(
+                self.settings, self.resources, self.datasets, strict=True
+            )
+        ]
+
+    def taken_over(self) -> None:
+        self.outcomes = self._results()
+
+    def rejoin(self, node: str, returned_s: float) -> None:
+        self.pending = [
+            rejoin_volume.submit(v, self.targets, resource, node, returned_s)
+            for v, resource in zip(self.settings, self.resources, strict=True)
+        ]
+
+    def switch_back(self, old: str, new: str) -> None:
+        for outcome, rejoined in zip(self.outcomes, self._results(), strict=True):
+            outcome.resync_s, outcome.resynced_bytes = (
+                round(rejoined.resync_s, 1),
+                rejoined.resynced_kib << 10,
+            )
+        self.pending = [
+            switch_back_volume.submit(
+                self.targets, resource, v.drbd.mountpoint, old, new, directory, manifest
+            )
+            for v, resource, (directory, manifest) in zip(
+                self.settings, self.resources, self.datasets, strict=True
+            )
+        ]
+
+    def switched_back(self) -> list[VolumeOutcome]:
+        for outcome, verified in zip(self.outcomes, self._results(), strict=True):
+            outcome.verified += verified
+        return self.outcomes
 
 
 def _watched_phases(

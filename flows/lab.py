@@ -21,7 +21,7 @@ from pydantic import BaseModel, Field
 from tasks.cli import run_cli
 from tasks.context import run_context
 from tasks.lab import host, steps
-from tasks.lab.state import LabLayout, LabProbe, in_netns, lab_targets, plan_down, plan_up
+from tasks.lab.state import Action, LabLayout, LabProbe, in_netns, lab_targets, plan_down, plan_up
 from tasks.lab.xml import DomainSpec
 from tasks.nodes import answers_ssh
 from tasks.plan import Handler, PlannedStep, apply
@@ -145,7 +145,7 @@ def _up(lab: LabSettings, dry_run: bool) -> LabStatus:
         "remove_vm": lab_step(lambda a: steps.remove_vm(lab, _domain(layout, a.node or ""))),
         "prepare_vm_files": lab_step(lambda a: steps.prepare_vm_files(lab, a.node or "", image)),
         "define_vm": lab_step(lambda a: steps.define_vm(lab, specs[a.node or ""])),
-        "attach_data_disk": lab_step(lambda a: steps.attach_data_disk(lab, a.node or "")),
+        "attach_data_disk": lab_step(lambda a: steps.attach_data_disk(lab, a.node or "", _disk_of(a))),
         "start_vm": lab_step(lambda a: steps.start_vm(lab, a.node or "")),
     }
     actions = plan_up(layout, probe, specs, lab.embedded)
@@ -174,6 +174,11 @@ def _up(lab: LabSettings, dry_run: bool) -> LabStatus:
     log.info("lab up in %.1f s", status.seconds)
     _publish(status, "Lab up")
     return status
+
+
+def _disk_of(step: PlannedStep) -> int:
+    assert isinstance(step, Action) and step.disk is not None  # plan_up names the disk it attaches
+    return step.disk
 
 
 def _domain(layout: LabLayout, node: str) -> str:

@@ -16,8 +16,9 @@ import time
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 
-from prefect import flow
+from prefect import State, flow
 from prefect.artifacts import create_markdown_artifact
+from prefect.futures import wait
 from prefect.logging import get_run_logger
 from pydantic import BaseModel, Field
 
@@ -64,6 +65,7 @@ from tasks.pacemaker.plan import (
 )
 from tasks.plan import PlannedStep, apply
 from tasks.settings import Settings, load_settings
+from tasks.step import step
 
 
 class SetupReport(BaseModel):
@@ -87,10 +89,14 @@ class SetupReport(BaseModel):
     )
     cluster: str = Field("", description="The Pacemaker cluster as crm_mon saw it at the end (manager only).")
     seconds: float = 0.0
+    volumes: list[SetupReport] = Field(
+        default_factory=list, description="drbd.volumes: each further volume's own report (set up at once)."
+    )
+    all_volumes_s: float | None = Field(None, description="drbd.volumes: setting up every volume, at once.")
 
     @property
     def changed(self) -> bool:
-        return bool(self.steps)
+        return bool(self.steps) or any(volume.changed for volume in self.volumes)
 
     def render(self) -> str:
         stacked = f" stacked on {self.resource}, third copy on {self.third_node}" if self.upper else ""
@@ -113,6 +119,10 @@ class SetupReport(BaseModel):
         if self.cluster:
             lines.append(f"Pacemaker: {self.cluster}")
         lines.append(f"took {self.seconds:.1f} s")
+        for volume in self.volumes:
+            lines += ["", volume.render()]
+        if self.all_volumes_s is not None:
+            lines.append(f"\n{len(self.volumes) + 1} volumes set up at once in {self.all_volumes_s:.1f} s")
         return "\n".join(lines)
 
 
@@ -139,7 +149,62 @@ def setup(settings: Settings | None = None) -> SetupReport:
     """Build (or confirm) the replicated volume; raises :class:`Refused` rather than destroy data."""
     settings = settings or load_settings()
     with run_context(settings, changes_state=True):
+        if settings.drbd.volumes:
+            return _build_volumes(settings)
         return _build(settings)
+
+
+@step(name="volume-setup")
+def volume_setup(settings: Settings) -> SetupReport:
+    """One volume of several: its own setup, as a subflow, in a task so the volumes are set up at once."""
+    return setup(settings)
+
+
+def _build_volumes(settings: Settings) -> SetupReport:
+    """Every volume at once (``drbd.volumes``): each is a resource of its own on its own disk, minor and
+    port, so their setups share nothing but the nodes. Each refuses or finishes on its own; the run waits
+    for all of them, then names every volume that was refused or failed."""
+    started = time.monotonic()
+    _lab_ready(settings)  # once, before the volumes' own setups find it up
+    volumes = settings.each_volume()
+    futures = [volume_setup.submit(volume) for volume in volumes]
+    wait(futures)
+    failed = [
+        (volume.drbd.resource, future.state)
+        for volume, future in zip(volumes, futures, strict=True)
+        if not future.state.is_completed()
+    ]
+    if failed:
+        errors = [(name, _exception_of(state)) for name, state in failed]
+        lines = [f"{name}: {error}" for name, error in errors]
+        if all(isinstance(error, Refused) for _, error in errors):
+            raise Refused("\n".join(lines))
+        raise RuntimeError("volumes failed to set up:\n" + "\n".join(lines))
+    first, *others = (future.result() for future in futures)
+    first.volumes = others
+    first.all_volumes_s = round(time.monotonic() - started, 1)
+    return first
+
+
+def _exception_of(state: State) -> BaseException:
+    try:
+        state.result()
+    except BaseException as exc:  # the failed task's own exception
+        return exc
+    return RuntimeError(f"ended {state.name}")
+
+
+def _lab_ready(settings: Settings) -> None:
+    """The lab's VMs run (brought up if not): in a dry run that must already be so."""
+    if settings.target != "lab":
+        return
+    lab = lab_up(settings)
+    if lab.dry_run and lab.actions:
+        raise DryRunRefused(
+            f"the lab is not up, so a dry run has no nodes to probe; bringing it up takes "
+            f"{len(lab.actions)} steps (HSF_DRY_RUN=true python -m flows.lab up lists them). "
+            "Nothing was changed."
+        )
 
 
 def _build(settings: Settings) -> SetupReport:
@@ -147,14 +212,7 @@ def _build(settings: Settings) -> SetupReport:
     drbd = settings.drbd
     if warning := settings.cluster.stonith_warning:
         get_run_logger().warning("%s", warning)
-    if settings.target == "lab":
-        lab = lab_up(settings)
-        if lab.dry_run and lab.actions:
-            raise DryRunRefused(
-                f"the lab is not up, so a dry run has no nodes to probe; bringing it up takes "
-                f"{len(lab.actions)} steps (HSF_DRY_RUN=true python -m flows.lab up lists them). "
-                "Nothing was changed."
-            )
+    _lab_ready(settings)
     targets = node_targets(settings)
     resource = drbd_resource(settings, shared_secret(secret_block_name(settings)))
     current_executor().add_secret(resource.shared_secret.get_secret_value())

@@ -116,6 +116,15 @@ class LabSettings(BaseModel):
     memory_mib: int = Field(512, ge=256, le=65536, description="Memory per VM in MiB.")
     vcpus: int = Field(1, ge=1, le=16, description="Virtual CPUs per VM.")
     data_disk_gib: int = Field(1, ge=1, le=1024, description="Size of each VM's extra (DRBD backing) disk.")
+    data_disks: int = Field(
+        2,
+        ge=1,
+        le=8,
+        description=(
+            "Data disks per storage VM, the guest's /dev/vdb, /dev/vdc, …: one per replicated volume "
+            "(drbd.disk and each of drbd.volumes); blank ones cost nothing but a sparse file."
+        ),
+    )
     libvirt_uri: str = Field(
         EMBEDDED,
         description=(
@@ -200,6 +209,12 @@ class LabSettings(BaseModel):
         """Every VM of the lab: the storage nodes, then the backup server, then a third storage node."""
         extra = (self.backup_server, self.third_node)
         return self.nodes + tuple(machine for machine in extra if machine)
+
+    @property
+    def data_disk_devices(self) -> tuple[str, ...]:
+        """The data disks as every storage VM names them: virtio disks in PCI slot order after the root
+        disk (the shared SBD disk sits in the last slot, after them)."""
+        return tuple(f"/dev/vd{chr(ord('b') + index)}" for index in range(self.data_disks))
 
     def address_of(self, machine: str) -> ipaddress.IPv4Address:
         return self.subnet.network_address + 11 + self.index_of(machine)
@@ -286,6 +301,22 @@ class InventoryHost(SshAccess):
         return self._replication_ip
 
 
+class VolumeSettings(BaseModel):
+    """One more replicated volume on the same two nodes: a DRBD resource of its own (name, minor, port,
+    backing disk), replicating and drilled like the first, with the ``[drbd]`` tuning."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    resource: ResourceName = Field(description="DRBD resource name.")
+    port: Port = Field(description="Replication TCP port on every node.")
+    disk: BackingDisk = Field(description="Backing disk (or partition) on every node.")
+    minor: Minor = Field(description="The volume is /dev/drbd<minor>.")
+    mountpoint: AbsolutePath = Field(description="Where the primary mounts it.")
+
+
+VOLUME_FIELDS = tuple(VolumeSettings.model_fields)
+
+
 class DrbdSettings(DrbdTuning):
     """The replicated volume the setup and failover flows build (and how it replicates)."""
 
@@ -357,6 +388,15 @@ class DrbdSettings(DrbdTuning):
     upper_minor: Minor = Field(
         10, description="topology 'stacked': the upper device is /dev/drbd<upper_minor> (the filesystem's)."
     )
+    volumes: tuple[VolumeSettings, ...] = Field(
+        (),
+        max_length=15,
+        description=(
+            "More volumes beside the one above ([[drbd.volumes]]: resource, port, disk, minor, mountpoint), "
+            "each a DRBD resource of its own on the same two nodes with the same tuning: set up "
+            "concurrently, failed over together by the drill (a lost node loses all of them)."
+        ),
+    )
 
     @model_validator(mode="after")
     def _room_for_the_upper_name(self) -> DrbdSettings:
@@ -366,6 +406,30 @@ class DrbdSettings(DrbdTuning):
                 f"{self.upper_resource!r} must fit DRBD's 32 characters"
             )
         return self
+
+    @model_validator(mode="after")
+    def _volumes_apart(self) -> DrbdSettings:
+        if self.volumes and self.topology == "stacked":
+            raise ValueError("drbd.volumes: a stacked volume is built alone; set topology 'two-node'")
+        every = [self.volume, *self.volumes]
+        for field in VOLUME_FIELDS:
+            seen: dict[object, str] = {}
+            for volume in every:
+                value = getattr(volume, field)
+                if value in seen and field == "resource":
+                    raise ValueError(f"drbd.volumes: resource {value} is named twice")
+                if value in seen:
+                    raise ValueError(
+                        f"drbd.volumes: {volume.resource} has the {field} of {seen[value]} ({value}): "
+                        "each volume needs its own"
+                    )
+                seen[value] = volume.resource
+        return self
+
+    @property
+    def volume(self) -> VolumeSettings:
+        """The first volume's own fields."""
+        return VolumeSettings(**{field: getattr(self, field) for field in VOLUME_FIELDS})
 
     @property
     def upper_resource(self) -> str:
@@ -1185,7 +1249,42 @@ class Settings(BaseSettings):
             self._pacemaker_consistent()
         if self.drbd.topology == "stacked":
             self._stacked_consistent()
+        if self.drbd.volumes:
+            self._volumes_consistent()
         return self
+
+    def _volumes_consistent(self) -> None:
+        if self.cluster.manager == "pacemaker":
+            raise ValueError(
+                "drbd.volumes: Pacemaker runs one volume here (its CIB holds drbd.resource): set "
+                "cluster.manager = 'none' for several volumes"
+            )
+        if self.target == "lab":
+            disks = self.lab.data_disk_devices
+            for volume in (self.drbd.volume, *self.drbd.volumes):
+                if volume.disk not in disks:
+                    raise ValueError(
+                        f"drbd.volumes: {volume.resource}'s disk {volume.disk} is not one of the lab's data "
+                        f"disks ({', '.join(disks)}): set lab.data_disks = {len(self.drbd.volumes) + 1} "
+                        "and the disks /dev/vdb, /dev/vdc, …"
+                    )
+
+    def each_volume(self) -> tuple[Settings, ...]:
+        """These settings once per volume: the first as it is, then each of ``drbd.volumes`` in its place
+        (and no further volumes), so every single-volume step and flow serves each. An inventory host's
+        ``replication_port`` is the first volume's; another volume uses its own port on every host."""
+        first = self.model_copy(update={"drbd": self.drbd.model_copy(update={"volumes": ()})})
+        hosts = tuple(host.model_copy(update={"replication_port": None}) for host in self.inventory)
+        others = [
+            self.model_copy(
+                update={
+                    "drbd": self.drbd.model_copy(update={**volume.model_dump(), "volumes": ()}),
+                    "inventory": hosts,
+                }
+            )
+            for volume in self.drbd.volumes
+        ]
+        return (first, *others)
 
     def _stacked_consistent(self) -> None:
         drbd = self.drbd

@@ -8,6 +8,7 @@ not have run, so running it again can help; a real error never is.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import Any, ParamSpec, TypeVar
 
@@ -17,6 +18,18 @@ from prefect.cache_policies import NO_CACHE
 from tasks.executor import is_transport_error
 
 P = ParamSpec("P")
+
+
+class _ThreadTimeoutNotice(logging.Filter):
+    """Drops Prefect's warning that a task's ``timeout_seconds`` cannot interrupt a worker thread: it comes
+    for every step a submitted task runs (several volumes, several nodes at once), and says nothing new
+    here, where every command carries the executor's own timeout and every wait its own deadline."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("Timeout of %s seconds configured for this task, but the task")
+
+
+logging.getLogger("prefect.task_runs").addFilter(_ThreadTimeoutNotice())
 R = TypeVar("R")
 
 

@@ -19,7 +19,7 @@ from tasks import netns
 from tasks.executor import SshTarget
 from tasks.lab import host
 from tasks.lab.image import GuestImage
-from tasks.lab.xml import DATA_DISK_TARGET, KERNEL_ARGS, DomainSpec, disk_sources, mac_for, spec_id_of
+from tasks.lab.xml import KERNEL_ARGS, DomainSpec, data_disk_target, disk_sources, mac_for, spec_id_of
 from tasks.plan import PlannedStep
 from tasks.settings import LabSettings
 
@@ -46,8 +46,12 @@ class LabLayout:
     def overlay(self, node: str) -> Path:
         return self.vm_dir(node) / "root.qcow2"
 
-    def data_disk(self, node: str) -> Path:
-        return self.vm_dir(node) / "data.img"
+    def data_disks(self, node: str) -> tuple[Path, ...]:
+        """The VM's data disks in the guest's order: data.img (vdb), data2.img (vdc), …"""
+        return tuple(
+            self.vm_dir(node) / ("data.img" if index == 0 else f"data{index + 1}.img")
+            for index in range(self.lab.data_disks)
+        )
 
     @property
     def sbd_disk(self) -> Path:
@@ -66,7 +70,8 @@ class LabLayout:
 
     def vm_files(self, node: str) -> tuple[Path, ...]:
         shared = (self.sbd_disk,) if node in self.lab.nodes else ()
-        return (self.overlay(node), self.data_disk(node), self.initrd(node), self.host_key(node), *shared)
+        data = self.data_disks(node)
+        return (self.overlay(node), *data, self.initrd(node), self.host_key(node), *shared)
 
     def address(self, node: str) -> ipaddress.IPv4Interface:
         return ipaddress.IPv4Interface(f"{self.lab.address_of(node)}/{self.lab.subnet.prefixlen}")
@@ -94,6 +99,7 @@ class LabLayout:
             "tb": self.lab.tcg_tb_cache_mib,
             "address": address.with_prefixlen,
             "data_gib": self.lab.data_disk_gib,
+            "data_disks": self.lab.data_disks,
             "sbd": node in self.lab.nodes,
             "kernel_args": KERNEL_ARGS,
         }
@@ -135,7 +141,9 @@ class VmProbe(BaseModel):
     defined: bool = False
     active: bool = False
     spec_id: str | None = Field(None, description="Spec hash in the defined domain's metadata.")
-    data_disk_attached: bool = Field(False, description="The data disk is in the persistent definition.")
+    data_disks_attached: int = Field(
+        0, description="How many of the data disks, in order, are in the persistent definition."
+    )
     files_present: bool = False
 
 
@@ -200,9 +208,11 @@ def probe_lab(layout: LabLayout, uri: str) -> LabProbe:
             inactive_xml = dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE)
             vm.defined, vm.active = True, bool(dom.isActive())
             vm.spec_id = spec_id_of(inactive_xml)
-            vm.data_disk_attached = disk_sources(inactive_xml).get(DATA_DISK_TARGET) == str(
-                layout.data_disk(vm.node)
-            )
+            sources = disk_sources(inactive_xml)
+            for index, path in enumerate(layout.data_disks(vm.node)):
+                if sources.get(data_disk_target(index)) != str(path):
+                    break
+                vm.data_disks_attached = index + 1
         probe.stray_domains = sorted(domains)
     finally:
         conn.close()
@@ -230,6 +240,7 @@ ActionKind = Literal[
 
 class Action(PlannedStep):
     kind: ActionKind
+    disk: int | None = Field(None, description="attach_data_disk: which data disk (0 is vdb).")
 
 
 def plan_up(layout: LabLayout, probe: LabProbe, specs: dict[str, DomainSpec], embedded: bool) -> list[Action]:
@@ -263,9 +274,15 @@ def plan_up(layout: LabLayout, probe: LabProbe, specs: dict[str, DomainSpec], em
             )
         if not defined:
             actions.append(Action(kind="define_vm", node=node, reason="domain not defined"))
-        if not defined or not vm.data_disk_attached:
+        attached = vm.data_disks_attached if defined else 0
+        for index in range(attached, layout.lab.data_disks):
             actions.append(
-                Action(kind="attach_data_disk", node=node, reason="data disk not in the persistent config")
+                Action(
+                    kind="attach_data_disk",
+                    node=node,
+                    disk=index,
+                    reason=f"data disk {data_disk_target(index)} not in the persistent config",
+                )
             )
         if not (defined and vm.active):
             actions.append(Action(kind="start_vm", node=node, reason="domain not running"))

@@ -135,9 +135,9 @@ def prepare_vm_files(lab: LabSettings, node: str, image: GuestImage) -> None:
     overlay = layout.overlay(node)
     overlay.unlink(missing_ok=True)
     executor.run(qemu_img_overlay_argv(image.base, overlay), timeout=60)
-    data = layout.data_disk(node)
-    data.unlink(missing_ok=True)
-    executor.run(qemu_img_raw_argv(data, f"{lab.data_disk_gib}G"), timeout=60)
+    for data in layout.data_disks(node):
+        data.unlink(missing_ok=True)
+        executor.run(qemu_img_raw_argv(data, f"{lab.data_disk_gib}G"), timeout=60)
     if node in lab.nodes and not layout.sbd_disk.exists():  # shared: another node may be using it
         executor.run(qemu_img_raw_argv(layout.sbd_disk, SBD_DISK_SIZE), timeout=60)
     host_key = layout.host_key(node)
@@ -169,15 +169,16 @@ def define_vm(lab: LabSettings, spec: DomainSpec) -> None:
 
 
 @step(name="attach-data-disk", timeout_seconds=60)
-def attach_data_disk(lab: LabSettings, node: str) -> None:
-    """``virsh attach-disk --persistent``: into the persistent definition, and live if running."""
+def attach_data_disk(lab: LabSettings, node: str, index: int) -> None:
+    """``virsh attach-disk --persistent``: into the persistent definition, and live if running. In order:
+    each takes the next free PCI slot, so the guest names them vdb, vdc, … as they are attached."""
     import libvirt
 
     layout = LabLayout(lab)
     with host.libvirt_connection(libvirt_uri(lab)) as conn:
         dom = conn.lookupByName(layout.domain(node))
         flags = libvirt.VIR_DOMAIN_AFFECT_CONFIG | (libvirt.VIR_DOMAIN_AFFECT_LIVE if dom.isActive() else 0)
-        dom.attachDeviceFlags(render_data_disk(layout.data_disk(node)), flags)
+        dom.attachDeviceFlags(render_data_disk(layout.data_disks(node)[index], index), flags)
 
 
 @step(name="start-vm", timeout_seconds=120)

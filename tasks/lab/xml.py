@@ -10,12 +10,21 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 METADATA_NS = "https://ha-storage-flows.invalid/lab/1"
-DATA_DISK_TARGET = "vdb"
-SBD_DISK_TARGET = "vdc"
+SBD_DISK_TARGET = "vdz"  # libvirt's name only: the guest names disks itself, and finds this one by serial
 SBD_DISK_SERIAL = "sbd"  # the guest sees it as /dev/disk/by-id/virtio-sbd
 # The guest names virtio disks in PCI slot order: the shared SBD disk sits in the last slot of bus 0, so
-# the data disk attached after definition (libvirt gives it the next free, lower slot) stays vdb.
+# the data disks attached after definition (libvirt gives each the next free, lower slot) are vdb, vdc, …
 SBD_DISK_PCI_SLOT = "0x1f"
+
+
+def data_disk_target(index: int) -> str:
+    """The ``index``-th data disk's name, in libvirt and (by slot order) in the guest: vdb, vdc, …"""
+    return f"vd{chr(ord('b') + index)}"
+
+
+def data_disk_serial(index: int) -> str:
+    """labdata, labdata2, …: the guest's /dev/disk/by-id/virtio-<serial>."""
+    return "labdata" if index == 0 else f"labdata{index + 1}"
 
 
 # What a lab guest skips at boot. Under TCG every module load (its signature checked in emulation) and
@@ -165,10 +174,11 @@ def render_domain(spec: DomainSpec) -> str:
     return ET.tostring(domain, encoding="unicode")
 
 
-def render_data_disk(path: Path, target: str = DATA_DISK_TARGET) -> str:
-    """The extra disk DRBD replicates, attached persistently (``virsh attach-disk --persistent``)."""
+def render_data_disk(path: Path, index: int = 0) -> str:
+    """The ``index``-th extra disk DRBD replicates, attached persistently (``virsh attach-disk
+    --persistent``)."""
     holder = ET.Element("devices")
-    disk = _file_disk(holder, path, "raw", target, "virtio", "labdata")
+    disk = _file_disk(holder, path, "raw", data_disk_target(index), "virtio", data_disk_serial(index))
     return ET.tostring(disk, encoding="unicode")
 
 

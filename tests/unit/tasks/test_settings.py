@@ -727,3 +727,88 @@ def test_bad_exporter_settings_are_one_line(
     with pytest.raises(SettingsError) as raised:
         load_settings()
     assert str(raised.value).startswith(expected) and "\n" not in str(raised.value)
+
+
+R1 = {"resource": "r1", "port": 7790, "disk": "/dev/vdc", "minor": 1, "mountpoint": "/mnt/r1"}
+
+
+def test_further_volumes_each_get_settings_of_their_own(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """[[drbd.volumes]] from TOML: each volume's settings are the first's with its own five fields."""
+    (tmp_path / "hsf.toml").write_text(
+        "[drbd]\nresync_rate = '40M'\n\n"
+        "[[drbd.volumes]]\nresource = 'r1'\nport = 7790\ndisk = '/dev/vdc'\nminor = 1\nmountpoint = '/mnt/r1'\n"
+    )
+    settings = load_settings()
+    first, second = settings.each_volume()
+    assert (first.drbd.resource, first.drbd.disk, first.drbd.volumes) == ("r0", "/dev/vdb", ())
+    assert second.drbd.volume.model_dump() == R1 and second.drbd.volumes == ()
+    assert second.drbd.resync_rate == "40M" and second.lab == settings.lab  # the rest is the first's
+    assert [v.drbd.resource for v in load_settings(drbd={"volumes": []}).each_volume()] == ["r0"]
+
+
+def test_an_inventory_hosts_replication_port_is_the_first_volumes() -> None:
+    settings = load_settings(
+        target="inventory",
+        inventory=[
+            {"name": "store1", "address": "192.0.2.10", "replication_port": 7800},
+            {"name": "store2", "address": "192.0.2.11"},
+        ],
+        drbd={"volumes": [{**R1, "disk": "/dev/sdc"}]},
+    )
+    first, second = settings.each_volume()
+    assert [h.replication_port for h in first.inventory] == [7800, None]
+    assert [h.replication_port for h in second.inventory] == [None, None]
+    assert second.inventory[0].replication_ip == ipaddress.IPv4Address("192.0.2.10")  # resolved once, kept
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"drbd": {"volumes": [{**R1, "resource": "r0"}]}}, "drbd.volumes: resource r0 is named twice"),
+        ({"drbd": {"volumes": [{**R1, "port": 7789}]}}, "r1 has the port of r0 (7789)"),
+        ({"drbd": {"volumes": [{**R1, "minor": 0}]}}, "r1 has the minor of r0 (0)"),
+        ({"drbd": {"volumes": [{**R1, "disk": "/dev/vdb"}]}}, "r1 has the disk of r0 (/dev/vdb)"),
+        ({"drbd": {"volumes": [{**R1, "mountpoint": "/mnt/r0"}]}}, "r1 has the mountpoint of r0 (/mnt/r0)"),
+        (
+            {"drbd": {"volumes": [R1, {**R1, "resource": "r2", "disk": "/dev/vdd"}]}},
+            "r2 has the port of r1 (7790)",
+        ),
+        (
+            {"drbd": {"volumes": [{**R1, "disk": "/dev/vdd"}]}},
+            "r1's disk /dev/vdd is not one of the lab's data disks (/dev/vdb, /dev/vdc): set lab.data_disks = 2",
+        ),
+        (
+            {"drbd": {"volumes": [R1]}, "cluster": {"manager": "pacemaker"}},
+            "Pacemaker runs one volume here",
+        ),
+        ({"drbd": {"volumes": [R1], "topology": "stacked"}}, "a stacked volume is built alone"),
+        ({"drbd": {"volumes": [{**R1, "minor": -1}]}}, "drbd.volumes.0.minor"),
+    ],
+)
+def test_bad_further_volumes_are_one_clear_line(overrides: dict[str, object], message: str) -> None:
+    with pytest.raises(SettingsError, match=re.escape(message)) as error:
+        load_settings(**overrides)
+    assert len(str(error.value).splitlines()) == 1
+
+
+def test_the_lab_has_a_data_disk_for_each_volume() -> None:
+    assert LabSettings().data_disk_devices == ("/dev/vdb", "/dev/vdc")
+    four = load_settings(
+        lab={"data_disks": 4},
+        drbd={
+            "volumes": [
+                {
+                    **R1,
+                    "resource": f"r{i}",
+                    "port": 7789 + i,
+                    "minor": i,
+                    "disk": f"/dev/vd{'bcde'[i]}",
+                    "mountpoint": f"/mnt/r{i}",
+                }
+                for i in (1, 2, 3)
+            ]
+        },
+    )
+    assert [v.drbd.disk for v in four.each_volume()] == ["/dev/vdb", "/dev/vdc", "/dev/vdd", "/dev/vde"]

@@ -13,7 +13,7 @@ from tasks.lab.xml import DomainSpec
 from tasks.settings import LabSettings
 
 NODES = ("nodea", "nodeb")
-PER_NODE_CREATE = ["prepare_vm_files", "define_vm", "attach_data_disk", "start_vm"]
+PER_NODE_CREATE = ["prepare_vm_files", "define_vm", "attach_data_disk", "attach_data_disk", "start_vm"]
 
 
 def _settings(tmp_path: Path, **overrides: object) -> LabSettings:
@@ -50,7 +50,7 @@ def _running_vm(layout: LabLayout, spec: DomainSpec, **overrides: object) -> VmP
         "defined": True,
         "active": True,
         "spec_id": spec.spec_id,
-        "data_disk_attached": True,
+        "data_disks_attached": 2,
         "files_present": True,
     }
     return _vm(layout, spec.hostname, **{**state, **overrides})
@@ -154,23 +154,34 @@ def test_plan_up_undefined_vm_with_files_keeps_them(layout: LabLayout, specs: di
     assert _steps(plan_up(layout, probe, specs, embedded=True)) == [
         ("define_vm", "nodea"),
         ("attach_data_disk", "nodea"),
+        ("attach_data_disk", "nodea"),
         ("start_vm", "nodea"),
     ]
 
 
 @pytest.mark.parametrize(
-    ("active", "expected"),
+    ("active", "attached", "expected"),
     [
-        pytest.param(True, [("attach_data_disk", "nodea")], id="running"),
-        pytest.param(False, [("attach_data_disk", "nodea"), ("start_vm", "nodea")], id="stopped"),
+        pytest.param(True, 1, [("attach_data_disk", "nodea", 1)], id="running, the second missing"),
+        pytest.param(
+            False,
+            0,
+            [("attach_data_disk", "nodea", 0), ("attach_data_disk", "nodea", 1), ("start_vm", "nodea", None)],
+            id="stopped, both missing",
+        ),
     ],
 )
-def test_plan_up_missing_data_disk_is_attached(
-    layout: LabLayout, specs: dict[str, DomainSpec], active: bool, expected: list[tuple[str, str]]
+def test_plan_up_missing_data_disks_are_attached_in_order(
+    layout: LabLayout,
+    specs: dict[str, DomainSpec],
+    active: bool,
+    attached: int,
+    expected: list[tuple[str, str, int | None]],
 ) -> None:
     probe = _running_probe(layout, specs)
-    probe.vms["nodea"] = _running_vm(layout, specs["nodea"], data_disk_attached=False, active=active)
-    assert _steps(plan_up(layout, probe, specs, embedded=True)) == expected
+    probe.vms["nodea"] = _running_vm(layout, specs["nodea"], data_disks_attached=attached, active=active)
+    actions = plan_up(layout, probe, specs, embedded=True)
+    assert [(a.kind, a.node, a.disk) for a in actions] == expected
 
 
 def test_plan_up_removes_stray_domain(layout: LabLayout, specs: dict[str, DomainSpec]) -> None:

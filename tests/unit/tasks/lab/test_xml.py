@@ -13,9 +13,9 @@ from tasks.executor import CommandError, Executor
 from tasks.lab.image import GuestImage
 from tasks.lab.state import LabLayout
 from tasks.lab.xml import (
-    DATA_DISK_TARGET,
     SBD_DISK_PCI_SLOT,
     SBD_DISK_TARGET,
+    data_disk_target,
     DomainSpec,
     disk_sources,
     mac_for,
@@ -176,16 +176,17 @@ def test_schema_validation_rejects_a_broken_domain(tmp_path: Path) -> None:
         _validate(tmp_path, "<domain type='qemu'><bogus/></domain>", "domain")
 
 
-def test_render_data_disk(tmp_path: Path) -> None:
+@pytest.mark.parametrize(("index", "target", "serial"), [(0, "vdb", "labdata"), (1, "vdc", "labdata2")])
+def test_render_data_disk(tmp_path: Path, index: int, target: str, serial: str) -> None:
     path = tmp_path / "vms" / "nodea" / "data.img"
-    disk = ET.fromstring(render_data_disk(path))
+    disk = ET.fromstring(render_data_disk(path, index))
 
     assert disk.tag == "disk"
     assert (disk.get("type"), disk.get("device")) == ("file", "disk")
-    assert _found(disk, "target").attrib == {"dev": "vdb", "bus": "virtio"}
+    assert _found(disk, "target").attrib == {"dev": target, "bus": "virtio"}
     assert _attr(disk, "driver", "type") == "raw"
     assert _attr(disk, "source", "file") == str(path)
-    assert disk.findtext("serial") == "labdata"
+    assert disk.findtext("serial") == serial
 
 
 def _with_data_disk(domain_xml: str, data_disk_xml: str) -> str:
@@ -198,7 +199,9 @@ def _with_data_disk(domain_xml: str, data_disk_xml: str) -> str:
 
 def _domain_with_data_disk(layout: LabLayout, image: GuestImage, domain_type: DomainType) -> str:
     domain = render_domain(_spec(layout, image, domain_type))
-    return _with_data_disk(domain, render_data_disk(layout.data_disk("nodeb")))
+    for index, path in enumerate(layout.data_disks("nodeb")):  # in order, as the lab attaches them
+        domain = _with_data_disk(domain, render_data_disk(path, index))
+    return domain
 
 
 @pytest.mark.parametrize("domain_type", ["qemu", "kvm"])
@@ -213,9 +216,15 @@ def test_disk_sources(layout: LabLayout, image: GuestImage) -> None:
     xml = _domain_with_data_disk(layout, image, "kvm")
     assert disk_sources(xml) == {
         "vda": str(layout.overlay("nodeb")),
-        DATA_DISK_TARGET: str(layout.data_disk("nodeb")),
+        "vdb": str(layout.vm_dir("nodeb") / "data.img"),
+        "vdc": str(layout.vm_dir("nodeb") / "data2.img"),
         SBD_DISK_TARGET: str(layout.sbd_disk),
     }
+    assert (
+        [data_disk_target(i) for i in range(2)]
+        == ["vdb", "vdc"]
+        == [d.removeprefix("/dev/") for d in layout.lab.data_disk_devices]
+    )
 
 
 def test_disk_sources_skips_disks_without_a_file() -> None:
