@@ -187,6 +187,7 @@ class FailoverReport(BaseModel):
         )
 
     def answers(self) -> tuple[str, str]:
+        where = "after rejoin or on another volume" if self.volumes else "after rejoin"
         lost = (
             (
                 f"No. All {self.dataset_bytes:,} bytes ({self.dataset_files} files) verified by sha256 on "
@@ -198,7 +199,7 @@ class FailoverReport(BaseModel):
                 )
                 if self.bytes_lost == 0
                 else f"YES: {self.bytes_lost:,} of {self.dataset_bytes:,} bytes lost "
-                f"({', '.join(self.after_failover.lost_files) or 'after rejoin or on another volume'})."
+                f"({', '.join(self.after_failover.lost_files) or where})."
             )
             + self.volumes_answer()
             + self.writes_answer()

@@ -90,6 +90,22 @@ def zero_head_argv(device: str) -> list[str]:
     return ["cmp", "-s", "-n", str(DRBDMETA_CHECKED_BYTES), device, "/dev/zero"]
 
 
+WIPE_MIB = (
+    2  # zeroed at each end of a disk being wiped: a superblock at its head, DRBD's metadata at its tail
+)
+
+
+def zero_range_argv(device: str, seek_mib: int, mib: int = WIPE_MIB) -> list[str]:
+    """Zeros over ``mib`` MiB of ``device`` from ``seek_mib``, past the page cache."""
+    return ["dd", "if=/dev/zero", f"of={device}", "bs=1M", f"count={mib}", f"seek={seek_mib}", "oflag=direct",
+            "status=none"]  # fmt: skip
+
+
+def wipefs_argv(device: str) -> list[str]:
+    """Every signature libblkid knows off ``device``."""
+    return ["wipefs", "-a", "-q", device]
+
+
 def ip_addresses_argv() -> list[str]:
     return ["ip", "-json", "address", "show"]
 

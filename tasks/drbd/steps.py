@@ -248,6 +248,17 @@ def device_size(target: SshTarget, device: str) -> int:
     return int(run(target, cmd.device_size_argv(device), read_only=True).stdout.strip())
 
 
+@step(name="wipe-disk", timeout_seconds=300, retry_transport=True)
+def wipe_disk(target: SshTarget, disk: str) -> None:
+    """DESTROYS ``disk``: zeros at its head and its tail (where internal metadata lives, and a stacked
+    resource's just before it) and no signature left, so setup finds it blank. No flow calls it: it is for
+    the tests and benchmarks that start a volume over, on disks they made."""
+    mib = device_size(target, disk) >> 20
+    for seek in sorted({0, max(mib - cmd.WIPE_MIB, 0)}):
+        run(target, cmd.zero_range_argv(disk, seek), timeout=240)
+    run(target, cmd.wipefs_argv(disk))
+
+
 def resyncs(target: SshTarget, minor: int) -> list[int]:
     """KiB each resync of ``minor`` copied since the node booted, oldest first (its kernel log)."""
     return parse_resyncs(run(target, cmd.kernel_log_argv(), read_only=True).stdout, minor)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -10,7 +11,9 @@ from flows.failover import failover_drill
 from flows.faults import failover_outcome
 from flows.lab import LabStatus
 from flows.setup import setup
+from tasks.cluster import drbd_resource, secret_block_name, shared_secret
 from tasks.context import current_executor
+from tasks.drbd import steps
 from tasks.drbd.plan import Refused
 from tasks.executor import SshTarget
 from tasks.faults import judge
@@ -42,12 +45,52 @@ def test_setup_builds_the_volume_and_a_second_run_changes_nothing(
     assert run(primary, "stat", "-c", "%a", "/etc/drbd.d/r0.res").strip() == "600"  # it holds the secret
 
 
+R1 = {"resource": "r1", "port": 7790, "disk": "/dev/vdc", "minor": 1, "mountpoint": "/mnt/r1"}
+
+
+@pytest.fixture(scope="module")
+def two_volumes(settings: Settings, targets: dict[str, SshTarget]) -> Iterator[Settings]:
+    """The lab's volume and a second one on each VM's second data disk (blank: its sync is skipped). Taken
+    off the nodes at the end, so the later tests find the one volume they build on."""
+    both = load_settings(drbd={"volumes": [R1], "initial_sync": "skip"})
+    yield both
+    r1 = both.each_volume()[1]
+    resource = drbd_resource(r1, shared_secret(secret_block_name(r1)))
+    for target in targets.values():
+        steps.remove_resource.fn(target, resource, r1.drbd.mountpoint)
+        steps.wipe_disk.fn(target, r1.drbd.disk)
+
+
+def test_a_second_volume_is_set_up_beside_the_first_and_a_second_run_changes_nothing(
+    lab: LabStatus, two_volumes: Settings, targets: dict[str, SshTarget]
+) -> None:
+    first = setup(two_volumes)
+    print(f"\n{first.render()}")
+    assert first.steps == []  # the first volume was built already: untouched
+    [second] = first.volumes
+    assert second.resource == "r1" and second.device == "/dev/drbd1" and second.primary == first.primary
+    kinds = [step.split("(")[0] for step in second.steps]
+    assert {"create_md", "skip_initial_sync", "mkfs", "mount"} <= set(kinds), kinds
+    assert second.filesystem_seen == {node: "ext4" for node in targets}
+    assert first.all_volumes_s is not None and first.all_volumes_s >= second.seconds
+    again = setup(two_volumes)
+    assert not again.changed, again.render()
+    primary, secondary = (targets[n] for n in two_volumes.lab.nodes)
+    state = run(primary, "cat", "/proc/drbd")
+    assert " 1: cs:Connected ro:Primary/Secondary ds:UpToDate/UpToDate" in state, state
+    assert " 0: cs:Connected ro:Primary/Secondary ds:UpToDate/UpToDate" in state, state
+    assert "/dev/drbd1 /mnt/r1 ext4" in run(primary, "cat", "/proc/mounts")
+    assert " 1: cs:Connected ro:Secondary/Primary" in run(secondary, "cat", "/proc/drbd")
+
+
 def test_failover_drill_loses_no_byte_and_no_acknowledged_write(
-    lab: LabStatus, settings: Settings, targets: dict[str, SshTarget]
+    lab: LabStatus, two_volumes: Settings, targets: dict[str, SshTarget]
 ) -> None:
     """The drill's own application (fsync before each ack) loses nothing through the kill; a broken one
     running beside it on the same primary — it acknowledges after write(), before fsync — is caught by the
-    same checker: the checker fails when it should."""
+    same checker: the checker fails when it should. The killed node held both volumes: the second fails
+    over, rejoins and switches back with the first, and loses nothing either."""
+    settings = two_volumes
     primary, survivor = settings.lab.nodes[0], settings.lab.nodes[1]
     broken_dir = f"{settings.drbd.mountpoint}/broken-acked"
     broken_log = AckLog()
@@ -89,8 +132,17 @@ def test_failover_drill_loses_no_byte_and_no_acknowledged_write(
     print(f"broken application (no fsync): {caught.summary()}")
     assert caught.lost and caught.acked > len(caught.lost) and caught.lost[-1] == caught.acked
     current_executor().run(["rm", "-rf", broken_dir], targets[primary])
-    # the drill leaves the original layout behind: the same volume, healthy, primary on the first node
-    assert setup(settings).steps == []
+    # the second volume: its own dataset through the same kill, verified after the failover and on both
+    # nodes after its own rejoin
+    [r1] = report.volumes
+    assert (r1.resource, r1.bytes_lost) == ("r1", 0) and r1.dataset_bytes == report.dataset_bytes
+    assert [v.node for v in r1.verified] == [survivor, survivor, primary]
+    assert all(v.bytes_ok == r1.dataset_bytes for v in r1.verified)
+    assert r1.resync_s is not None and r1.resynced_bytes is not None
+    assert "drbdadm primary r1" in report.survivor_commands
+    assert report.detection_s < r1.verified_s
+    # the drill leaves the original layout behind: the same volumes, healthy, primary on the first node
+    assert not setup(settings).changed
 
 
 def test_setup_refuses_a_disk_that_holds_a_filesystem(lab: LabStatus, targets: dict[str, SshTarget]) -> None:

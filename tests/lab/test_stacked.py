@@ -67,13 +67,7 @@ def nodes(lab: LabStatus, settings: Settings) -> Iterator[dict[str, SshTarget]]:
         run(target, "umount", "/mnt/r0", ok=(0, 32))
         for down in (["--stacked", "down", "r0-u"], ["down", "r0-u"], ["down", "r0"]):
             run(target, "drbdadm", *down, ok=(0, 1, 10, 11, 20))
-        # Blank: no signature, and nothing in the head or the tail, where internal metadata lives (the
-        # lower resource's at the disk's end, the upper's at the end of the lower device, just before it).
-        mib = steps.device_size(target, disk) // 2**20
-        for seek in (0, mib - 2):
-            zero = ["dd", "if=/dev/zero", f"of={disk}", "bs=1M", "count=2", f"seek={seek}", "oflag=direct"]
-            run(target, *zero, "status=none")
-        run(target, "wipefs", "-a", "-q", disk)
+        steps.wipe_disk.fn(target, disk)
         run(target, "rm", "-f", "/etc/drbd.d/r0.res", "/etc/drbd.d/r0-u.res")
     yield everyone
 

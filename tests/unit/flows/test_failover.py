@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from pydantic import SecretStr
 
-from flows.failover import FailoverProgress, FailoverReport, Verification
+from flows.failover import FailoverProgress, FailoverReport, Verification, VolumeOutcome
 from tasks.drbd.model import DrbdNode, DrbdResource
 from tasks.drbd.probes import DrbdState, Mount, parse_proc_drbd
 from tasks.drbd.roles import NodeSeen, Recovery, RecoveryPlan, plan_recovery, recovery_commands
@@ -180,6 +180,42 @@ def test_the_resync_after_rejoin_is_shown_against_what_changed_meanwhile() -> No
     assert any(r.startswith("  … copied") and r.endswith("274,432 KiB (26% of the volume)") for r in rows)
     assert any(r.startswith("  … written while nodea was away") and r.endswith("3,072 KiB") for r in rows)
     assert "… copied" not in report().render()  # an older report without the figures
+
+
+def volume(name: str = "r1", lost_files: list[str] | None = None) -> VolumeOutcome:
+    return VolumeOutcome(
+        resource=name,
+        mountpoint=f"/mnt/{name}",
+        dataset_files=8,
+        dataset_bytes=DATASET_BYTES,
+        promote_s=0.51,
+        mount_s=0.93,
+        verified_s=13.2,
+        verified=[verified("nodeb"), verified("nodeb", lost_files), verified("nodea")],
+        resync_s=3.96,
+        resynced_bytes=4 * MIB,
+    )
+
+
+def test_each_further_volume_is_a_row_and_part_of_the_answer() -> None:
+    text = report(volumes=[volume("r1"), volume("r2")]).render()
+    row = next(line for line in text.splitlines() if line.startswith("  volume r1 (/mnt/r1)"))
+    assert row.endswith(
+        "verified 13.2 s after the kill (promote 0.5 s, mount 0.9 s), 0 of 536,870,912 bytes lost "
+        "(3 checks: nodeb, nodeb, nodea); resync 4.0 s, 4,096 KiB copied"
+    )
+    assert "  volume r2 (/mnt/r2)" in text
+    lost, _ = report(volumes=[volume("r1"), volume("r2")]).answers()
+    assert (
+        lost.startswith("No.") and "The other volumes (r1, r2) failed over with it: all 1,073,741,824" in lost
+    )
+
+
+def test_bytes_a_further_volume_lost_are_the_drills_loss() -> None:
+    r = report(volumes=[volume("r1"), volume("r2", lost_files=["f0003.bin"])])
+    assert r.bytes_lost == 64 * MIB
+    lost, _ = r.answers()
+    assert lost.startswith("YES: 67,108,864 of") and "Volumes that lost bytes: r2." in lost
 
 
 def test_the_phases_lay_the_drill_on_one_time_axis_from_the_kill() -> None:

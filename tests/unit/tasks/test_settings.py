@@ -738,7 +738,8 @@ def test_further_volumes_each_get_settings_of_their_own(
     """[[drbd.volumes]] from TOML: each volume's settings are the first's with its own five fields."""
     (tmp_path / "hsf.toml").write_text(
         "[drbd]\nresync_rate = '40M'\n\n"
-        "[[drbd.volumes]]\nresource = 'r1'\nport = 7790\ndisk = '/dev/vdc'\nminor = 1\nmountpoint = '/mnt/r1'\n"
+        "[[drbd.volumes]]\nresource = 'r1'\nport = 7790\ndisk = '/dev/vdc'\n"
+        "minor = 1\nmountpoint = '/mnt/r1'\n"
     )
     settings = load_settings()
     first, second = settings.each_volume()
@@ -777,7 +778,8 @@ def test_an_inventory_hosts_replication_port_is_the_first_volumes() -> None:
         ),
         (
             {"drbd": {"volumes": [{**R1, "disk": "/dev/vdd"}]}},
-            "r1's disk /dev/vdd is not one of the lab's data disks (/dev/vdb, /dev/vdc): set lab.data_disks = 2",
+            "r1's disk /dev/vdd is not one of the lab's data disks (/dev/vdb, /dev/vdc): "
+            "set lab.data_disks = 2",
         ),
         (
             {"drbd": {"volumes": [R1]}, "cluster": {"manager": "pacemaker"}},

@@ -477,6 +477,25 @@ def test_head_probe_finds_a_filesystem_behind_drbd_metadata_and_full_probe_does_
     assert run(c.zero_head_argv(str(image))).returncode == 1  # … but the data drbdmeta checks is still there
 
 
+@needs("mkfs.ext4", "blkid", "wipefs")
+def test_zeroing_both_ends_and_wipefs_leave_a_disk_setup_finds_blank(tmp_path: Path) -> None:
+    """What ``wipe_disk`` runs, on an image with ext4 at its head and DRBD metadata at its tail."""
+    image = _blank(tmp_path)
+    assert run(c.mkfs_argv("ext4", str(image), "r1")).returncode == 0
+    tail = (Path(__file__).parents[3] / "fixtures" / "drbd" / "md-v08-tail.bin").read_bytes()
+    with image.open("r+b") as f:
+        f.seek(image.stat().st_size - len(tail))
+        f.write(tail)
+    mib = image.stat().st_size >> 20
+    for seek in (0, mib - c.WIPE_MIB):
+        assert run(c.zero_range_argv(str(image), seek)).returncode == 0
+    assert run(c.wipefs_argv(str(image))).returncode == 0
+    assert run(c.blkid_argv(str(image))).returncode == 2  # nothing at the tail …
+    assert run(c.blkid_head_argv(str(image))).returncode == 2  # … nor at the head
+    assert run(c.zero_head_argv(str(image))).returncode == 0  # and drbdmeta would not ask
+    assert image.stat().st_size == mib << 20  # zeroed in place, never grown
+
+
 @needs("blockdev")
 def test_flush_buffers_is_a_block_device_ioctl(tmp_path: Path) -> None:
     assert c.flush_buffers_argv("/dev/vdb") == ["blockdev", "--flushbufs", "/dev/vdb"]

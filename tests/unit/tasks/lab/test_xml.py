@@ -15,8 +15,8 @@ from tasks.lab.state import LabLayout
 from tasks.lab.xml import (
     SBD_DISK_PCI_SLOT,
     SBD_DISK_TARGET,
-    data_disk_target,
     DomainSpec,
+    data_disk_target,
     disk_sources,
     mac_for,
     render_data_disk,
