@@ -9,7 +9,7 @@ export DO_NOT_TRACK ?= 1
 export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS ?= 90
 
-.PHONY: deps host-deps python-deps demo setup bench-failover bench-backup test test-unit test-flow test-server test-lab lint lab-up lab-status lab-down clean blocks deployments serve
+.PHONY: deps host-deps python-deps demo setup bench-failover bench-backup bench-volumes test test-unit test-flow test-server test-lab lint lab-up lab-status lab-down clean blocks deployments serve
 
 deps: host-deps python-deps
 
@@ -43,6 +43,10 @@ bench-failover: deps
 ## The backup flow vs raw borg create/extract on one data set (figures, no asserts).
 bench-backup: deps
 	$(PY) -m benchmarks.backup
+
+## Setup and the failover drill with 1 to 4 volumes on the lab (figures, no asserts).
+bench-volumes: deps
+	$(PY) -m benchmarks.volumes
 
 ## Lint, then every test tier: unit, flow (Prefect harness) and lab (real VMs). Ends with the lab down.
 ## The lab tier and the others run at once (scripts/run-tests.sh); `$(PY) -m pytest` runs them in turn.
