@@ -385,6 +385,10 @@ class FailoverProgress(BaseModel):
     survivor_commands: list[str] = Field(default_factory=list)
     error: str = Field("", description="The error the drill failed with.")
     recovery: Recovery | None = None
+    volume_recoveries: dict[str, Recovery] = Field(
+        default_factory=dict,
+        description="drbd.volumes: what the recovery found and did for each further one.",
+    )
     cluster: str = Field("", description="crm_mon on the survivor after the failure (manager pacemaker).")
     acked: dict[str, int] = Field(
         default_factory=dict, description="Records acknowledged to the application so far, per writer."
@@ -452,6 +456,11 @@ class FailoverProgress(BaseModel):
         width = max(len(label) for label, _ in rows)
         if self.recovery:
             recovery = [self.recovery.summary(), *(f"  {seen.describe()}" for seen in self.recovery.seen)]
+            for name, further in self.volume_recoveries.items():
+                recovery += [
+                    f"{name}: {further.summary()}",
+                    *(f"  {seen.describe()}" for seen in further.seen),
+                ]
         elif self.cluster:
             recovery = [
                 "Service: left to Pacemaker (the flow does not act behind it); crm_mon:",
@@ -547,14 +556,17 @@ def _drill(settings: Settings) -> FailoverReport:
         fault=settings.fault,
         started_at=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
     )
-    phases = _watched_phases if settings.cluster.manager == "pacemaker" else _phases
     application = _Application(settings, progress)
+    volumes = _FurtherVolumes(settings, targets, progress.started_at)
     try:
-        report = phases(settings, targets, resource, progress, application)
+        if settings.cluster.manager == "pacemaker":  # one volume: the settings refuse drbd.volumes there
+            report = _watched_phases(settings, targets, resource, progress, application)
+        else:
+            report = _phases(settings, targets, resource, progress, application, volumes)
     except Exception as exc:
         application.stop_quietly()
         progress.acked = application.acked()
-        _after_failure(settings, targets, resource, progress, exc)
+        _after_failure(settings, targets, resource, progress, exc, volumes)
         raise
     if report.writes is not None:
         png = ack_timeline_png(
@@ -627,6 +639,7 @@ def _phases(
     resource: DrbdResource,
     progress: FailoverProgress,
     application: _Application,
+    volumes: _FurtherVolumes,
 ) -> FailoverReport:
     """The drill after setup; ``progress`` records what it has seen, for a partial report."""
     log = get_run_logger()
@@ -638,7 +651,6 @@ def _phases(
     # Phase 1: a dataset whose every byte is recorded (one on each further volume, at once), and the
     # application writing on the primary.
     started = time.monotonic()
-    volumes = _FurtherVolumes(settings, targets, progress.started_at)
     volumes.write_datasets(primary)
     directory, manifest = _dataset(settings, targets[primary], progress)
     volumes.datasets_written()
@@ -862,6 +874,17 @@ class _FurtherVolumes:
             )
         ]
 
+    def recover(self, prefer: str) -> dict[str, Recovery]:
+        """After a failed drill: let what still runs end, then see that each further volume is served,
+        as the first is (:func:`restore_service`: nothing, mount, or promote and mount, or the commands)."""
+        for future in self.pending:
+            future.wait()
+        self.pending = []
+        return {
+            resource.name: restore_service(self.targets, resource, v.drbd.mountpoint, prefer=prefer)
+            for v, resource in zip(self.settings, self.resources, strict=True)
+        }
+
     def switched_back(self) -> list[VolumeOutcome]:
         for outcome, verified in zip(self.outcomes, self._results(), strict=True):
             outcome.verified += verified
@@ -954,6 +977,7 @@ def _after_failure(
     resource: DrbdResource,
     progress: FailoverProgress,
     exc: Exception,
+    volumes: _FurtherVolumes,
 ) -> None:
     """A drill failed midway: one node must still serve the volume, and what it saw is published.
 
@@ -969,6 +993,7 @@ def _after_failure(
             progress.cluster = pm_steps.cluster_summary(targets[prefer])
         else:
             progress.recovery = restore_service(targets, resource, settings.drbd.mountpoint, prefer=prefer)
+            progress.volume_recoveries = volumes.recover(prefer)
     except Exception as failed:  # restore_service reports; this is its own bug
         log.error("the recovery check itself failed: %s: %s", type(failed).__name__, failed)
     try:

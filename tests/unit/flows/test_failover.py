@@ -440,6 +440,31 @@ def test_a_drill_that_failed_after_the_fault_reports_what_it_measured_and_did() 
     assert "  nodea: does not answer (no SSH answer)" in text.splitlines()
 
 
+def test_a_failed_drill_over_several_volumes_says_what_the_recovery_did_for_each() -> None:
+    survivor = seen("nodeb", "WFConnection", "Primary/Unknown", "UpToDate/DUnknown", mounted=True)
+    r1 = seen("nodeb", "WFConnection", "Secondary/Unknown", "UpToDate/DUnknown")
+    text = progress(
+        phase="rejoin",
+        fired=True,
+        error="TimeoutError: x",
+        recovery=Recovery(
+            seen=[seen("nodea"), survivor], plan=plan(seen("nodea"), survivor), serving="nodeb"
+        ),
+        volume_recoveries={
+            "r1": Recovery(
+                seen=[seen("nodea"), r1],
+                plan=plan(seen("nodea"), r1),
+                done=["drbdadm primary r1", "mount /dev/drbd1 /mnt/r1"],
+                serving="nodeb",
+            )
+        },
+    ).render()
+    lines = text.splitlines()
+    at = next(i for i, line in enumerate(lines) if line.startswith("r1: "))
+    assert lines[at].startswith("r1: Service restored on nodeb") and "ran `drbdadm primary r1`" in lines[at]
+    assert lines[at + 1 :] == ["  nodea: does not answer (no SSH answer)", f"  {r1.describe()}"]
+
+
 def test_a_partial_report_without_a_recovery_says_to_check_by_hand() -> None:
     text = progress(phase="rejoin", fired=True, error="TimeoutError: x").render()
     assert text.splitlines()[-1].startswith("Service: not checked")
