@@ -27,32 +27,14 @@ def run(target: SshTarget, *argv: str, ok: tuple[int, ...] = (0,)) -> str:
     return current_executor().run(list(argv), target, timeout=120, ok_codes=ok).stdout
 
 
-def test_setup_builds_the_volume_and_a_second_run_changes_nothing(
-    lab: LabStatus, settings: Settings, targets: dict[str, SshTarget]
-) -> None:
-    first = setup(settings)
-    print(f"\n{first.render()}")
-    if any(step.startswith("mkfs") for step in first.steps):  # fresh volume: checked from every node
-        assert first.filesystem_seen == {node: settings.drbd.fstype for node in settings.lab.nodes}
-    second = setup(settings)
-    assert second.steps == [], second.steps
-    primary, secondary = (targets[n] for n in settings.lab.nodes)
-    assert "cs:Connected ro:Primary/Secondary ds:UpToDate/UpToDate" in run(primary, "cat", "/proc/drbd")
-    assert "cs:Connected ro:Secondary/Primary ds:UpToDate/UpToDate" in run(secondary, "cat", "/proc/drbd")
-    assert f"/dev/drbd0 {settings.drbd.mountpoint} {settings.drbd.fstype}" in run(
-        primary, "cat", "/proc/mounts"
-    )
-    assert run(primary, "stat", "-c", "%a", "/etc/drbd.d/r0.res").strip() == "600"  # it holds the secret
-
-
 R1 = {"resource": "r1", "port": 7790, "disk": "/dev/vdc", "minor": 1, "mountpoint": "/mnt/r1"}
 
 
 @pytest.fixture(scope="module")
 def two_volumes(settings: Settings, targets: dict[str, SshTarget]) -> Iterator[Settings]:
-    """The lab's volume and a second one on each VM's second data disk (blank: its sync is skipped). Taken
-    off the nodes at the end, so the later tests find the one volume they build on."""
-    both = load_settings(drbd={"volumes": [R1], "initial_sync": "skip"})
+    """The lab's volume and a second one on each VM's second data disk. Taken off the nodes at the end, so
+    the later tests find the one volume they build on."""
+    both = load_settings(drbd={"volumes": [R1]})
     yield both
     r1 = both.each_volume()[1]
     resource = drbd_resource(r1, shared_secret(secret_block_name(r1)))
@@ -61,26 +43,32 @@ def two_volumes(settings: Settings, targets: dict[str, SshTarget]) -> Iterator[S
         steps.wipe_disk.fn(target, r1.drbd.disk)
 
 
-def test_a_second_volume_is_set_up_beside_the_first_and_a_second_run_changes_nothing(
-    lab: LabStatus, two_volumes: Settings, targets: dict[str, SshTarget]
+def test_setup_builds_both_volumes_at_once_and_a_second_run_changes_nothing(
+    lab: LabStatus, settings: Settings, two_volumes: Settings, targets: dict[str, SshTarget]
 ) -> None:
     first = setup(two_volumes)
     print(f"\n{first.render()}")
-    assert first.steps == []  # the first volume was built already: untouched
     [second] = first.volumes
-    assert second.resource == "r1" and second.device == "/dev/drbd1" and second.primary == first.primary
-    kinds = [step.split("(")[0] for step in second.steps]
-    assert {"create_md", "skip_initial_sync", "mkfs", "mount"} <= set(kinds), kinds
-    assert second.filesystem_seen == {node: "ext4" for node in targets}
-    assert first.all_volumes_s is not None and first.all_volumes_s >= second.seconds
-    again = setup(two_volumes)
-    assert not again.changed, again.render()
-    primary, secondary = (targets[n] for n in two_volumes.lab.nodes)
-    state = run(primary, "cat", "/proc/drbd")
-    assert " 1: cs:Connected ro:Primary/Secondary ds:UpToDate/UpToDate" in state, state
-    assert " 0: cs:Connected ro:Primary/Secondary ds:UpToDate/UpToDate" in state, state
-    assert "/dev/drbd1 /mnt/r1 ext4" in run(primary, "cat", "/proc/mounts")
-    assert " 1: cs:Connected ro:Secondary/Primary" in run(secondary, "cat", "/proc/drbd")
+    assert (second.resource, second.device, second.primary) == ("r1", "/dev/drbd1", first.primary)
+    for report in (first, second):
+        if any(step.startswith("mkfs") for step in report.steps):  # fresh volume: checked from every node
+            assert report.filesystem_seen == {node: settings.drbd.fstype for node in settings.lab.nodes}
+    if first.steps:  # a fresh lab: both built from blank disks, each with its full initial sync
+        for report in (first, second):
+            kinds = {step.split("(")[0] for step in report.steps}
+            assert {"create_md", "initial_promote", "wait_synced", "mkfs", "mount"} <= kinds, kinds
+    assert not setup(two_volumes).changed
+    assert setup(settings).steps == []  # the first volume alone, as the settings without volumes see it
+    primary, secondary = (targets[n] for n in settings.lab.nodes)
+    for minor, mountpoint in ((0, settings.drbd.mountpoint), (1, "/mnt/r1")):
+        state = f" {minor}: cs:Connected ro:Primary/Secondary ds:UpToDate/UpToDate"
+        assert state in run(primary, "cat", "/proc/drbd")
+        assert f" {minor}: cs:Connected ro:Secondary/Primary ds:UpToDate/UpToDate" in run(
+            secondary, "cat", "/proc/drbd"
+        )
+        assert f"/dev/drbd{minor} {mountpoint} {settings.drbd.fstype}" in run(primary, "cat", "/proc/mounts")
+    for name in ("r0", "r1"):  # each holds its own secret
+        assert run(primary, "stat", "-c", "%a", f"/etc/drbd.d/{name}.res").strip() == "600"
 
 
 def test_failover_drill_loses_no_byte_and_no_acknowledged_write(

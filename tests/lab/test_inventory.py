@@ -40,6 +40,7 @@ def inventory_toml(settings: Settings, names: dict[str, str] | None = None) -> s
     )
     return (
         'target = "inventory"\n\n[failover]\nfault = "sysrq-poweroff"\n'
+        f"dataset_files = {settings.failover.dataset_files}\nfile_mib = {settings.failover.file_mib}\n"
         f'power_on_command = ["virsh", "-c", "qemu:///system", "start", "{settings.lab.name}-{{node}}"]\n\n'
         f"{hosts}"
     )
@@ -137,7 +138,8 @@ def test_a_drill_that_fails_midway_leaves_the_volume_served_and_reports_what_it_
         assert drill.returncode == 4
         assert "[localhost] `false` exited 1" in drill.stderr.splitlines()
         assert "Failover drill FAILED, DRBD r0: nodea → nodeb" in drill.stderr
-        assert re.search(r"verified on nodeb +5 files, [\d,]+ bytes intact, 0 lost", drill.stderr)
+        files = settings.failover.dataset_files
+        assert re.search(rf"verified on nodeb +{files} files, [\d,]+ bytes intact, 0 lost", drill.stderr)
         assert "Traceback" not in drill.stderr + drill.stdout
         assert steps.drbd_state(nodeb, 0).role == "Primary"
         assert "/dev/drbd0" in run(nodeb, "findmnt", "-n", "-o", "SOURCE", settings.drbd.mountpoint)
