@@ -53,7 +53,7 @@ from tasks.events import (
     cluster_resource,
 )
 from tasks.pacemaker.probes import ClusterStatus
-from tasks.settings import Settings
+from tasks.settings import DrbdSettings, Settings
 
 LOG = logging.getLogger("hsf.metrics")
 T = TypeVar("T")
@@ -621,6 +621,14 @@ def read_recorded_events(settings: Settings, repository: str) -> list[RecordedEv
     return found
 
 
+def resource_names(drbd: DrbdSettings) -> dict[int, str]:
+    """The resource each of this project's minors belongs to: every volume's, and a stacked upper one."""
+    names = {volume.minor: volume.resource for volume in (drbd.volume, *drbd.volumes)}
+    if drbd.topology == "stacked":
+        names[drbd.upper_minor] = drbd.upper_resource
+    return names
+
+
 def probe_drbd_node(settings: Settings, node: str, target: Any) -> list[DrbdDevice]:
     """Every device of this project's resources in the node's /proc/drbd; the kernel log only when one is
     StandAlone (a split-brain, or an operator's disconnect)."""
@@ -628,10 +636,7 @@ def probe_drbd_node(settings: Settings, node: str, target: Any) -> list[DrbdDevi
     from tasks.drbd.probes import split_brain_unresolved
     from tasks.drbd.steps import drbd_states, run
 
-    drbd, timeout = settings.drbd, settings.metrics.probe_timeout_s
-    names = {drbd.minor: drbd.resource}
-    if drbd.topology == "stacked":
-        names[drbd.upper_minor] = drbd.upper_resource
+    names, timeout = resource_names(settings.drbd), settings.metrics.probe_timeout_s
     states = drbd_states(target, timeout=timeout)
     kernel_log = None
     devices = []

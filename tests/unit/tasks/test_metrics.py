@@ -45,8 +45,10 @@ from tasks.metrics import (
     drill_results,
     families,
     parse_borg_info,
+    resource_names,
 )
 from tasks.pacemaker.probes import parse_crm_mon_xml
+from tasks.settings import DrbdSettings
 
 FIXTURES = Path(__file__).parents[2] / "fixtures"
 T0 = datetime(2026, 12, 1, 3, 0, tzinfo=UTC)
@@ -321,3 +323,9 @@ def test_a_probe_that_fails_is_a_zero_and_one_log_line(caplog: pytest.LogCapture
     assert line.startswith("metrics: probe drbd of nodeb failed: TransportError: ")
     got = samples(Snapshot(probes=[outcome]))
     assert got[("hsf_probe_success", (("probe", "drbd"), ("target", "nodeb")))] == 0
+
+
+def test_every_volume_and_a_stacked_upper_resource_is_named_by_its_minor() -> None:
+    r1 = {"resource": "r1", "port": 7790, "disk": "/dev/vdc", "minor": 1, "mountpoint": "/mnt/r1"}
+    assert resource_names(DrbdSettings(volumes=(r1,))) == {0: "r0", 1: "r1"}  # type: ignore[arg-type]
+    assert resource_names(DrbdSettings(topology="stacked")) == {0: "r0", 10: "r0-u"}
