@@ -121,7 +121,7 @@ class LabSettings(BaseModel):
         ge=1,
         le=8,
         description=(
-            "Data disks per storage VM, the guest's /dev/vdb, /dev/vdc, …: one per replicated volume "
+            "Data disks per lab VM, the guest's /dev/vdb, /dev/vdc, …: one per replicated volume "
             "(drbd.disk and each of drbd.volumes); blank ones cost nothing but a sparse file."
         ),
     )

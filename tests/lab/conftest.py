@@ -53,9 +53,14 @@ def _fresh_connections() -> Iterator[None]:
 
 
 # The drills here prove that nothing is lost, not how fast a big dataset moves (the benchmarks time the
-# defaults, five files of 20 MiB): each writes two of 4 MiB, as the fault matrix always did. Set in the
-# environment, so the settings every test loads and the files written for the CLI runs agree.
-SMALL_DATASET = {"HSF_FAILOVER__DATASET_FILES": "2", "HSF_FAILOVER__FILE_MIB": "4"}
+# defaults): each failover drill writes two files of 4 MiB (five of 20 MiB by default), as the fault
+# matrix always did, and the site loss 64 MiB of background traffic (256). Set in the environment, so the
+# settings every test loads and the files written for the CLI runs agree.
+SMALL_DATASET = {
+    "HSF_FAILOVER__DATASET_FILES": "2",
+    "HSF_FAILOVER__FILE_MIB": "4",
+    "HSF_SITE_LOSS__TRAFFIC_MIB": "64",
+}
 
 
 @pytest.fixture(scope="session", autouse=True)
