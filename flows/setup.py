@@ -163,7 +163,8 @@ def volume_setup(settings: Settings) -> SetupReport:
 def _build_volumes(settings: Settings) -> SetupReport:
     """Every volume at once (``drbd.volumes``): each is a resource of its own on its own disk, minor and
     port, so their setups share nothing but the nodes. Each refuses or finishes on its own; the run waits
-    for all of them, then names every volume that was refused or failed."""
+    for all of them and logs every volume that was refused or failed, then ends with the first failure
+    as it is (its own exit code), or with every refusal in one Refused."""
     started = time.monotonic()
     _lab_ready(settings)  # once, before the volumes' own setups find it up
     volumes = settings.each_volume()
@@ -176,10 +177,12 @@ def _build_volumes(settings: Settings) -> SetupReport:
     ]
     if failed:
         errors = [(name, _exception_of(state)) for name, state in failed]
-        lines = [f"{name}: {error}" for name, error in errors]
-        if all(isinstance(error, Refused) for _, error in errors):
-            raise Refused("\n".join(lines))
-        raise RuntimeError("volumes failed to set up:\n" + "\n".join(lines))
+        for name, error in errors:
+            get_run_logger().error("%s: %s", name, error)
+        for _, error in errors:  # a failure ends the run as its own kind (exit code), after every refusal
+            if not isinstance(error, Refused):
+                raise error
+        raise Refused("\n".join(f"{name}: {error}" for name, error in errors))
     first, *others = (future.result() for future in futures)
     first.volumes = others
     first.all_volumes_s = round(time.monotonic() - started, 1)
