@@ -12,8 +12,10 @@ only keeps the files current (a running resource's live change included).
 from __future__ import annotations
 
 import sys
+import threading
 import time
 from collections.abc import Callable, Mapping
+from contextvars import ContextVar
 from datetime import UTC, datetime
 
 from prefect import State, flow
@@ -154,21 +156,48 @@ def setup(settings: Settings | None = None) -> SetupReport:
         return _build(settings)
 
 
+# drbd.volumes: every volume's setup waits here after its phase 0, so none changes a node before all
+# were probed and found sound; one that refused or failed breaks it, and the others change nothing.
+_PROBED_ALL: ContextVar[threading.Barrier | None] = ContextVar("hsf_volumes_probed", default=None)
+
+
 @step(name="volume-setup")
 def volume_setup(settings: Settings) -> SetupReport:
     """One volume of several: its own setup, as a subflow, in a task so the volumes are set up at once."""
-    return setup(settings)
+    try:
+        return setup(settings)
+    except BaseException:
+        if (gate := _PROBED_ALL.get()) is not None:
+            gate.abort()  # the volumes still in phase 0, or waiting, stop before any change
+        raise
+
+
+def _every_volume_probed(resource: str) -> None:
+    """With several volumes: wait until every volume passed its phase 0; refuse if one did not."""
+    gate = _PROBED_ALL.get()
+    if gate is None:
+        return
+    try:
+        gate.wait()
+    except threading.BrokenBarrierError:
+        raise Refused(
+            f"nothing was changed on {resource}: another volume was refused or failed before any change"
+        ) from None
 
 
 def _build_volumes(settings: Settings) -> SetupReport:
     """Every volume at once (``drbd.volumes``): each is a resource of its own on its own disk, minor and
-    port, so their setups share nothing but the nodes. Each refuses or finishes on its own; the run waits
-    for all of them and logs every volume that was refused or failed, then ends with the first failure
-    as it is (its own exit code), or with every refusal in one Refused."""
+    port, so their setups share nothing but the nodes; none changes a node before every volume passed its
+    phase 0 (``_PROBED_ALL``). The run waits for all of them and logs every volume that was refused or
+    failed, then ends with the first failure as it is (its own exit code), or every refusal in one."""
     started = time.monotonic()
     _lab_ready(settings)  # once, before the volumes' own setups find it up
     volumes = settings.each_volume()
-    futures = [volume_setup.submit(volume) for volume in volumes]
+    token = _PROBED_ALL.set(threading.Barrier(len(volumes)))  # the tasks' threads copy this context
+    try:
+        futures = [volume_setup.submit(volume) for volume in volumes]
+    finally:
+        _PROBED_ALL.reset(token)
     wait(futures)
     failed = [
         (volume.drbd.resource, future.state)
@@ -283,6 +312,7 @@ def _build(settings: Settings) -> SetupReport:
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
 
     handlers = _drbd_handlers(settings, targets, resource, primary, report, stamp)
+    _every_volume_probed(resource.name)
 
     # Phase 1: configuration, module, metadata, attach — per node; a running resource adjusted.
     bring_up = plan_bring_up(probes, allowed)
